@@ -1,0 +1,197 @@
+"""Presets for the real benchmarks: which files go where, and the params to run them.
+
+    python -m eval.benchmarks list
+    python -m eval.benchmarks check NAME [--root DIR]      # are the files there? how to shard them
+    python -m eval.benchmarks overrides NAME               # key=value lines for finetune / evaluate
+
+A preset (``eval/presets/<name>.yaml``) names the annotation files of each split with their
+format, the video folder, the shard folders preprocessing should write, and the params
+overrides that point fine-tuning and evaluation at those shards, e.g.::
+
+    python -m eval.benchmarks check msrvtt_ret            # prints the preprocess commands
+    python -m eval.finetune --task retrieval --preset msrvtt_ret
+    python -m eval.evaluate --preset msrvtt_ret
+
+Annotation files are parsed by the preprocessing adapters (:mod:`preprocess.formats`), the
+same code that shards them, so a preset that parses here also shards there. A missing file
+is reported with the path it is expected at and the format it must have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from pipeline.config import REPO_ROOT
+
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+
+# What each annotation format looks like (the adapters in preprocess.formats read them).
+FORMAT_HELP = {
+    "webvid": "WebVid CSV with columns videoid, contentUrl, duration, page_dir, name (the caption)",
+    "msrvtt": 'MSR_VTT.json: {"videos": [{"video_id", "split"}], "annotations": [{"image_id", "caption"}]}',
+    "msrvtt_1ka": "the 1k-A test list CSV (MSRVTT_JSFUSION_test.csv): key, vid_key, video_id, sentence",
+    "clipbert": 'ClipBERT/ALPRO JSONL, one {"caption", "clip_name"} per line',
+    "singularity": 'Singularity/VindLU JSON list [{"video" | "image": path, "caption": str | [str]}]',
+    "paragraph": 'paragraph retrieval: DiDeMo [{"video", "description"}], ActivityNet '
+                 '{"v_id": {"sentences": [...]}} or a Singularity list; captions joined per video',
+    "msrvtt_qa": 'MSRVTT-QA JSON list [{"question", "answer", "video_id", "answer_type"}]',
+    "msvd_qa": 'MSVD-QA JSON list [{"question", "answer", "video_id", "answer_type"}] (video_id n -> vid<n>)',
+    "tgif_qa": 'TGIF-QA: Action/Transition {"gif_name", "question", "options": [5], "answer": int}, '
+               'FrameQA {"gif_name", "question", "answer", "answer_type"} (JSON, JSONL or TSV)',
+}
+
+
+class MissingData(FileNotFoundError):
+    """A preset's input files are not where it expects them; the message lists each."""
+
+
+@dataclass(frozen=True)
+class Split:
+    name: str
+    annotations: str
+    format: str
+    shards: str
+    videos: str | None = None  # overrides the preset's video folder (CC3M images)
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    task: str
+    dataset: str
+    videos: str
+    splits: tuple[Split, ...]
+    params: dict
+
+    def overrides(self) -> list[str]:
+        """``key.path=value`` strings for eval.finetune / eval.evaluate."""
+        return [f"{key}={value if isinstance(value, str) else json.dumps(value)}"
+                for key, value in self.params.items()]
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def load_preset(name_or_path: str | Path) -> Preset:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESETS_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        raise MissingData(f"preset {name_or_path!r} not found; known presets: {', '.join(available())}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        splits = tuple(Split(name=n, annotations=s["annotations"], format=s["format"], shards=s["shards"],
+                             videos=s.get("videos")) for n, s in raw["splits"].items())
+        preset = Preset(name=raw["name"], task=raw["task"], dataset=raw["dataset"], videos=raw["videos"],
+                        splits=splits, params=dict(raw.get("params") or {}))
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: malformed preset ({err!r}); needs name, task, dataset, videos, "
+                         f"splits.<split>.annotations/format/shards") from None
+    for s in preset.splits:
+        if s.format not in FORMAT_HELP:
+            raise ValueError(f"{path}: split {s.name}: unknown format {s.format!r}")
+    return preset
+
+
+def _resolve(path: str, root: Path) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else root / p
+
+
+def check_inputs(preset: Preset, root: str | Path = REPO_ROOT) -> None:
+    """Raise :class:`MissingData` naming every missing annotation file or video folder."""
+    root = Path(root)
+    problems = []
+    for s in preset.splits:
+        ann = _resolve(s.annotations, root)
+        if not ann.is_file():
+            problems.append(f"{preset.dataset} {s.name} annotations: expected {ann} "
+                            f"(format {s.format}: {FORMAT_HELP[s.format]})")
+        videos = _resolve(s.videos or preset.videos, root)
+        if not videos.exists():
+            problems.append(f"{preset.dataset} {s.name} videos: expected a folder (or .tar) of videos at {videos}")
+    if problems:
+        raise MissingData(f"preset {preset.name}: input data missing; fill in the paths in "
+                          f"eval/presets/{preset.name}.yaml or put the files there:\n  - " + "\n  - ".join(problems))
+
+
+def parse_split(preset: Preset, split: str, root: str | Path = REPO_ROOT) -> list[dict]:
+    """The split's annotation rows, read by the preprocessing adapter of its format."""
+    from preprocess.formats import read_rows
+
+    s = next((x for x in preset.splits if x.name == split), None)
+    if s is None:
+        raise ValueError(f"preset {preset.name} has no split {split!r} ({', '.join(x.name for x in preset.splits)})")
+    path = _resolve(s.annotations, Path(root))
+    if not path.is_file():
+        raise MissingData(f"{preset.dataset} {split} annotations: expected {path} "
+                          f"(format {s.format}: {FORMAT_HELP[s.format]})")
+    _, rows = read_rows(path, s.format)
+    return list(rows)
+
+
+def check_shards(preset: Preset, root: str | Path = REPO_ROOT) -> None:
+    """Raise :class:`MissingData` (with the commands that make them) if shards are missing."""
+    missing = [s for s in preset.splits if not any(_resolve(s.shards, Path(root)).glob("*.tar"))]
+    if missing:
+        raise MissingData(
+            f"preset {preset.name}: no shards at " + ", ".join(s.shards for s in missing)
+            + "; make them with:\n  " + "\n  ".join(
+                c for s, c in zip(preset.splits, shard_commands(preset)) if s in missing))
+
+
+def preset_overrides(name: str | None, root: str | Path = REPO_ROOT) -> list[str]:
+    """The overrides of preset ``name`` after checking its shards exist ([] for no preset)."""
+    if not name:
+        return []
+    preset = load_preset(name)
+    check_shards(preset, root)
+    return preset.overrides()
+
+
+def shard_commands(preset: Preset) -> list[str]:
+    return [f"python -m preprocess --annotations {s.annotations} --videos {s.videos or preset.videos} "
+            f"--format {s.format} --out {s.shards}" for s in preset.splits]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m eval.benchmarks", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list")
+    c = sub.add_parser("check")
+    c.add_argument("name")
+    c.add_argument("--root", default=str(REPO_ROOT), help="relative paths start here")
+    o = sub.add_parser("overrides")
+    o.add_argument("name")
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "list":
+            for name in available():
+                pr = load_preset(name)
+                print(f"{name:22s} {pr.task:10s} {pr.dataset}")
+        elif args.cmd == "overrides":
+            print("\n".join(load_preset(args.name).overrides()))
+        else:
+            preset = load_preset(args.name)
+            check_inputs(preset, args.root)
+            for s in preset.splits:
+                rows = parse_split(preset, s.name, args.root)
+                bad = sum(r["row_error"] is not None for r in rows)
+                print(f"{s.name}: {len(rows)} annotation rows ({bad} unusable) in {s.annotations}")
+            print("shard with:\n  " + "\n  ".join(shard_commands(preset)))
+            print("then run with: " + " ".join(f"'{x}'" for x in preset.overrides()))
+    except (MissingData, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

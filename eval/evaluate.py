@@ -1,0 +1,277 @@
+"""Evaluate pre-trained (zero-shot) and fine-tuned checkpoints; write the metrics files.
+
+    python -m eval.evaluate [--recipe smaug ...] [--params params.yaml] [key.path=value ...]
+
+For every recipe in ``eval.recipes`` this writes ``results/eval/<recipe>.json`` (everything
+below) and ``results/metrics/eval-<recipe>.json`` (the headline numbers for ``dvc metrics show``):
+
+* ``zero_shot``: retrieval (VTC, and VTM re-ranking of the top ``eval.retrieval.rerank_k``)
+  and multiple choice by VTM, straight from ``models/pretrain/<recipe>``;
+* ``finetuned``: retrieval, open-ended QA and multiple choice from
+  ``models/finetune/<recipe>/<task>`` (a task without a fine-tuned checkpoint is listed in
+  ``not_finetuned``; open-ended QA needs its classifier, so it has no zero-shot entry);
+* ``chance``: R@1 chance (100 / test videos), the QA majority-answer baseline, MC chance;
+* with ``eval.shuffle_test`` every evaluation is repeated with the frames of each clip in a
+  fixed shuffled order (HiTeA) and ``shuffle_drop`` = normal - shuffled is reported;
+* ``checkpoints``: path + sha256 of each model.safetensors used, ``params``: the settings.
+
+and ``results/plots/recall/<recipe>-<setting>.csv`` (R@K for K = 1..10) for ``dvc plots``.
+Evaluation is deterministic: fixed frame positions, candidates sorted by key, fixed
+shuffle permutations, and floats rounded to 4 decimals in the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from eval.checkpoints import fingerprint, load_task_model, loader_config_of, model_config_of, resolve_checkpoint
+from eval.config import EvalConfig, FinetuneConfig
+from eval.shuffle import shuffle_drop
+from pipeline.config import ConfigError, load_params, section, to_dict
+
+LOADER_TEXT = {"retrieval": "caption", "qa": "question", "mc": "question"}
+
+
+def rounded(value: Any, digits: int = 4) -> Any:
+    """Floats rounded for a stable metrics file (same checkpoint -> same bytes)."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v, digits) for v in value]
+    return value
+
+
+class BatchCache:
+    """Decoded test batches, kept so normal / shuffled / zero-shot / fine-tuned passes
+    decode each test set once. Evaluation batches are deterministic (middle frames), so
+    reusing them changes nothing but the time."""
+
+    def __init__(self, seed: int, enabled: bool = True):
+        self.seed, self.enabled = seed, enabled
+        self._store: dict[tuple, list[dict]] = {}
+
+    def get(self, loader_cfg, shards: str, text: str):
+        from train.data import build_loader
+
+        key = (repr(loader_cfg), shards, text)
+        if key in self._store:
+            return self._store[key]
+        loader = build_loader(loader_cfg, shards, train=False, text=text, seed=self.seed)
+        if not self.enabled:
+            return loader
+        self._store[key] = list(loader)
+        if not self._store[key]:
+            raise ValueError(f"{shards}: the test set yielded no batch")
+        return self._store[key]
+
+
+def with_shuffle(run, shuffle_test: bool, seed: int) -> dict:
+    """``run(shuffle_seed)`` normally and, if asked, with shuffled frames; the drop between."""
+    normal = run(None)
+    if not shuffle_test:
+        return {"normal": normal}
+    shuffled = run(seed)
+    return {"normal": normal, "shuffled": shuffled, "shuffle_drop": shuffle_drop(normal, shuffled)}
+
+
+def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, cache: BatchCache,
+                        seed: int) -> tuple[dict, dict, dict]:
+    """(metrics, fingerprint, plot curves) of one checkpoint on one task."""
+    from train.data.text import load_tokenizer
+
+    from eval.qa import MultipleChoice, OpenEndedQA, evaluate_multiple_choice, evaluate_open_ended
+    from eval.retrieval import evaluate_retrieval
+
+    module, state = load_task_model(folder, map_location=eval_device(cfg.device))
+    loader_cfg = loader_config_of(state, params, num_frames=cfg.num_frames, batch_size=cfg.batch_size)
+    max_len = cfg.max_len or loader_cfg.max_len
+    model = module.model if isinstance(module, (OpenEndedQA, MultipleChoice)) else module
+    task_eval = getattr(cfg, task)
+    batches = cache.get(loader_cfg, task_eval.shards, LOADER_TEXT[task])
+    curves: dict = {}
+    if task == "retrieval":
+        tokenizer = load_tokenizer(model_config_of(state).text.path)
+
+        texts: dict = {}
+
+        def run(shuffle_seed):
+            r = evaluate_retrieval(model, batches, tokenizer, max_len=max_len, rerank_k=task_eval.rerank_k,
+                                   paragraph=task_eval.paragraph, shuffle_seed=shuffle_seed,
+                                   reuse_texts=texts.get("emb"))
+            texts["emb"] = r.pop("embeddings")  # the shuffled pass changes only the videos
+            curves["shuffled" if shuffle_seed is not None else "normal"] = r.pop("curve")
+            return r
+    elif task == "qa":
+        if not isinstance(module, OpenEndedQA):
+            raise ValueError(f"{folder}: open-ended QA needs a checkpoint fine-tuned with --task qa")
+
+        text_cache: dict = {}  # questions are encoded once for the normal and the shuffled pass
+
+        def run(shuffle_seed):
+            return evaluate_open_ended(module, batches, shuffle_seed=shuffle_seed, text_cache=text_cache)
+    else:
+        mc = module if isinstance(module, MultipleChoice) else MultipleChoice(
+            model, load_tokenizer(model_config_of(state).text.path), max_len)
+
+        text_cache = {}
+
+        def run(shuffle_seed):
+            return evaluate_multiple_choice(mc, batches, shuffle_seed=shuffle_seed, text_cache=text_cache)
+
+    metrics = with_shuffle(run, cfg.shuffle_test, seed)
+    metrics["frames"] = loader_cfg.frames_per_clip
+    metrics["dataset"] = task_eval.dataset
+    return metrics, fingerprint(folder), curves
+
+
+def eval_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("eval.device: 'cuda' requested but no GPU is visible")
+    use_cuda = torch.cuda.is_available() if name == "auto" else name == "cuda"
+    return torch.device("cuda" if use_cuda else "cpu")
+
+
+def qa_chance(params: dict, cfg: EvalConfig, cache: BatchCache, loader_cfg) -> dict:
+    """Majority-answer baseline: always answer the most frequent training answer."""
+    from eval.finetune import training_answers
+    from eval.metrics import majority_baseline
+    from eval.qa import normalize_answer, open_ended_questions
+
+    ft = section(params, FinetuneConfig, "finetune")
+    train = [normalize_answer(a) for a in training_answers(ft.qa.shards)]
+    test = [normalize_answer(q["answer"]) for b in cache.get(loader_cfg, cfg.qa.shards, "question")
+            for m in b["meta"] for q in open_ended_questions(m)]
+    return majority_baseline(train, test)
+
+
+def write_curves(curves: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    normal = curves["normal"]
+    with path.open("w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        cols = ["k", "t2v", "v2t"] + (["t2v_shuffled", "v2t_shuffled"] if "shuffled" in curves else [])
+        w.writerow(cols)
+        for i, k in enumerate(normal["k"]):
+            row = [k, f"{normal['t2v'][i]:.2f}", f"{normal['v2t'][i]:.2f}"]
+            if "shuffled" in curves:
+                row += [f"{curves['shuffled']['t2v'][i]:.2f}", f"{curves['shuffled']['v2t'][i]:.2f}"]
+            w.writerow(row)
+
+
+def evaluate_recipe(params: dict, recipe: str) -> dict:
+    """Evaluate one recipe's checkpoints; writes its details and headline files, returns the details."""
+    from train.checkpoint import CheckpointError, read_state
+
+    cfg = section(params, EvalConfig, "eval")
+    seed = cfg.seed if cfg.seed is not None else int(params.get("seed", 0))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    cache = BatchCache(seed)
+    pre = resolve_checkpoint(Path(cfg.pretrain_dir) / recipe)
+    finetune = to_dict(section(params, FinetuneConfig, "finetune"))
+    out: dict[str, Any] = {"recipe": recipe, "params": {"eval": to_dict(cfg), "finetune": finetune, "seed": seed},
+                           "checkpoints": {}, "zero_shot": {}, "finetuned": {}, "not_finetuned": [],
+                           "chance": {}}
+    plots = Path(cfg.plots_dir) / "recall"
+    for task in cfg.tasks:
+        if task == "qa":
+            continue  # open-ended QA has no zero-shot form (the classifier is trained)
+        metrics, fp, curves = evaluate_checkpoint(pre, task, cfg, params, cache, seed)
+        out["zero_shot"][task] = metrics
+        out["checkpoints"]["pretrain"] = fp
+        if curves:
+            write_curves(curves, plots / f"{recipe}-zero_shot.csv")
+    for task in cfg.tasks:
+        folder = Path(cfg.finetune_dir) / recipe / task
+        try:
+            folder = resolve_checkpoint(folder)
+        except CheckpointError:
+            out["not_finetuned"].append(task)
+            continue
+        metrics, fp, curves = evaluate_checkpoint(folder, task, cfg, params, cache, seed)
+        out["finetuned"][task] = metrics
+        out["checkpoints"][f"finetune_{task}"] = fp
+        if curves:
+            write_curves(curves, plots / f"{recipe}-finetuned.csv")
+    # chance levels, from the test sets just evaluated
+    for setting in ("zero_shot", "finetuned"):
+        r = out[setting].get("retrieval")
+        if r:
+            out["chance"]["retrieval_R@1"] = r["normal"]["chance_R@1"]
+        m = out[setting].get("mc")
+        if m:
+            out["chance"]["mc"] = m["normal"]["chance"]
+    if "qa" in cfg.tasks:
+        loader_cfg = loader_config_of(read_state(pre), params, num_frames=cfg.num_frames, batch_size=cfg.batch_size)
+        out["chance"]["qa_majority"] = qa_chance(params, cfg, cache, loader_cfg)
+    out = rounded(out)
+    for path, payload in ((Path(cfg.details_dir) / f"{recipe}.json", out),
+                          (Path(cfg.metrics_dir) / f"eval-{recipe}.json", headline(out))):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def headline(out: dict) -> dict:
+    """The few numbers ``dvc metrics show`` lists: R@1/5/10 and MdR of the reported ranking,
+    accuracies, the shuffle-test drops and the chance levels (details stay in details_dir)."""
+    lean: dict[str, Any] = {}
+    for setting in ("zero_shot", "finetuned"):
+        for task, m in sorted(out[setting].items()):
+            if task == "retrieval":
+                name = "vtm" if "vtm" in m["normal"] else "vtc"
+                row = {f"{d}_{k}": m["normal"][name][d][k] for d in ("t2v", "v2t") for k in ("R@1", "R@5", "R@10", "MdR")}
+                if "shuffle_drop" in m:
+                    row["shuffle_drop_t2v_R@1"] = m["shuffle_drop"][name]["t2v"]["R@1"]
+            else:
+                row = {"accuracy": m["normal"]["accuracy"]}
+                if "shuffle_drop" in m:
+                    row["shuffle_drop_accuracy"] = m["shuffle_drop"]["accuracy"]
+            lean.setdefault(setting, {})[task] = row
+    chance = dict(out["chance"])
+    if "qa_majority" in chance:
+        chance["qa_majority"] = chance["qa_majority"]["accuracy"]
+    lean["chance"] = chance
+    return lean
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m eval.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--recipe", action="append", default=None, help="recipe(s) to evaluate (default: eval.recipes)")
+    p.add_argument("--params", default=None, help="params file (default: params.yaml)")
+    p.add_argument("--preset", default=None, help="a real-benchmark preset (eval/presets/NAME.yaml)")
+    p.add_argument("overrides", nargs="*", help="key.path=value overrides of params")
+    args = p.parse_args(argv)
+    try:
+        from eval.benchmarks import preset_overrides
+
+        params = load_params(args.params, overrides=preset_overrides(args.preset) + args.overrides)
+        cfg = section(params, EvalConfig, "eval")
+        for recipe in args.recipe or cfg.recipes:
+            out = evaluate_recipe(params, recipe)
+            print(f"{Path(cfg.metrics_dir) / f'eval-{recipe}.json'}: zero-shot {sorted(out['zero_shot'])}, "
+                  f"fine-tuned {sorted(out['finetuned'])}")
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:
+        from train.checkpoint import CheckpointError
+
+        if isinstance(err, CheckpointError):
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Fine-tune a pre-trained checkpoint on a downstream task, with the trainer's own loop.
+
+    python -m eval.finetune --task retrieval|qa|mc [--recipe smaug] [--params params.yaml]
+                            [--init models/pretrain/smaug] [--out models/finetune/smaug/qa]
+                            [--fresh] [key.path=value ...]
+
+* ``retrieval``: the model's own VTC + VTM objectives (its forward), with MLM/MVM switched off
+  and no video masking; one caption per video per step, drawn anew each epoch.
+* ``qa``: open-ended QA as classification over the ``finetune.qa.vocab_size`` most frequent
+  training answers (:class:`eval.qa.OpenEndedQA`); the answer list is stored in state.json.
+* ``mc``: multiple choice by VTM over question+option, cross-entropy over the options
+  (:class:`eval.qa.MultipleChoice`).
+
+Safety and resume come from :class:`train.trainer.Trainer`: atomic checkpoints every
+``ckpt_every`` steps, SIGTERM/SIGUSR1 write one and exit 75, a non-finite loss stops the run
+naming the batch. Rerunning the same command continues an unfinished run; a finished one is
+left alone unless ``--fresh``. The weights are read from safetensors only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import sys
+from pathlib import Path
+import torch
+
+from eval.checkpoints import fingerprint, load_weights_into, loader_config_of, model_config_of, resolve_checkpoint
+from eval.config import TASKS, FinetuneConfig
+from pipeline.config import ConfigError, load_params, section, to_dict
+
+LOADER_TEXT = {"retrieval": "caption", "qa": "question", "mc": "question"}
+
+
+def training_answers(shards) -> list[str]:
+    """Every open-ended answer in the training shards (JSON members only; no decoding)."""
+    from train.data.shards import RawSample, expand_shards, iter_samples
+
+    from eval.qa import open_ended_questions
+
+    answers = []
+    for s in iter_samples(expand_shards(shards), rank=0, world_size=1, worker=0, num_workers=1, seed=0,
+                          epoch=0, train=False, resampled=False, shuffle_buffer=0):
+        if isinstance(s, RawSample):
+            answers += [q["answer"] for q in open_ended_questions(s.meta) if q.get("answer") is not None]
+    if not answers:
+        raise ValueError(f"{shards}: no open-ended question with an answer; cannot build the answer vocabulary")
+    return answers
+
+
+def finetune_model_config(cfg, task: str, task_cfg):
+    """Retrieval trains only VTC/VTM on whole (unmasked) clips; QA/MC use the model as is."""
+    if task != "retrieval":
+        return cfg
+    objectives = dataclasses.replace(cfg.objectives, vtc=task_cfg.vtc, vtm=task_cfg.vtm, mlm=0.0, mvm=0.0)
+    masking = dataclasses.replace(cfg.masking, video_ratio=0.0)
+    return dataclasses.replace(cfg, objectives=objectives, masking=masking)
+
+
+def scale_lr_of(optimizer: torch.optim.Optimizer, module: torch.nn.Module, scale: float) -> None:
+    """Move ``module``'s parameters into their own param groups with ``lr_scale`` (the
+    schedule multiplies each group's rate by it): a new head learns faster than the body."""
+    ids = {id(p) for p in module.parameters()}
+    for group in list(optimizer.param_groups):
+        mine = [p for p in group["params"] if id(p) in ids]
+        if not mine:
+            continue
+        group["params"] = [p for p in group["params"] if id(p) not in ids]
+        optimizer.add_param_group({"params": mine, "weight_decay": group["weight_decay"], "lr_scale": scale})
+
+
+def write_loss_curve(history: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cols = ["step", "loss"] + sorted({k for row in history for k in row if k.startswith("loss_")})
+    with path.open("w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(cols)
+        for row in history:
+            w.writerow([int(row["step"])] + [f"{float(row.get(c, float('nan'))):.6f}" for c in cols[1:]])
+
+
+def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | None = None,
+                 out: str | Path | None = None, fresh: bool = False, progress: bool = True) -> dict:
+    """Fine-tune ``recipe``'s checkpoint on ``task``; returns a summary (also in state.json)."""
+    from train import checkpoint as ckpt
+    from train.data import build_loader
+    from train.data.text import load_tokenizer
+    from train.model import SMAUG
+    from train.distributed import init_distributed, shutdown
+    from train.pretrain import BatchStream
+    from train.trainer import Trainer
+
+    from eval.qa import AnswerVocab, MultipleChoice, OpenEndedQA
+
+    if task not in TASKS:
+        raise ConfigError(f"task: must be one of {', '.join(TASKS)}, got {task!r}")
+    cfg = section(params, FinetuneConfig, "finetune")
+    task_cfg = cfg.task(task)
+    seed = cfg.seed if cfg.seed is not None else int(params.get("seed", 0))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    init = resolve_checkpoint(init or Path(cfg.init_dir) / recipe)
+    out = Path(out or Path(cfg.out_dir) / recipe / task)
+
+    # --- finished already? unfinished: resume
+    resume_from = None
+    if (out / "state.json").exists() and not fresh:
+        state = ckpt.read_state(out)
+        if state.get("finished"):
+            print(f"{out}: fine-tuning already finished at step {state.get('step')}; pass --fresh to redo it")
+            return state.get("summary", {})
+        resume_from = out
+
+    init_state = ckpt.read_state(init)
+    model_cfg = finetune_model_config(model_config_of(init_state), task, task_cfg)
+    model = SMAUG(model_cfg)
+    # heads of objectives switched off for fine-tuning may be in the file: ignore them
+    load_weights_into(model, init, allow_unexpected=True)
+    loader_cfg = loader_config_of(init_state, params, num_frames=cfg.num_frames, batch_size=task_cfg.batch_size)
+    tokenizer = load_tokenizer(model_cfg.text.path)
+
+    extra_state: dict = {}
+    if task == "qa":
+        if resume_from is not None:  # the label ids the earlier run trained with
+            vocab = AnswerVocab(ckpt.read_state(resume_from)["answers"])
+        else:
+            vocab = AnswerVocab.from_training_answers(training_answers(task_cfg.shards), task_cfg.vocab_size)
+        module: torch.nn.Module = OpenEndedQA(model, vocab, tokenizer, loader_cfg.max_len)
+        extra_state["answers"] = vocab.answers
+    elif task == "mc":
+        module = MultipleChoice(model, tokenizer, loader_cfg.max_len)
+    else:
+        module = model
+
+    ckpt_state = {
+        "recipe": recipe, "task": task, "init": fingerprint(init), "max_len": loader_cfg.max_len,
+        "model_config": to_dict(model_cfg), "params": params, "finetune": to_dict(task_cfg),
+        **extra_state,
+    }
+    torch.manual_seed(seed)  # the new QA head's initial weights
+    if task == "qa":
+        module.head.reset_parameters()
+    dist = init_distributed(cfg.device)
+    trainer = Trainer(module, task_cfg.trainer_config(), dist=dist, ckpt_dir=out, ckpt_state=ckpt_state,
+                      progress=progress, desc=f"finetune {recipe}/{task}", seed=seed)
+    if task == "qa":
+        scale_lr_of(trainer.optimizer, module.head, task_cfg.head_lr_scale)
+    position = {"epoch": 0, "batch": 0}
+    if resume_from is not None:
+        trainer.resume(resume_from)
+        extra = ckpt.load_training_state(resume_from).get("extra") or {}
+        position = dict(extra.get("data", position))
+        print(f"resuming {out} at step {trainer.step} (data epoch {position['epoch']}, batch {position['batch']})")
+    loader = build_loader(loader_cfg, task_cfg.shards, train=True, text=LOADER_TEXT[task], seed=seed,
+                          rank=dist.rank, world_size=dist.world_size)
+    stream = BatchStream(loader, **position)  # the pre-training stream: endless, resumable mid-epoch
+    trainer.extra_state = lambda: {"data": stream.state()}
+    batches = iter(stream)
+    result = trainer.fit(batches)
+    summary = {"steps": trainer.step, "final_loss": result.final_loss, "clips_per_s": result.clips_per_s,
+               "wall_s": result.wall_s}
+    trainer.save(finished=True, summary=summary)
+    if dist.is_main:
+        results_dir = Path(params.get("pretrain", {}).get("results_dir", "results"))
+        write_loss_curve(trainer.history, results_dir / "plots" / "finetune" / f"{recipe}-{task}.csv")
+    shutdown(dist)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m eval.finetune", description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", required=True, choices=TASKS)
+    p.add_argument("--recipe", default=None, help="pre-trained recipe (default: first of finetune.recipes)")
+    p.add_argument("--params", default=None, help="params file (default: params.yaml)")
+    p.add_argument("--init", default=None, help="checkpoint folder to start from")
+    p.add_argument("--out", default=None, help="output checkpoint folder")
+    p.add_argument("--preset", default=None, help="a real-benchmark preset (eval/presets/NAME.yaml)")
+    p.add_argument("--fresh", action="store_true", help="start over even if a finished run is there")
+    p.add_argument("overrides", nargs="*", help="key.path=value overrides of params")
+    args = p.parse_args(argv)
+    try:
+        from eval.benchmarks import preset_overrides
+
+        params = load_params(args.params, overrides=preset_overrides(args.preset) + args.overrides)
+        recipe = args.recipe or section(params, FinetuneConfig, "finetune").recipes[0]
+        summary = run_finetune(params, args.task, recipe, init=args.init, out=args.out, fresh=args.fresh)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # CheckpointError, TrainingInterrupted carry their own exit meaning
+        from train.checkpoint import CheckpointError
+        from train.trainer import EXIT_INTERRUPTED, TrainingInterrupted
+
+        if isinstance(err, TrainingInterrupted):
+            print(f"interrupted: {err}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        if isinstance(err, CheckpointError):
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        raise
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

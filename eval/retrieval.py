@@ -1,0 +1,200 @@
+"""Text-to-video and video-to-text retrieval: VTC ranking, optional VTM re-ranking.
+
+Two steps, as in ALBEF/ALPRO/Singularity:
+
+1. rank every candidate by the dot product of the L2-normalised unimodal features (VTC);
+2. optionally, re-score only the top ``k`` candidates of each query with the fusion
+   encoder's video-text matching head (VTM) and reorder those ``k`` by it. Candidates
+   outside the top ``k`` keep their VTC order *below* the re-ranked ones, so re-ranking can
+   never pull an item into the top ``k`` nor push one out of it.
+
+Multiple captions per video: every caption is a text-to-video query; in video-to-text a
+video counts as found when any of its captions is ranked high enough (metrics.py gives the
+tie rule). Paragraph retrieval (DiDeMo, ActivityNet Captions) joins each video's captions
+into one text, so there is one query per video.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import torch
+from tqdm import tqdm
+
+from eval.metrics import retrieval_metrics
+from eval.shuffle import shuffle_frames
+
+# (text indices [M], video indices [M]) -> VTM logits [M]
+REPORTED_KS = (1, 5, 10)
+
+PairScorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def rerank_top_k(sim: torch.Tensor, k: int, score_pairs: PairScorer, *, queries_are_texts: bool = True,
+                 chunk: int = 64) -> torch.Tensor:
+    """Scores whose order equals: top-k of ``sim`` by VTM, then the rest by ``sim``.
+
+    sim: [Q, N] VTC similarities. Returns a new [Q, N] matrix; only the order matters.
+    score_pairs is called with (text idx, video idx) pairs, whichever side the queries are.
+    """
+    if k <= 0:
+        return sim.clone()
+    k = min(k, sim.shape[1])
+    out = sim.clone().double()
+    top = sim.topk(k, dim=1).indices  # [Q, k]
+    for start in tqdm(range(0, sim.shape[0], chunk), desc=f"VTM re-rank top-{k}", leave=False,
+                      disable=sim.shape[0] <= chunk):
+        q = torch.arange(start, min(start + chunk, sim.shape[0]))
+        cand = top[q]  # [q, k]
+        query_idx = q[:, None].expand_as(cand).reshape(-1)
+        cand_idx = cand.reshape(-1)
+        if queries_are_texts:
+            vtm = score_pairs(query_idx, cand_idx)
+        else:
+            vtm = score_pairs(cand_idx, query_idx)
+        vtm = vtm.double().view(len(q), k)
+        # lift the re-ranked block above every VTC score of its row
+        shift = out[q].max(dim=1, keepdim=True).values - vtm.min(dim=1, keepdim=True).values + 1.0
+        out[q[:, None], cand] = vtm + shift
+    return out
+
+
+def rank_retrieval(sim_t2v: torch.Tensor, text_to_video: Sequence[int], *, k: int = 0,
+                   score_pairs: PairScorer | None = None, ks: Iterable[int] = (1, 5, 10)) -> dict:
+    """t2v and v2t metrics, VTC only (k=0) or with VTM re-ranking of the top k."""
+    if k > 0 and score_pairs is None:
+        raise ValueError("VTM re-ranking needs score_pairs")
+    t2v_scores = rerank_top_k(sim_t2v, k, score_pairs, queries_are_texts=True) if k > 0 else sim_t2v
+    v2t_scores = rerank_top_k(sim_t2v.t(), k, score_pairs, queries_are_texts=False) if k > 0 else sim_t2v.t()
+    t2v = retrieval_metrics(t2v_scores, text_to_video, ks)["t2v"]
+    v2t = retrieval_metrics(v2t_scores.t(), text_to_video, ks)["v2t"]
+    return {"t2v": t2v, "v2t": v2t}
+
+
+# --------------------------------------------------------------------------- model side
+
+
+@dataclass
+class RetrievalEmbeddings:
+    """Everything retrieval needs from one pass of the model over a test set."""
+
+    keys: list[str]                 # video keys, candidate order
+    video_tokens: torch.Tensor      # [V, N, D] for VTM
+    video_feats: torch.Tensor       # [V, E] L2-normalised
+    texts: list[str]                # one per query
+    text_to_video: list[int]        # [num_texts]
+    text_hidden: torch.Tensor       # [num_texts, L, Dt]
+    text_mask: torch.Tensor         # [num_texts, L]
+    text_feats: torch.Tensor        # [num_texts, E]
+
+    def similarity(self) -> torch.Tensor:
+        return self.text_feats @ self.video_feats.t()
+
+
+def texts_of(meta: dict, paragraph: bool) -> list[str]:
+    captions = [c for c in meta.get("captions") or [] if c and c.strip()]
+    if not captions:
+        raise ValueError(f"sample {meta.get('key')!r} has no caption; a retrieval test set needs one per video")
+    return [" ".join(c.strip() for c in captions)] if paragraph else captions
+
+
+def tokenize(tokenizer, texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded to the longest of ``texts`` (at most ``max_len``): short captions cost less."""
+    enc = tokenizer(texts, padding="longest", truncation=True, max_length=max_len, return_tensors="pt")
+    return enc["input_ids"], enc["attention_mask"]
+
+
+@torch.no_grad()
+def embed_retrieval_set(model, batches, tokenizer, *, max_len: int, paragraph: bool = False,
+                        shuffle_seed: int | None = None, text_batch: int = 64,
+                        reuse_texts: RetrievalEmbeddings | None = None) -> RetrievalEmbeddings:
+    """Encode every video once (frames shuffled when ``shuffle_seed`` is set) and every text.
+
+    Candidates are sorted by key, so the result does not depend on the loader's order.
+    ``reuse_texts``: an earlier pass over the same set whose text encodings are taken as they
+    are (the shuffle test changes only the videos).
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    per_key: dict[str, tuple[torch.Tensor, torch.Tensor, list[str]]] = {}
+    for batch in tqdm(batches, desc="encode videos", leave=False):
+        video = batch["video"].to(device)
+        if shuffle_seed is not None:
+            video = shuffle_frames(video, batch["key"], shuffle_seed)
+        tok, feat = model.encode_video(video, mask=False)
+        for i, key in enumerate(batch["key"]):
+            if key in per_key:  # a loader that repeats samples must not create duplicate candidates
+                continue
+            per_key[key] = (tok[i].float().cpu(), feat[i].float().cpu(), texts_of(batch["meta"][i], paragraph))
+    if not per_key:
+        raise ValueError("the retrieval test set is empty")
+    keys = sorted(per_key)
+    texts, owner = [], []
+    for v, key in enumerate(keys):
+        texts += per_key[key][2]
+        owner += [v] * len(per_key[key][2])
+    video_tokens = torch.stack([per_key[k][0] for k in keys])
+    video_feats = torch.stack([per_key[k][1] for k in keys])
+    if reuse_texts is not None:
+        if reuse_texts.keys != keys or reuse_texts.texts != texts:
+            raise ValueError("reuse_texts comes from a different test set")
+        return RetrievalEmbeddings(keys, video_tokens, video_feats, texts, owner, reuse_texts.text_hidden,
+                                   reuse_texts.text_mask, reuse_texts.text_feats)
+    all_ids, all_mask = tokenize(tokenizer, texts, max_len)  # one padded length for every text
+    hidden, tfeats = [], []
+    for start in range(0, len(texts), text_batch):
+        ids, mask = all_ids[start:start + text_batch], all_mask[start:start + text_batch]
+        h, f = model.encode_text(ids.to(device), mask.to(device))
+        hidden.append(h.float().cpu())
+        tfeats.append(f.float().cpu())
+    return RetrievalEmbeddings(keys, video_tokens, video_feats, texts, owner,
+                               torch.cat(hidden), all_mask, torch.cat(tfeats))
+
+
+def vtm_pair_scorer(model, emb: RetrievalEmbeddings, batch: int = 32) -> PairScorer:
+    device = next(model.parameters()).device
+
+    @torch.no_grad()
+    def score(text_idx: torch.Tensor, video_idx: torch.Tensor) -> torch.Tensor:
+        out = []
+        for s in range(0, len(text_idx), batch):
+            t, v = text_idx[s:s + batch], video_idx[s:s + batch]
+            fused = model.fuse(emb.text_hidden[t].to(device), emb.text_mask[t].to(device),
+                               emb.video_tokens[v].to(device))
+            out.append(model.vtm_score(fused).float().cpu())
+        return torch.cat(out)
+
+    return score
+
+
+def evaluate_retrieval(model, batches, tokenizer, *, max_len: int, rerank_k: int = 0, paragraph: bool = False,
+                       shuffle_seed: int | None = None, curve_ks: Sequence[int] = tuple(range(1, 11)),
+                       reuse_texts: RetrievalEmbeddings | None = None) -> dict:
+    """Full retrieval evaluation of ``model`` on an iterable of loader batches.
+
+    Returns ``vtc`` (and ``vtm`` when re-ranking) metrics, the test-set size, R@1 chance
+    (100 / videos), ``curve``: R@K for K in ``curve_ks`` of the final ranking (for plots),
+    and ``embeddings`` (for ``reuse_texts`` of a later pass; not a metric).
+    """
+    emb = embed_retrieval_set(model, batches, tokenizer, max_len=max_len, paragraph=paragraph,
+                              shuffle_seed=shuffle_seed, reuse_texts=reuse_texts)
+    sim = emb.similarity()
+    all_ks = sorted(set(REPORTED_KS) | set(curve_ks))
+    result = {"vtc": rank_retrieval(sim, emb.text_to_video, ks=all_ks)}
+    if rerank_k > 0:
+        result["vtm"] = rank_retrieval(sim, emb.text_to_video, k=rerank_k, score_pairs=vtm_pair_scorer(model, emb),
+                                       ks=all_ks)
+    final = result["vtm" if rerank_k > 0 else "vtc"]
+    result["curve"] = {d: [final[d][f"R@{k}"] for k in curve_ks] for d in ("t2v", "v2t")}
+    result["curve"]["k"] = list(curve_ks)
+    for name in ("vtc", "vtm"):  # the metrics file keeps the reported Ks only
+        for d in result.get(name, {}).values():
+            for k in all_ks:
+                if k not in REPORTED_KS:
+                    d.pop(f"R@{k}")
+    result["num_videos"] = len(emb.keys)
+    result["num_texts"] = len(emb.texts)
+    result["chance_R@1"] = 100.0 / len(emb.keys)
+    result["embeddings"] = emb
+    return result

@@ -1,0 +1,416 @@
+"""The paper's tables, from the metrics files: ``python -m eval.tables [--params params.yaml]``.
+
+Reads ``results/eval/<recipe>.json`` (eval.evaluate), ``results/metrics/pretrain-<recipe>.json``
+(train.pretrain's cost accounting) and ``results/bench/pretrain.json`` (train.bench) and writes,
+each as Markdown and CSV under ``results/tables/``:
+
+* ``retrieval``  text-to-video retrieval, rows = methods / recipes, columns = dataset x
+  (R@1, R@5, R@10, MdR);
+* ``qa``         open-ended QA and multiple-choice accuracy per dataset, plus accuracy per
+  answer type (``qa_per_type``);
+* ``efficiency`` pre-training cost (steps, clips, core- or GPU-hours, FLOPs, clips/s, the
+  paper-scale GPU-hour projection) against accuracy;
+* ``temporal``   HiTeA's shuffle test: each score with frames in order, shuffled, and the drop.
+
+Rows are marked ``measured`` (this repository's checkpoints, named with path + sha256 of
+model.safetensors in the CSV columns and the Markdown's provenance list) or ``reported``
+(published figures, with their source). Each dataset is its own column, so figures on the
+built-in synthetic benchmark never share a column with the real benchmarks. The output is a
+pure function of the input files: no timestamps, fixed float formatting, sorted rows, so the
+same checkpoints and params give byte-identical tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eval.config import TablesConfig
+from pipeline.config import ConfigError, load_params, section
+
+DASH = "–"
+
+# Published figures (fine-tuned). Source: docs FACTS, "Published reference figures".
+MSRVTT = "MSRVTT (1k-A)"
+MSRVTT_QA = "MSRVTT-QA"
+REAL_QA_DATASETS = ("MSRVTT-QA", "MSVD-QA", "TGIF Action", "TGIF Transition", "TGIF FrameQA")
+REPORTED = [
+    # method, source, pre-training note, MSRVTT t2v R@1, MSRVTT-QA accuracy
+    ("ClipBERT", "Lei et al., CVPR 2021", "", 22.0, 37.4),
+    ("Frozen", "Bain et al., ICCV 2021", "", 31.0, None),
+    ("ALPRO", "Li et al., CVPR 2022", "", 33.9, 42.1),
+    ("Singularity", "Lei et al., ACL 2023", "5M", 36.8, 42.7),
+    ("EmpiricalMVM", "Fu et al., CVPR 2023", "", 37.2, 44.5),
+    ("MAC", "Shu et al., 2022", "", 38.9, None),
+    ("VindLU", "Cheng et al., CVPR 2023", "5M", 43.8, 43.6),
+    ("SimVTP", "Ma et al., 2022", "Kinetics init", 53.6, None),
+]
+
+
+@dataclass
+class Table:
+    """A table as rows of cells; rendered to Markdown and CSV the same way every time."""
+
+    name: str
+    title: str
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    provenance: list[str] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        out = [f"# {self.title}", ""]
+        out.append("| " + " | ".join(self.columns) + " |")
+        out.append("|" + "|".join(" --- " for _ in self.columns) + "|")
+        for row in self.rows:
+            out.append("| " + " | ".join(c.replace("|", "/") for c in row) + " |")
+        if not self.rows:
+            out.append("| " + " | ".join([DASH] * len(self.columns)) + " |")
+        if self.notes:
+            out += ["", "Notes:", ""] + [f"- {n}" for n in self.notes]
+        if self.provenance:
+            out += ["", "Provenance (checkpoints and params that made the measured rows):", ""]
+            out += [f"- {p}" for p in self.provenance]
+        return "\n".join(out) + "\n"
+
+    def csv(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(self.columns)
+        w.writerows(self.rows)
+        return buf.getvalue()
+
+
+def fmt(value: Any, decimals: int) -> str:
+    if value is None:
+        return DASH
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.{decimals}f}"
+    return str(value)
+
+
+def params_digest(params: dict) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
+def load_eval_metrics(eval_dir: Path) -> list[dict]:
+    """Every <recipe>.json of eval.evaluate, sorted by recipe."""
+    out = []
+    for path in sorted(eval_dir.glob("*.json")):
+        data = read_json(path)
+        if not isinstance(data, dict) or "recipe" not in data:
+            raise ValueError(f"{path}: not an eval metrics file (no 'recipe')")
+        data["_file"] = path.as_posix()
+        out.append(data)
+    return out
+
+
+def final_scores(retrieval: dict) -> tuple[str, dict]:
+    """The reported ranking: VTM re-ranked if it was run, else VTC."""
+    normal = retrieval["normal"]
+    return ("vtm", normal["vtm"]) if "vtm" in normal else ("vtc", normal["vtc"])
+
+
+def setting_label(setting: str, metrics: dict, data: dict, task: str) -> str:
+    rerank = data["params"]["eval"]["retrieval"]["rerank_k"]
+    frames = metrics.get("frames")
+    parts = ["zero-shot" if setting == "zero_shot" else "fine-tuned"]
+    if task == "retrieval":
+        parts.append(f"VTM top-{rerank}" if "vtm" in metrics["normal"] else "VTC")
+    if frames:
+        parts.append(f"{frames} frames")
+    return ", ".join(parts)
+
+
+def checkpoint_key(setting: str, task: str) -> str:
+    return "pretrain" if setting == "zero_shot" else f"finetune_{task}"
+
+
+def provenance_lines(evals: list[dict]) -> list[str]:
+    lines = []
+    for data in evals:
+        for name, ck in sorted(data.get("checkpoints", {}).items()):
+            lines.append(f"{data['recipe']} {name}: `{ck['path']}` (step {ck.get('step')}) "
+                         f"sha256 `{ck['sha256']}`")
+        lines.append(f"{data['recipe']} params (sha256 {params_digest(data['params'])}): "
+                     f"`{json.dumps(data['params'], sort_keys=True)}`")
+    return lines
+
+
+# --------------------------------------------------------------------------- retrieval
+
+
+def retrieval_table(evals: list[dict], cfg: TablesConfig) -> Table:
+    d = cfg.decimals
+    measured_sets = sorted({m["dataset"] for e in evals for s in ("zero_shot", "finetuned")
+                            for t, m in e.get(s, {}).items() if t == "retrieval"})
+    datasets = ([MSRVTT] if cfg.reference_rows and MSRVTT not in measured_sets else []) + measured_sets
+    metric_names = ("R@1", "R@5", "R@10", "MdR")
+    columns = ["Method", "Kind", "Setting"] + [f"{ds} {m}" for ds in datasets for m in metric_names] \
+        + ["Checkpoint", "sha256"]
+    table = Table("retrieval", "Text-to-video retrieval (R@K in %, MdR = median rank; lower is better)", columns)
+    for e in evals:
+        for setting in ("zero_shot", "finetuned"):
+            metrics = e.get(setting, {}).get("retrieval")
+            if not metrics:
+                continue
+            _, scores = final_scores(metrics)
+            cells = {metrics["dataset"]: [fmt(scores["t2v"][m], d) for m in metric_names]}
+            ck = e["checkpoints"][checkpoint_key(setting, "retrieval")]
+            table.rows.append([e["recipe"], "measured", setting_label(setting, metrics, e, "retrieval")]
+                              + [c for ds in datasets for c in cells.get(ds, [DASH] * 4)]
+                              + [ck["path"], ck["sha256"]])
+    # chance: a random ranking of N videos gives R@K = K/N and a median rank of (N+1)/2
+    for ds in measured_sets:
+        sizes = {m["normal"]["num_videos"] for e in evals for s in ("zero_shot", "finetuned")
+                 for t, m in e.get(s, {}).items() if t == "retrieval" and m["dataset"] == ds}
+        for n in sorted(sizes):
+            cells = [fmt(100.0 * min(k, n) / n, d) for k in (1, 5, 10)] + [fmt((n + 1) / 2, 1)]
+            table.rows.append([f"chance ({n} test videos)", "computed", "random ranking"]
+                              + [c for x in datasets for c in (cells if x == ds else [DASH] * 4)] + ["", ""])
+    if cfg.reference_rows:
+        for method, source, note, r1, _ in REPORTED:
+            cells = [fmt(r1, 1), DASH, DASH, DASH]
+            table.rows.append([method, f"reported ({source})", "fine-tuned" + (f", {note}" if note else "")]
+                              + [c for ds in datasets for c in (cells if ds == MSRVTT else [DASH] * 4)] + ["", ""])
+        table.notes.append(f"Reported rows are published fine-tuned MSRVTT 1k-A text-to-video R@1 figures, "
+                           f"copied from their papers (only R@1 is listed); they are in the {MSRVTT} column only.")
+    for ds in measured_sets:
+        if ds != MSRVTT:
+            table.notes.append(f"'{ds}' is this repository's built-in synthetic benchmark (or a dataset named by "
+                               f"eval.retrieval.dataset): its numbers are not comparable with the published columns.")
+    table.notes.append("Ranks are pessimistic: a wrong candidate scoring exactly as high as the right one counts "
+                       "as ranked above it. A query with several captions (v2t) is a hit if any caption is found.")
+    if not evals:
+        table.notes.append(f"No measured rows: no <recipe>.json under {cfg.eval_dir} (run `python -m eval.evaluate`).")
+    table.provenance = provenance_lines(evals)
+    return table
+
+
+# --------------------------------------------------------------------------- QA
+
+
+def qa_tables(evals: list[dict], cfg: TablesConfig) -> tuple[Table, Table]:
+    d = cfg.decimals
+    measured = sorted({m["dataset"] for e in evals for s in ("zero_shot", "finetuned")
+                       for t, m in e.get(s, {}).items() if t in ("qa", "mc")})
+    real = [ds for ds in REAL_QA_DATASETS if cfg.reference_rows or ds in measured]
+    datasets = real + [ds for ds in measured if ds not in real]
+    columns = ["Method", "Kind", "Setting"] + [f"{ds} acc" for ds in datasets] + ["Checkpoints"]
+    table = Table("qa", "Video question answering (accuracy in %)", columns)
+    per_type_cols = ["Method", "Setting", "Dataset", "Answer type", "Questions", "Accuracy"]
+    per_type = Table("qa_per_type", "Open-ended QA accuracy per answer type (in %)", per_type_cols)
+    for e in evals:
+        for setting in ("zero_shot", "finetuned"):
+            cells, cks, label = {}, [], None
+            for task in ("qa", "mc"):
+                m = e.get(setting, {}).get(task)
+                if not m:
+                    continue
+                cells[m["dataset"]] = fmt(m["normal"]["accuracy"], d)
+                ck = e["checkpoints"][checkpoint_key(setting, task)]
+                cks.append(f"{ck['path']}@{ck['sha256'][:12]}")
+                label = setting_label(setting, m, e, task)
+                if task == "qa":
+                    for kind, acc in sorted(m["normal"].get("per_type", {}).items()):
+                        per_type.rows.append([e["recipe"], label, m["dataset"], kind,
+                                              fmt(m["normal"]["per_type_count"][kind], d), fmt(acc, d)])
+            if cells:
+                table.rows.append([e["recipe"], "measured", label] + [cells.get(ds, DASH) for ds in datasets]
+                                  + [" ".join(cks)])
+    for e in evals[:1]:  # chance levels are properties of the test sets, the same for every recipe
+        chance = e.get("chance", {})
+        cells = {}
+        for setting in ("finetuned", "zero_shot"):
+            for task in ("qa", "mc"):
+                m = e.get(setting, {}).get(task)
+                if m and task == "qa" and "qa_majority" in chance:
+                    cells.setdefault(m["dataset"], fmt(chance["qa_majority"]["accuracy"], d))
+                if m and task == "mc" and "mc" in chance:
+                    cells.setdefault(m["dataset"], fmt(chance["mc"], d))
+        if cells:
+            answer = chance.get("qa_majority", {}).get("answer")
+            table.rows.append(["chance", "computed", "QA: always the most frequent training answer"
+                               + (f" ('{answer}')" if answer else "") + "; MC: 1 / options"]
+                              + [cells.get(ds, DASH) for ds in datasets] + [""])
+    if cfg.reference_rows:
+        for method, source, note, _, qa in REPORTED:
+            if qa is None:
+                continue
+            table.rows.append([method, f"reported ({source})", "fine-tuned" + (f", {note}" if note else "")]
+                              + [fmt(qa, 1) if ds == MSRVTT_QA else DASH for ds in datasets] + [""])
+        table.notes.append("Reported rows are published fine-tuned MSRVTT-QA accuracies copied from their papers.")
+    for ds in measured:
+        if ds not in REAL_QA_DATASETS:
+            table.notes.append(f"'{ds}' is measured on this repository's built-in synthetic benchmark; "
+                               f"not comparable with the published columns.")
+    table.notes.append("Open-ended QA is classification over the most frequent training answers; a test answer "
+                       "outside that vocabulary counts as wrong. Multiple choice picks the option whose "
+                       "question+option text has the highest VTM score (so it also runs zero-shot).")
+    if not evals:
+        table.notes.append(f"No measured rows: no <recipe>.json under {cfg.eval_dir} (run `python -m eval.evaluate`).")
+    table.provenance = provenance_lines(evals)
+    per_type.provenance = table.provenance
+    return table, per_type
+
+
+# --------------------------------------------------------------------------- temporal reliance
+
+
+def temporal_table(evals: list[dict], cfg: TablesConfig) -> Table:
+    d = cfg.decimals
+    table = Table("temporal", "Temporal reliance: HiTeA shuffle test (frames of each clip in a fixed shuffled order)",
+                  ["Method", "Setting", "Task", "Dataset", "Metric", "In order", "Shuffled", "Drop"])
+    for e in evals:
+        for setting in ("zero_shot", "finetuned"):
+            for task in ("retrieval", "qa", "mc"):
+                m = e.get(setting, {}).get(task)
+                if not m or "shuffled" not in m:
+                    continue
+                label = setting_label(setting, m, e, task)
+                if task == "retrieval":
+                    name, normal = final_scores(m)
+                    shuffled = m["shuffled"][name]
+                    for direction in ("t2v", "v2t"):
+                        a, b = normal[direction]["R@1"], shuffled[direction]["R@1"]
+                        table.rows.append([e["recipe"], label, task, m["dataset"], f"{direction} R@1",
+                                           fmt(a, d), fmt(b, d), fmt(a - b, d)])
+                else:
+                    a, b = m["normal"]["accuracy"], m["shuffled"]["accuracy"]
+                    table.rows.append([e["recipe"], label, task, m["dataset"], "accuracy",
+                                       fmt(a, d), fmt(b, d), fmt(a - b, d)])
+    table.notes.append("Drop = in order - shuffled; near 0 means the score does not depend on frame order.")
+    if not table.rows:
+        table.notes.append("No shuffle-test results (eval.shuffle_test is off, or no evaluation results yet).")
+    table.provenance = provenance_lines(evals)
+    return table
+
+
+# --------------------------------------------------------------------------- efficiency
+
+
+def efficiency_table(evals: list[dict], cfg: TablesConfig) -> Table:
+    d = cfg.decimals
+    metrics_dir = Path(cfg.metrics_dir)
+    columns = ["Recipe", "Steps", "Clips seen", "Device", "Threads", "Train wall (h)", "Device-hours",
+               "GFLOPs / clip", "Train PFLOPs", "Clips / s", "Paper-scale GPU-hours (projected)",
+               "Zero-shot t2v R@1", "Fine-tuned t2v R@1", "QA acc", "Accuracy dataset"]
+    table = Table("efficiency", "Pre-training cost against accuracy", columns)
+    by_recipe = {e["recipe"]: e for e in evals}
+    pretrain_files = sorted(metrics_dir.glob("pretrain-*.json"))
+    recipes = sorted({p.stem[len("pretrain-"):] for p in pretrain_files} | set(by_recipe))
+    gpu_label = None
+    for recipe in recipes:
+        cost = read_json(metrics_dir / f"pretrain-{recipe}.json")
+        e = by_recipe.get(recipe, {})
+        zs = e.get("zero_shot", {}).get("retrieval")
+        ft = e.get("finetuned", {}).get("retrieval")
+        qa = e.get("finetuned", {}).get("qa")
+        acc = [fmt(final_scores(zs)[1]["t2v"]["R@1"], d) if zs else DASH,
+               fmt(final_scores(ft)[1]["t2v"]["R@1"], d) if ft else DASH,
+               fmt(qa["normal"]["accuracy"], d) if qa else DASH,
+               " / ".join(sorted({m["dataset"] for m in (zs, ft, qa) if m})) or DASH]
+        if cost is None:
+            table.rows.append([recipe] + [DASH] * 10 + acc)
+            table.notes.append(f"{recipe}: no pre-training cost file {metrics_dir}/pretrain-{recipe}.json "
+                               f"(written by `python -m train.pretrain --recipe {recipe}`).")
+            continue
+        steps = cost.get("steps")
+        clips = steps * cost["clips_per_step"] if steps is not None and "clips_per_step" in cost else None
+        wall = cost.get("train_wall_s")
+        device = str(cost.get("device", "?"))
+        threads = cost.get("threads")
+        # on the CPU a run costs its wall time times the cores it used; on a GPU, its wall time
+        # times the GPUs (world size)
+        if wall is None:
+            dev_hours = None
+        elif device.startswith("cuda"):
+            dev_hours = wall * cost.get("world_size", 1) / 3600.0
+        else:
+            dev_hours = wall * (threads or 1) * cost.get("world_size", 1) / 3600.0
+        fpc = cost.get("flops_per_clip")
+        projection = cost.get("projection", {}).get("assumptions", {})
+        gpu_label = gpu_label or projection.get("gpu")
+        table.rows.append([
+            recipe, fmt(steps, d), fmt(clips, d), device, fmt(threads, d),
+            fmt(wall / 3600.0 if wall is not None else None, 3),
+            fmt(dev_hours, 3) + (" GPU-h" if device.startswith("cuda") else " core-h") if dev_hours is not None else DASH,
+            fmt(fpc / 1e9 if fpc is not None else None, 2),
+            fmt(fpc * clips / 1e15 if fpc is not None and clips is not None else None, 3),
+            fmt(cost.get("clips_per_s"), 2),
+            fmt(cost.get("projected_gpu_hours"), 1),
+        ] + acc)
+    bench = read_json(Path(cfg.bench))
+    if bench is None:
+        table.notes.append(f"No throughput benchmark {cfg.bench} (written by `python -m train.bench`).")
+    else:
+        cand, base = bench.get("candidate", "?"), bench.get("baseline", "?")
+        table.notes.append(
+            f"Benchmark {cfg.bench}: {cand} trains {fmt(bench.get('speedup'), 2)}x the clips/s of {base} "
+            f"and needs {fmt(bench.get('flops_ratio'), 2)}x fewer FLOPs per clip (same batches, interleaved steps, "
+            f"device {bench.get('machine', {}).get('device', '?')}).")
+    if gpu_label:
+        table.notes.append(f"Paper-scale GPU-hours are a projection (FLOPs per clip of the paper-scale model x clips "
+                           f"seen / assumed sustained throughput of one {gpu_label}); see the assumptions in "
+                           f"{metrics_dir}/pretrain-<recipe>.json. The paper's claim: about 50 A6000 GPU-hours, "
+                           f"1.9x or more lower cost than dense pre-training.")
+    table.notes.append("Device-hours: core-hours on the CPU (train wall time x torch threads), GPU-hours on GPUs. "
+                       f"Accuracy columns come from {cfg.eval_dir}/<recipe>.json, on the dataset named in the last column.")
+    table.provenance = provenance_lines(evals)
+    return table
+
+
+# --------------------------------------------------------------------------- main
+
+
+def write_tables(cfg: TablesConfig) -> list[Path]:
+    evals = load_eval_metrics(Path(cfg.eval_dir))
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    qa, per_type = qa_tables(evals, cfg)
+    written = []
+    for table in (retrieval_table(evals, cfg), qa, per_type, efficiency_table(evals, cfg), temporal_table(evals, cfg)):
+        for ext, text in (("md", table.markdown()), ("csv", table.csv())):
+            path = out / f"{table.name}.{ext}"
+            path.write_text(text)
+            written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m eval.tables", description=__doc__.split("\n\n")[0])
+    p.add_argument("--params", default=None, help="params file (default: params.yaml)")
+    p.add_argument("overrides", nargs="*", help="key.path=value overrides of params")
+    args = p.parse_args(argv)
+    try:
+        cfg = section(load_params(args.params, overrides=args.overrides), TablesConfig, "tables")
+        for path in write_tables(cfg):
+            print(path)
+    except (ConfigError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

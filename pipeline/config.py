@@ -1,0 +1,225 @@
+"""Typed configuration: ``params.yaml`` sections become frozen dataclasses.
+
+Every part of the project owns a dataclass for its own section of ``params.yaml``
+(``SyntheticConfig`` for ``synthetic:``, ``PreprocessConfig`` for ``preprocess:`` ...).
+This module is the one place that turns plain YAML into those dataclasses, so every
+bad value is rejected the same way: a :class:`ConfigError` whose message starts with
+the dotted name of the offending key, e.g. ``model.video.depth: expected int, got 'six'``.
+
+Recipes (``pipeline/recipes/<name>.yaml``) and ``key.path=value`` overrides are deep-merged
+on top of ``params.yaml`` before the dataclasses are built, so a recipe is a config file,
+never a fork of the code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+def check(condition: bool, name: str, message: str) -> None:
+    """Raise ``ConfigError("name: message")`` unless ``condition`` holds.
+
+    Use it in ``__post_init__`` of a config dataclass for range checks, e.g.
+    ``check(0 <= self.mask_ratio < 1, "model.video.mask_ratio", "must be in [0, 1)")``.
+    Inside ``__post_init__`` the dataclass does not know its dotted prefix, so callers
+    may pass the leaf name; :func:`build` prefixes it with the section path.
+    """
+    if not condition:
+        raise ConfigError(f"{name}: {message}")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: params file not found")
+    with path.open() as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """Return ``base`` with ``overlay`` merged in; mappings merge, everything else replaces."""
+    out = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"pretrain.steps=10"`` -> ``{"pretrain": {"steps": 10}}`` (value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"{text}: override must look like key.path=value")
+    dotted, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw != "" else ""
+    node: dict[str, Any] = {}
+    root = node
+    parts = dotted.strip().split(".")
+    for part in parts[:-1]:
+        node[part] = {}
+        node = node[part]
+    node[parts[-1]] = value
+    return root
+
+
+def recipe_path(name: str) -> Path:
+    path = RECIPES_DIR / f"{name}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+        raise ConfigError(f"recipe: unknown recipe {name!r}; known recipes: {', '.join(known)}")
+    return path
+
+
+def load_params(
+    path: str | Path | None = None,
+    *,
+    recipe: str | None = None,
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """params.yaml, then the recipe overlay (if any), then ``key=value`` overrides."""
+    data = load_yaml(path or DEFAULT_PARAMS)
+    if recipe:
+        overlay = load_yaml(recipe_path(recipe))
+        overlay.pop("description", None)
+        data = deep_merge(data, overlay)
+    for text in overrides or []:
+        data = deep_merge(data, parse_override(text))
+    return data
+
+
+def section(data: dict[str, Any], cls: type[T], name: str) -> T:
+    """Build ``cls`` from ``data[name]`` (a missing section means all defaults)."""
+    raw = data.get(name, {})
+    if raw is None:
+        raw = {}
+    return build(cls, raw, name)
+
+
+# --------------------------------------------------------------------------- building
+
+
+def build(cls: type[T], data: Any, where: str) -> T:
+    """Construct dataclass ``cls`` from a mapping, checking names and types recursively."""
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(fields))})"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{where}.{name}")
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        msg = str(err)
+        # __post_init__ checks name the leaf; give them the full dotted path.
+        if not msg.startswith(where + "."):
+            msg = f"{where}.{msg}"
+        raise ConfigError(msg) from None
+    except TypeError as err:  # a required field is missing
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = get_origin(tp)
+    args = get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {tp}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value if value is not None else {}, where)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
+            return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        item = args[0] if args else Any
+        items = [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        kt, vt = args or (Any, Any)
+        return {_coerce(kt, k, where): _coerce(vt, v, f"{where}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected int, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if tp is Path:
+        if not isinstance(value, (str, Path)):
+            raise ConfigError(f"{where}: expected a path, got {value!r}")
+        return Path(value)
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def to_dict(cfg: Any) -> Any:
+    """Dataclass -> plain YAML/JSON-able structures (paths as strings)."""
+    if dataclasses.is_dataclass(cfg):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, (list, tuple)):
+        return [to_dict(v) for v in cfg]
+    if isinstance(cfg, dict):
+        return {k: to_dict(v) for k, v in cfg.items()}
+    if isinstance(cfg, Path):
+        return str(cfg)
+    return cfg

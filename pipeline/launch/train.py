@@ -1,0 +1,74 @@
+"""``python -m pipeline.launch.train [--launch local|slurm] [--entry train.pretrain] [--name N] ARGS``.
+
+Runs a training program (``entry.main(ARGS)``, default ``train.pretrain``) here or as a SLURM
+DDP job of ``launch.slurm.nodes x tasks_per_node`` ranks, and waits for it. ARGS are the
+program's own (``--recipe smaug pretrain.steps=100 ...``); ``--params`` and ``launch.*=...``
+overrides among them also select the launch settings. On SLURM the job checkpoints before its
+time limit and requeues itself (up to ``launch.slurm.max_num_timeout`` times), resuming from the
+checkpoint; this command returns once the training has finished (0) or failed (1).
+``launch.mode: dask`` has no meaning for training and runs locally.
+
+Fine-tuning (``eval.finetune``) is one process: ``--entry eval.finetune --nodes 1
+--tasks-per-node 1``, so a DDP-sized ``launch.slurm`` does not start copies of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pipeline.config import ConfigError
+from pipeline.launch.preprocess import launch_config
+
+
+def _params_and_overrides(args: list[str]) -> tuple[str | None, list[str]]:
+    params = None
+    for i, a in enumerate(args):
+        if a == "--params" and i + 1 < len(args):
+            params = args[i + 1]
+        elif a.startswith("--params="):
+            params = a.split("=", 1)[1]
+    overrides = [a for a in args if "=" in a and not a.startswith("-")]
+    return params, overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipeline.launch.distributed import run_local, submit
+    from pipeline.launch.slurm import wait
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ours = argparse.ArgumentParser(prog="python -m pipeline.launch.train", add_help=False)
+    ours.add_argument("--launch", choices=["local", "dask", "slurm"], default=None)
+    ours.add_argument("--entry", default="train.pretrain", help="module with main(argv) -> exit code")
+    ours.add_argument("--name", default=None, help="job name / log sub-folder (default: from --entry)")
+    ours.add_argument("--nodes", type=int, default=None, help="override launch.slurm.nodes for this job")
+    ours.add_argument("--tasks-per-node", type=int, default=None,
+                      help="override launch.slurm.tasks_per_node (1 for single-process programs)")
+    known, rest = ours.parse_known_args(argv)
+    params, overrides = _params_and_overrides(rest)
+    if known.nodes is not None:
+        overrides.append(f"launch.slurm.nodes={known.nodes}")
+    if known.tasks_per_node is not None:
+        overrides.append(f"launch.slurm.tasks_per_node={known.tasks_per_node}")
+    try:
+        cfg = launch_config(params, overrides, known.launch)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if cfg.mode != "slurm":
+        return run_local(known.entry, rest)
+    name = known.name or known.entry.split(":")[0].rsplit(".", 1)[-1]
+    job = submit(cfg, known.entry, rest, name)
+    (outcome,) = wait([job], poll_s=cfg.slurm.poll_s, desc=f"{name} job")
+    if outcome.ok:
+        restarts = max(r.get("restarts", 0) for r in outcome.result)
+        print(f"[launch] {name}: job {outcome.job_id} finished on {len(outcome.result)} rank(s)"
+              f"{f' after {restarts} requeue(s)' if restarts else ''}", flush=True)
+        return 0
+    print(f"error: {name} job {outcome.job_id} failed ({outcome.state}); log {outcome.log}\n{outcome.error}",
+          file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""python -m preprocess: annotations + videos -> normalised WebDataset shards + stats.parquet.
+
+    python -m preprocess --annotations FILE [FILE ...] --videos DIR_OR_TAR --out DIR
+                         [--format F] [--split S] [--workers N] [--shard-size N]
+                         [--manifest PATH] [--stage all|ingest|shard] [--params params.yaml]
+                         [--set preprocess.key=value ...]
+
+``--stage ingest`` only writes the manifest (DVC stage ``ingest``); ``--stage shard`` shards an
+existing manifest (DVC stage ``shard``); ``all`` (default) does both. Settings come from the
+``preprocess:`` section of params.yaml; the flags override it. Rerunning the same command
+finishes an interrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from pipeline.config import DEFAULT_PARAMS, ConfigError, deep_merge, load_params, parse_override, section
+from preprocess.api import build_manifest, finalize, plan_shards, process_shards
+from preprocess.config import PreprocessConfig
+from preprocess.formats import FORMATS, AnnotationError
+
+
+def load_config(params: str | None, overrides: list[str]) -> PreprocessConfig:
+    """The preprocess section of ``params`` (default: the repository's params.yaml if there is
+    one, else all defaults), with ``--set`` overrides merged last."""
+    path = Path(params) if params else DEFAULT_PARAMS
+    data = load_params(path) if params or path.exists() else {}
+    for text in overrides:
+        data = deep_merge(data, parse_override(text))
+    return section(data, PreprocessConfig, "preprocess")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m preprocess", description=__doc__.split("\n")[0])
+    p.add_argument("--annotations", nargs="+", help="annotation file(s)")
+    p.add_argument("--videos", help="folder of videos, or a .tar of videos (members found by stem)")
+    p.add_argument("--out", help="shard folder (shard-*.tar, stats.parquet); not needed for --stage ingest")
+    p.add_argument("--format", choices=FORMATS, help="annotation format (default: detect)")
+    p.add_argument("--split", help="keep only this split (files that carry splits, e.g. MSR_VTT.json)")
+    p.add_argument("--workers", type=int, help="parallel transcodes (default: preprocess.workers, all cores)")
+    p.add_argument("--shard-size", type=int, help="samples per shard (default: preprocess.shard_samples)")
+    p.add_argument("--manifest", help="manifest path (default: OUT/manifest.parquet)")
+    p.add_argument("--stage", choices=("all", "ingest", "shard"), default="all")
+    p.add_argument("--params", help="params.yaml (default: the repository's, if present)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override, e.g. --set preprocess.target_fps=8")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.params, args.overrides)
+        changes = {}
+        if args.workers is not None:
+            changes["workers"] = args.workers
+        if args.shard_size is not None:
+            changes["shard_samples"] = args.shard_size
+        cfg = dataclasses.replace(cfg, **changes)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.out is None and (args.stage != "ingest" or not args.manifest):
+        print("error: --out is needed (or --stage ingest with --manifest)", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else None
+    manifest = Path(args.manifest) if args.manifest else out / "manifest.parquet"
+    if args.stage in ("all", "ingest"):
+        if not args.annotations or not args.videos:
+            print("error: --annotations and --videos are needed to build the manifest", file=sys.stderr)
+            return 2
+        try:
+            build_manifest(args.annotations, args.videos, manifest, args.format, args.split, cfg)
+        except (AnnotationError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"manifest: {manifest}", file=sys.stderr)
+    if args.stage in ("all", "shard"):
+        ids = plan_shards(out, cfg, manifest=manifest)
+        process_shards(out, ids, cfg, cfg.num_workers, manifest=manifest, progress=not args.no_progress)
+        summary = finalize(out, manifest=manifest)
+        print(json.dumps({k: v for k, v in summary.items() if k != "shards"}, indent=1, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,391 @@
+"""Annotation formats: each adapter turns one annotation file into input rows.
+
+An input row is one caption or one question about one video, exactly as the file lists it:
+
+    {"origin": "train.csv:line 7", "video_id": "clip_00042", "want_path": "pg/clip_00042.mp4",
+     "caption": "a red circle ..." | None, "qa": {...} | None, "split": "train" | None,
+     "row_error": None | "why this row is unusable"}
+
+Rows keep their order and are never dropped here: a row that cannot be read (a caption that
+is not text, a record without a video id) carries ``row_error`` and ends as a ``failed`` row in
+stats.parquet. Grouping rows into samples happens in :mod:`preprocess.ingest`.
+
+Supported formats (``--format``; auto-detected from the file's name and first records):
+
+- ``webvid``        WebVid CSV: videoid, name (caption), page_dir, duration, contentUrl
+- ``msrvtt``        MSR_VTT.json: {"videos": [{"video_id", "split"}], "annotations": [{"image_id", "caption"}]}
+- ``msrvtt_1ka``    the 1k-A test list (MSRVTT_JSFUSION_test.csv): key, vid_key, video_id, sentence
+- ``clipbert``      ClipBERT / ALPRO JSONL: {"caption", "clip_name"}
+- ``singularity``   Singularity / VindLU JSON list: {"image"|"video", "caption": str | list}
+- ``paragraph``     paragraph retrieval (DiDeMo, ActivityNet Captions): all captions of a video
+                    joined into one paragraph; reads Singularity lists, DiDeMo {"video",
+                    "description"} lists and ActivityNet {"v_id": {"sentences": [...]}} dicts
+- ``msrvtt_qa``     MSRVTT-QA / MSVD-QA: [{"question", "answer", "video_id", "answer_type"}]
+                    (an integer video_id n names the file ``video<n>``)
+- ``msvd_qa``       as msrvtt_qa, but an integer video_id n names the file ``vid<n>``
+- ``tgif_qa``       TGIF-QA Action/Transition {"gif_name", "question", "options", "answer": int}
+                    and FrameQA {"gif_name", "question", "answer", "answer_type"} (JSON, JSONL or
+                    the original tab-separated files)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+FORMATS = ("webvid", "msrvtt", "msrvtt_1ka", "clipbert", "singularity", "paragraph",
+           "msrvtt_qa", "msvd_qa", "tgif_qa")
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+class AnnotationError(ValueError):
+    """The annotation file as a whole cannot be read (wrong format, not JSON, no header)."""
+
+
+# --------------------------------------------------------------------------- reading text
+
+
+def read_text(path: Path) -> str:
+    """The file as text; bytes that are not UTF-8 survive as surrogates (flagged per row)."""
+    return path.read_bytes().decode("utf-8", errors="surrogateescape").lstrip("\ufeff")
+
+
+def clean_text(value: Any) -> tuple[str | None, str | None]:
+    """(text, error): the error says why a caption / question cannot be used."""
+    if value is None:
+        return None, "empty caption (missing)"
+    if not isinstance(value, str):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        else:
+            return json.dumps(value)[:200], f"caption is not text ({type(value).__name__})"
+    if _SURROGATES.search(value):
+        shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return shown, "caption is not valid UTF-8 text (undecodable bytes)"
+    text = " ".join(value.split())
+    if not text:
+        return "", "empty caption"
+    return text, None
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as err:
+        raise AnnotationError(f"{path}: not valid JSON ({err})") from None
+
+
+def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    """(line number, record, error) for every non-blank line."""
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            line = raw.decode("utf-8", errors="surrogateescape").strip().lstrip("\ufeff")
+            if not line:
+                continue
+            try:
+                yield lineno, json.loads(line), None
+            except json.JSONDecodeError as err:
+                yield lineno, None, f"line is not valid JSON ({err.msg})"
+
+
+def _records(path: Path) -> Iterator[tuple[str, Any, str | None]]:
+    """(origin, record, error) from a JSON list, a JSONL file, or a dict of records."""
+    if path.suffix == ".jsonl":
+        for lineno, rec, err in _iter_jsonl(path):
+            yield f"{path.name}:line {lineno}", rec, err
+        return
+    data = _load_json(path)
+    if isinstance(data, dict):
+        for name in ("annotations", "data", "questions"):
+            if isinstance(data.get(name), list):
+                data = data[name]
+                break
+    if not isinstance(data, list):
+        raise AnnotationError(f"{path}: expected a JSON list of records")
+    for i, rec in enumerate(data):
+        yield f"{path.name}:[{i}]", rec, None
+
+
+def _row(origin: str, video_id: Any, *, caption: Any = None, qa: dict | None = None,
+         split: str | None = None, want_path: str | None = None, error: str | None = None) -> dict:
+    vid = None if video_id is None else str(video_id).strip()
+    row = {"origin": origin, "video_id": vid or None, "want_path": want_path, "caption": None,
+           "qa": None, "split": split, "row_error": error}
+    if error is None and not vid:
+        row["row_error"] = "record names no video"
+    if qa is not None:
+        question, qerr = clean_text(qa.get("question"))
+        qa = dict(qa, question=question)
+        row["qa"] = qa
+        if row["row_error"] is None and qerr:
+            row["row_error"] = qerr.replace("caption", "question")
+    elif error is None:
+        text, cerr = clean_text(caption)
+        row["caption"] = text
+        if row["row_error"] is None:
+            row["row_error"] = cerr
+    return row
+
+
+def _bad_record(origin: str, rec: Any, error: str | None, needed: str) -> dict | None:
+    if error:
+        return _row(origin, None, error=error)
+    if not isinstance(rec, dict):
+        return _row(origin, None, error=f"record is not an object ({needed})")
+    return None
+
+
+# --------------------------------------------------------------------------- adapters
+
+
+def read_webvid(path: Path, split: str | None = None) -> Iterator[dict]:
+    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as f:
+        reader = csv.DictReader(f)
+        fields = set(reader.fieldnames or [])
+        if not {"videoid", "name"} <= fields:
+            raise AnnotationError(f"{path}: WebVid CSV needs columns videoid and name, has {sorted(fields)}")
+        for i, rec in enumerate(reader, 2):
+            vid = (rec.get("videoid") or "").strip()
+            page = (rec.get("page_dir") or "").strip()
+            want = f"{page}/{vid}.mp4" if page and vid else None
+            yield _row(f"{path.name}:line {i}", vid, caption=rec.get("name"), want_path=want,
+                       split=rec.get("split") or split)
+
+
+def read_msrvtt(path: Path, split: str | None = None) -> Iterator[dict]:
+    data = _load_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
+        raise AnnotationError(f"{path}: MSR_VTT.json needs an 'annotations' list")
+    splits = {str(v.get("video_id")): v.get("split") for v in data.get("videos", []) if isinstance(v, dict)}
+    for i, rec in enumerate(data["annotations"]):
+        origin = f"{path.name}:annotations[{i}]"
+        bad = _bad_record(origin, rec, None, "image_id, caption")
+        if bad:
+            yield bad
+            continue
+        vid = rec.get("image_id", rec.get("video_id"))
+        row_split = splits.get(str(vid))
+        if split and row_split != split:
+            continue
+        yield _row(origin, vid, caption=rec.get("caption"), split=row_split)
+
+
+def read_msrvtt_1ka(path: Path, split: str | None = None) -> Iterator[dict]:
+    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as f:
+        reader = csv.DictReader(f)
+        fields = set(reader.fieldnames or [])
+        if not {"video_id", "sentence"} <= fields:
+            raise AnnotationError(f"{path}: 1k-A list needs columns video_id and sentence, has {sorted(fields)}")
+        for i, rec in enumerate(reader, 2):
+            yield _row(f"{path.name}:line {i}", rec.get("video_id"), caption=rec.get("sentence"),
+                       split=split or "test")
+
+
+def read_clipbert(path: Path, split: str | None = None) -> Iterator[dict]:
+    for origin, rec, err in _records(path):
+        bad = _bad_record(origin, rec, err, "caption, clip_name")
+        if bad:
+            yield bad
+            continue
+        yield _row(origin, rec.get("clip_name"), caption=rec.get("caption"), split=split)
+
+
+def _video_field(rec: dict) -> tuple[str | None, str | None]:
+    """(video id = the path's stem, the path as written) of a Singularity-style record."""
+    path = rec.get("video", rec.get("image"))
+    if path is None:
+        return None, None
+    path = str(path)
+    return Path(path).stem, path
+
+
+def read_singularity(path: Path, split: str | None = None, paragraph: bool = False) -> Iterator[dict]:
+    for origin, rec, err in _records(path):
+        bad = _bad_record(origin, rec, err, "video, caption")
+        if bad:
+            yield bad
+            continue
+        vid, want = _video_field(rec)
+        caption = rec.get("caption")
+        if isinstance(caption, list):
+            if paragraph:
+                caption = _join_paragraph(caption)
+            else:
+                for j, c in enumerate(caption):
+                    yield _row(f"{origin}.caption[{j}]", vid, caption=c, want_path=want, split=split)
+                continue
+        yield _row(origin, vid, caption=caption, want_path=want, split=split)
+
+
+def _join_paragraph(sentences: list) -> Any:
+    parts = []
+    for s in sentences:
+        if not isinstance(s, str):
+            return sentences  # clean_text reports the non-text part
+        if s.strip():
+            parts.append(s.strip())
+    return " ".join(parts)
+
+
+def read_paragraph(path: Path, split: str | None = None) -> Iterator[dict]:
+    """All captions of one video joined into one paragraph (DiDeMo, ActivityNet Captions)."""
+    if path.suffix != ".jsonl":
+        data = _load_json(path)
+        if isinstance(data, dict) and data and all(isinstance(v, dict) and "sentences" in v for v in data.values()):
+            for vid, rec in data.items():  # ActivityNet Captions {"v_xx": {"sentences": [...]}}
+                yield _row(f"{path.name}:{vid}", vid, caption=_join_paragraph(rec["sentences"]), split=split)
+            return
+        if isinstance(data, list) and data and isinstance(data[0], dict) and "description" in data[0]:
+            yield from _read_didemo(path, data, split)
+            return
+    yield from read_singularity(path, split, paragraph=True)
+
+
+def _read_didemo(path: Path, data: list, split: str | None) -> Iterator[dict]:
+    """DiDeMo lists one moment per record; the paragraph is a video's descriptions in order."""
+    order: dict[str, list[int]] = {}
+    for i, rec in enumerate(data):
+        if not isinstance(rec, dict):
+            yield _row(f"{path.name}:[{i}]", None, error="record is not an object (video, description)")
+            continue
+        order.setdefault(str(rec.get("video")), []).append(i)
+    for vid, idx in order.items():
+        want = vid
+        parts = [data[i].get("description") for i in idx]
+        origin = f"{path.name}:[{','.join(map(str, idx))}]"
+        yield _row(origin, Path(vid).stem if vid != "None" else None,
+                   caption=_join_paragraph(parts), want_path=want, split=split)
+
+
+def _qa_id(video_id: Any, prefix: str) -> Any:
+    # MSRVTT-QA numbers videos (7010 -> video7010.mp4); MSVD-QA's files are vid<n>.avi.
+    if isinstance(video_id, int) and not isinstance(video_id, bool):
+        return f"{prefix}{video_id}"
+    return video_id
+
+
+def read_msrvtt_qa(path: Path, split: str | None = None, prefix: str = "video") -> Iterator[dict]:
+    for origin, rec, err in _records(path):
+        bad = _bad_record(origin, rec, err, "question, answer, video_id")
+        if bad:
+            yield bad
+            continue
+        answer = rec.get("answer")
+        qa = {"question": rec.get("question"), "answer": None if answer is None else str(answer),
+              "answer_type": rec.get("answer_type"), "options": None, "answer_idx": None,
+              "id": rec.get("id", rec.get("question_id"))}
+        err = None if answer is not None and str(answer).strip() else "empty answer"
+        row = _row(origin, _qa_id(rec.get("video_id"), prefix), qa=qa, split=rec.get("split") or split)
+        row["row_error"] = row["row_error"] or err
+        yield row
+
+
+def read_msvd_qa(path: Path, split: str | None = None) -> Iterator[dict]:
+    return read_msrvtt_qa(path, split, prefix="vid")
+
+
+def _tgif_records(path: Path) -> Iterator[tuple[str, Any, str | None]]:
+    if path.suffix in (".csv", ".tsv"):  # the original TGIF-QA release is tab-separated
+        with path.open(newline="", encoding="utf-8", errors="surrogateescape") as f:
+            for i, rec in enumerate(csv.DictReader(f, delimiter="\t"), 2):
+                opts = [rec[f"a{k}"] for k in range(1, 6) if f"a{k}" in rec]
+                if opts:
+                    rec = dict(rec, options=opts)
+                    rec["answer"] = int(rec["answer"]) if str(rec.get("answer", "")).isdigit() else rec.get("answer")
+                yield f"{path.name}:line {i}", rec, None
+        return
+    yield from _records(path)
+
+
+def read_tgif_qa(path: Path, split: str | None = None) -> Iterator[dict]:
+    for origin, rec, err in _tgif_records(path):
+        bad = _bad_record(origin, rec, err, "gif_name, question, answer")
+        if bad:
+            yield bad
+            continue
+        options, answer, idx, error = rec.get("options"), rec.get("answer"), None, None
+        if options is not None:  # multiple choice: answer is the index of the right option
+            if not isinstance(options, list) or not isinstance(answer, int) or not 0 <= answer < len(options):
+                error = f"answer {answer!r} is not an index into the {len(options) if isinstance(options, list) else 0} options"
+            else:
+                idx, answer = answer, str(options[answer])
+                options = [str(o) for o in options]
+        qa = {"question": rec.get("question"), "answer": None if answer is None else str(answer),
+              "answer_type": rec.get("answer_type") or ("multiple_choice" if options is not None else None),
+              "options": options, "answer_idx": idx, "id": rec.get("id", rec.get("key"))}
+        row = _row(origin, rec.get("gif_name"), qa=qa, split=split)
+        row["row_error"] = row["row_error"] or error
+        yield row
+
+
+READERS = {
+    "webvid": read_webvid, "msrvtt": read_msrvtt, "msrvtt_1ka": read_msrvtt_1ka,
+    "clipbert": read_clipbert, "singularity": read_singularity, "paragraph": read_paragraph,
+    "msrvtt_qa": read_msrvtt_qa, "msvd_qa": read_msvd_qa, "tgif_qa": read_tgif_qa,
+}
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def _first_record(path: Path) -> Any:
+    if path.suffix == ".jsonl":
+        for _, rec, _err in _iter_jsonl(path):
+            return rec
+        return None
+    data = _load_json(path)
+    if isinstance(data, list):
+        return data[0] if data else None
+    return data
+
+
+def detect_format(path: Path) -> str:
+    """The format of an annotation file from its header or its first record."""
+    path = Path(path)
+    if not path.exists():
+        raise AnnotationError(f"{path}: annotation file not found")
+    if path.suffix in (".csv", ".tsv", ".txt"):
+        with path.open(newline="", encoding="utf-8", errors="surrogateescape") as f:
+            header = f.readline().lstrip("\ufeff")
+        cols = {c.strip() for c in re.split("[,\t]", header)}
+        if {"videoid", "name"} <= cols:
+            return "webvid"
+        if {"video_id", "sentence"} <= cols:
+            return "msrvtt_1ka"
+        if {"gif_name", "question"} <= cols:
+            return "tgif_qa"
+        raise AnnotationError(f"{path}: cannot tell the format from the header {sorted(cols)}; pass --format")
+    rec = _first_record(path)
+    if isinstance(rec, dict):
+        if "annotations" in rec:
+            return "msrvtt"
+        if rec and all(isinstance(v, dict) and "sentences" in v for v in rec.values()):
+            return "paragraph"
+        if "gif_name" in rec:
+            return "tgif_qa"
+        if "question" in rec and "video_id" in rec:
+            return "msrvtt_qa"
+        if "clip_name" in rec:
+            return "clipbert"
+        if "description" in rec and "video" in rec:
+            return "paragraph"
+        if ("video" in rec or "image" in rec) and "caption" in rec:
+            return "singularity"
+    raise AnnotationError(f"{path}: cannot tell the annotation format from its first record; pass --format "
+                          f"({', '.join(FORMATS)})")
+
+
+def read_rows(path: Path, fmt: str | None = None, split: str | None = None) -> tuple[str, Iterator[dict]]:
+    """(format, rows) of one annotation file."""
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    if fmt not in READERS:
+        raise AnnotationError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+    if not path.exists():
+        raise AnnotationError(f"{path}: annotation file not found")
+    return fmt, READERS[fmt](path, split)

@@ -1,0 +1,290 @@
+"""Ingest: annotation files + videos -> one manifest (Parquet), one row per sample.
+
+Steps (the heavy ones on dask, so the collection never has to fit in one process):
+
+1. every annotation row is streamed to a temporary row table in chunks, numbered in file order
+   (``row``: the input row's identity through to stats.parquet);
+2. each row gets its sample key, derived from the video id alone (:func:`sanitise_key`), so
+   keys are stable whatever the row order;
+3. dask range-partitions rows by key, and each partition groups its rows into samples
+   (:func:`group_samples`): captions / questions in row order, duplicate rows and key
+   collisions marked failed, the row-level record kept as list columns;
+4. dask joins the samples with the files on disk (exact path first, then file stem);
+5. samples sorted by key are written in row groups, so later stages read a slice at a time.
+
+Manifest columns: key, video_id, format, split, captions (list), qa (JSON list), source
+(relative path), container (folder or tar), offset, size, error (why the whole sample fails,
+or null), and the row record rows / origins / row_errors (lists, one entry per input row).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import dask
+import dask.dataframe as dd
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from preprocess.config import PreprocessConfig
+from preprocess.formats import read_rows
+from preprocess.sources import index_videos
+
+ROW_CHUNK = 50_000
+# Formats that list each video once: a second row for the same video is a duplicate key.
+# (WebVid lists one caption per row; several rows of one videoid are its captions.)
+ONE_ROW_PER_VIDEO = {"msrvtt_1ka", "paragraph"}
+
+ROW_SCHEMA = pa.schema([
+    ("row", pa.int64()), ("origin", pa.string()), ("video_id", pa.string()),
+    ("want_path", pa.string()), ("caption", pa.string()), ("qa", pa.string()),
+    ("split", pa.string()), ("row_error", pa.string()), ("format", pa.string()), ("key", pa.string()),
+])
+
+MANIFEST_SCHEMA = pa.schema([
+    ("key", pa.string()), ("video_id", pa.string()), ("format", pa.string()), ("split", pa.string()),
+    ("captions", pa.list_(pa.string())), ("qa", pa.string()),
+    ("source", pa.string()), ("container", pa.string()), ("offset", pa.int64()), ("size", pa.int64()),
+    ("error", pa.string()),
+    ("rows", pa.list_(pa.int64())), ("origins", pa.list_(pa.string())), ("row_errors", pa.list_(pa.string())),
+])
+
+_UNSAFE = re.compile(r"[^\w\-]+")
+
+
+def sanitise_key(video_id: str) -> str:
+    """A WebDataset key from a video id: no dots, slashes or spaces (they split keys / paths).
+
+    Unicode letters and digits stay (tar stores them); everything else becomes ``_``.
+    """
+    key = _UNSAFE.sub("_", video_id.strip()).strip("_")
+    return key or "_" + hashlib.sha1(video_id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def write_rows(annotations: Iterable[Path], fmt: str | None, split: str | None, cfg: PreprocessConfig,
+               out: Path) -> str:
+    """Stream every annotation row into a Parquet row table; return the format used."""
+    writer = pq.ParquetWriter(out, ROW_SCHEMA)
+    used = None
+    n = 0
+    try:
+        for path in annotations:
+            file_fmt, rows = read_rows(Path(path), fmt, split)
+            used = used or file_fmt
+            chunk = []
+            for r in rows:
+                chunk.append(_finish_row(r, n, file_fmt, cfg))
+                n += 1
+                if len(chunk) >= ROW_CHUNK:
+                    writer.write_table(pa.Table.from_pylist(chunk, ROW_SCHEMA))
+                    chunk = []
+            if chunk:
+                writer.write_table(pa.Table.from_pylist(chunk, ROW_SCHEMA))
+    finally:
+        writer.close()
+    return used or (fmt or "unknown")
+
+
+def _finish_row(r: dict, n: int, fmt: str, cfg: PreprocessConfig) -> dict:
+    text = r["caption"] if r["qa"] is None else r["qa"].get("question")
+    error = r["row_error"]
+    if error is None and text is not None and len(text) > cfg.max_caption_chars:
+        what = "caption" if r["qa"] is None else "question"
+        error = f"{what} too long ({len(text)} characters > max_caption_chars {cfg.max_caption_chars})"
+    vid = r["video_id"]
+    # Rows that name no video become one-row samples of their own, so they still reach stats.
+    key = sanitise_key(vid) if vid else f"_norow{n:09d}"
+    return {"row": n, "origin": r["origin"], "video_id": vid, "want_path": r["want_path"],
+            "caption": r["caption"], "qa": None if r["qa"] is None else json.dumps(r["qa"], ensure_ascii=False),
+            "split": r["split"], "row_error": error, "format": fmt, "key": key}
+
+
+# --------------------------------------------------------------------------- samples
+
+
+SAMPLE_COLUMNS = ["key", "video_id", "format", "split", "want_path", "captions", "qa", "error",
+                  "rows", "origins", "row_errors"]
+
+
+def group_samples(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows (all rows of each key in this partition) -> one row per sample, sorted by key.
+
+    Marks failed: later rows that repeat an earlier row's text for the same video, second
+    rows of one-row-per-video formats (duplicate keys), and videos whose id sanitises to a
+    key another video id already has (the id equal to the key, else the first sorted, wins).
+    """
+    records = rows.reset_index().sort_values(["key", "row"], kind="stable").to_dict("records")
+    out = []
+    for key, by_key in itertools.groupby(records, key=lambda r: r["key"]):
+        by_vid: dict = {}
+        for r in by_key:
+            by_vid.setdefault(_none(r["video_id"]), []).append(r)
+        vids = sorted(v for v in by_vid if v is not None)
+        owner = key if key in vids else (vids[0] if vids else None)
+        for vid in sorted(by_vid, key=lambda v: (v is None, v or "")):
+            out.append(_one_sample(key, vid, owner, by_vid[vid]))
+    out.sort(key=lambda s: s["key"])
+    return pd.DataFrame(out, columns=SAMPLE_COLUMNS)
+
+
+def _one_sample(key: str, vid, owner, group: list[dict]) -> dict:
+    captions, qas, errors, seen = [], [], [], {}
+    fmt = group[0]["format"]
+    collided = vid is not None and vid != owner
+    if collided:
+        key = f"{key}_{hashlib.sha1(str(vid).encode()).hexdigest()[:8]}"
+    for r in group:
+        err, caption, qa = _none(r["row_error"]), _none(r["caption"]), _none(r["qa"])
+        text = caption if qa is None else qa
+        if err is None and fmt in ONE_ROW_PER_VIDEO and seen:
+            err = f"duplicate key: video {vid!r} already listed at {next(iter(seen.values()))}"
+        elif err is None and text in seen:
+            err = f"duplicate row: same video and text as {seen[text]}"
+        if err is None:
+            seen[text] = r["origin"]
+            if qa is None:
+                captions.append(caption)
+            else:
+                qas.append(json.loads(qa))
+        errors.append(err)
+    error = None
+    if vid is None:
+        error = errors[0] or "record names no video"
+    elif collided:
+        error = (f"key collision: video ids {owner!r} and {vid!r} both become key "
+                 f"{sanitise_key(str(vid))!r}; rename one")
+    elif not captions and not qas:
+        error = "no usable caption or question: every row of this video failed"
+    splits = [r["split"] for r in group if _none(r["split"]) is not None]
+    wants = [r["want_path"] for r in group if _none(r["want_path"]) is not None]
+    return {"key": key, "video_id": vid, "format": fmt,
+            "split": splits[0] if splits else None, "want_path": wants[0] if wants else None,
+            "captions": captions, "qa": json.dumps(qas, ensure_ascii=False) if qas else None,
+            "error": error, "rows": [int(r["row"]) for r in group], "origins": [r["origin"] for r in group],
+            "row_errors": errors}
+
+
+def _none(value):
+    """Nulls come back from Parquet / shuffles as None or NaN; make them None."""
+    return None if value is None or (isinstance(value, float) and value != value) else value
+
+
+def _sample_meta() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in SAMPLE_COLUMNS})
+
+
+def resolve_files(samples: pd.DataFrame, files: pd.DataFrame, container: str, videos_label: str) -> pd.DataFrame:
+    """Attach source/offset/size: the exact relative path if it exists, else the first file by stem."""
+    by_path = files.set_index("relpath")
+    by_stem = files.drop_duplicates("stem").set_index("stem")
+    source, offset, size, error = [], [], [], []
+    for want, vid, err in zip(samples["want_path"], samples["video_id"], samples["error"]):
+        want, vid, err, hit = _none(want), _none(vid), _none(err), None
+        if isinstance(want, str) and want in by_path.index:
+            f = by_path.loc[want]
+            hit = (want, f["offset"], f["size"])
+        elif isinstance(vid, str):
+            stem = Path(want).stem if isinstance(want, str) else vid
+            for s in dict.fromkeys([stem, vid]):
+                if s in by_stem.index:
+                    f = by_stem.loc[s]
+                    hit = (f["relpath"], f["offset"], f["size"])
+                    break
+        if hit is None:
+            source.append(want if isinstance(want, str) else None)
+            offset.append(-1)
+            size.append(-1)
+            if err is None and vid is not None:
+                err = (f"missing file: no video {want!r} and no file with stem {vid!r} in {videos_label}"
+                       if isinstance(want, str) else f"missing file: no file with stem {vid!r} in {videos_label}")
+        else:
+            source.append(hit[0])
+            offset.append(int(hit[1]))
+            size.append(int(hit[2]))
+        error.append(err)
+    out = samples.drop(columns=["want_path"]).copy()
+    out["source"], out["offset"], out["size"], out["error"] = source, offset, size, error
+    out["container"] = container
+    return out
+
+
+# --------------------------------------------------------------------------- the manifest
+
+
+def build_manifest(annotations: Path | str | list, videos: Path | str, manifest: Path | str,
+                   fmt: str | None = None, split: str | None = None,
+                   cfg: PreprocessConfig = PreprocessConfig()) -> Path:
+    """Write the manifest Parquet for these annotation files and videos; return its path.
+
+    ``manifest`` is the file to write, or a folder (then ``<folder>/manifest.parquet``, where
+    :func:`preprocess.api.plan_shards` looks for it by default).
+    """
+    paths = [Path(a) for a in (annotations if isinstance(annotations, (list, tuple)) else [annotations])]
+    videos, manifest = Path(videos).resolve(), Path(manifest)
+    if manifest.suffix != ".parquet":
+        manifest = manifest / "manifest.parquet"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    files = index_videos(videos)
+    with tempfile.TemporaryDirectory(prefix="ingest-", dir=manifest.parent) as tmp, \
+            dask.config.set({"dataframe.convert-string": False, "dataframe.shuffle.method": "tasks",
+                             "scheduler": "threads", "num_workers": cfg.num_workers}):
+        rows_path = Path(tmp) / "rows.parquet"
+        write_rows(paths, fmt, split, cfg, rows_path)
+        # Range-partition rows by key (all rows of a key land in one partition, partitions in
+        # key order), group each partition into samples, join with the files, and spill the
+        # result to Parquet in one pass; then stream it into the manifest in key order.
+        rows = dd.read_parquet(str(rows_path)).set_index("key", sort=True)
+        samples = rows.map_partitions(group_samples, meta=_sample_meta())
+        # The file index is broadcast to every partition (a map-side join): it is one small
+        # row per file, while the samples are the part that may not fit in memory.
+        located = samples.map_partitions(resolve_files, files, str(videos), str(videos), meta=_located_meta())
+        spill = Path(tmp) / "samples"
+        located.to_parquet(str(spill), write_index=False, schema=MANIFEST_SCHEMA)
+        tmp_manifest = Path(tmp) / "manifest.parquet"
+        parts = sorted(spill.glob("*.parquet"), key=lambda p: int(re.findall(r"\d+", p.name)[-1]))
+        with pq.ParquetWriter(tmp_manifest, MANIFEST_SCHEMA) as writer:
+            for part in parts:
+                table = pq.read_table(part, schema=MANIFEST_SCHEMA)
+                writer.write_table(table.select(MANIFEST_SCHEMA.names), row_group_size=cfg.shard_samples)
+        tmp_manifest.replace(manifest)
+    return manifest
+
+
+def _located_meta() -> pd.DataFrame:
+    cols = [c for c in SAMPLE_COLUMNS if c != "want_path"] + ["source", "offset", "size", "container"]
+    meta = pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
+    meta["offset"] = meta["offset"].astype("int64")
+    meta["size"] = meta["size"].astype("int64")
+    return meta
+
+
+# --------------------------------------------------------------------------- reading it back
+
+
+def manifest_rows(manifest: Path) -> int:
+    return pq.ParquetFile(manifest).metadata.num_rows
+
+
+def read_slice(manifest: Path, start: int, stop: int) -> list[dict]:
+    """Samples [start, stop) of the manifest, reading only the row groups that hold them."""
+    pf = pq.ParquetFile(manifest)
+    out, first = [], 0
+    for g in range(pf.num_row_groups):
+        n = pf.metadata.row_group(g).num_rows
+        if first < stop and first + n > start:
+            rows = pf.read_row_group(g).to_pylist()
+            out.extend(rows[max(0, start - first): stop - first])
+        first += n
+        if first >= stop:
+            break
+    return out

@@ -1,0 +1,197 @@
+"""Normalise one video into the form GPU decoders handle without surprises.
+
+Every output is H.264 (libx264), yuv420p, constant frame rate ``target_fps``, short side
+``short_side`` (even dimensions, square pixels), a keyframe every ``keyint`` frames in closed
+GOPs (``-g N -keyint_min N -sc_threshold 0``), no B-frames, the source's rotation applied,
+audio dropped unless ``keep_audio``. Videos longer than ``max_window_s`` become several windows
+(keys ``<key>_w000``, ``<key>_w001`` ...).
+
+Determinism: one ffmpeg thread per transcode and bit-exact flags, so the same source and
+settings give byte-identical mp4s. That is also what makes the transcode cache sound: an entry
+is keyed by (hash of the source bytes, hash of the settings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import av
+
+from preprocess.config import PreprocessConfig
+from preprocess.probe import BadVideo, stderr_tail
+
+
+def plan_windows(duration: float, cfg: PreprocessConfig) -> list[tuple[float, float] | None]:
+    """[None] for a video that fits one window, else (start, length) per window.
+
+    A trailing window shorter than ``min_duration_s`` is dropped (it would be rejected alone).
+    """
+    if duration <= cfg.max_window_s + 1e-3:
+        return [None]
+    n = math.ceil(duration / cfg.max_window_s - 1e-6)
+    windows = []
+    for i in range(n):
+        start = i * cfg.max_window_s
+        length = min(cfg.max_window_s, duration - start)
+        if length >= max(cfg.min_duration_s, 1e-3):
+            windows.append((round(start, 3), round(length, 3)))
+    return windows
+
+
+def output_size(probe: dict, cfg: PreprocessConfig) -> tuple[int, int]:
+    """(width, height) after rotation, square pixels, short side = ``short_side``, both even."""
+    w = probe["width"] * probe.get("sample_aspect_ratio", 1.0)
+    h = float(probe["height"])
+    if probe.get("rotation", 0) in (90, 270):
+        w, h = h, w
+    s = cfg.short_side
+    if w <= h:
+        return s, max(2, int(round(h * s / w / 2)) * 2)
+    return max(2, int(round(w * s / h / 2)) * 2), s
+
+
+def transcode_args(src: Path, dst: Path, probe: dict, window: tuple[float, float] | None,
+                   cfg: PreprocessConfig) -> list[str]:
+    """The ffmpeg argument list (never a shell string) for one output."""
+    w, h = output_size(probe, cfg)
+    fps = f"{cfg.target_fps:g}"
+    args = [cfg.ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-threads", "1"]
+    if window is not None:
+        args += ["-ss", f"{window[0]:.3f}"]
+    args += ["-i", str(src)]
+    if window is not None:
+        args += ["-t", f"{window[1]:.3f}"]
+    args += ["-map", "0:v:0"]
+    if cfg.keep_audio and probe.get("has_audio"):
+        args += ["-map", "0:a:0", "-c:a", "aac", "-b:a", "64k", "-ac", "1", "-flags:a", "+bitexact"]
+    else:
+        args += ["-an"]
+    # ffmpeg applies the display matrix itself (autorotate) before this filter chain.
+    args += [
+        "-vf", f"fps={fps},scale={w}:{h}:flags=bicubic,setsar=1,format=yuv420p",
+        "-c:v", "libx264", "-preset", cfg.preset, "-crf", str(cfg.crf), "-pix_fmt", "yuv420p",
+        "-g", str(cfg.keyint), "-keyint_min", str(cfg.keyint), "-sc_threshold", "0", "-bf", "0",
+        "-x264-params", "open-gop=0", "-threads", "1", "-filter_threads", "1",
+        "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1",
+        "-fflags", "+bitexact", "-flags:v", "+bitexact", "-movflags", "+faststart",
+        "-f", "mp4", str(dst),
+    ]
+    return args
+
+
+def count_output(path: Path) -> dict:
+    """Facts of a normalised mp4, read from its index (no decoding)."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        return {"num_frames": int(s.frames), "width": s.codec_context.width,
+                "height": s.codec_context.height, "codec": s.codec_context.name,
+                "pix_fmt": s.codec_context.format.name if s.codec_context.format else None}
+
+
+def transcode(src: Path, dst: Path, probe: dict, window, cfg: PreprocessConfig) -> dict:
+    """Run one transcode; return the ``video`` facts of the sample JSON, or raise BadVideo."""
+    args = transcode_args(src, dst, probe, window, cfg)
+    try:
+        proc = subprocess.run(args, capture_output=True, timeout=cfg.transcode_timeout_s)
+    except subprocess.TimeoutExpired:
+        raise BadVideo(f"transcode timed out after {cfg.transcode_timeout_s:.0f} s") from None
+    tail = stderr_tail(proc.stderr, hide=str(src))
+    empty = not dst.exists() or dst.stat().st_size == 0
+    if proc.returncode != 0 or empty:
+        low = tail.lower()
+        if "cannot determine format" in low or "output file is empty" in low or "nothing was encoded" in low \
+                or (proc.returncode == 0 and empty):
+            raise BadVideo(f"no decodable frames (ffmpeg: {tail})")
+        raise BadVideo(f"truncated or corrupt video: transcode failed (ffmpeg: {tail})")
+    facts = count_output(dst)
+    if facts["num_frames"] == 0:
+        raise BadVideo("no decodable frames: the transcode produced no frames")
+    expected = window[1] if window is not None else probe["duration"]
+    decoded = facts["num_frames"] / cfg.target_fps
+    if decoded + 1.0 / cfg.target_fps < cfg.min_decoded_fraction * expected:
+        raise BadVideo(f"truncated or corrupt video: decoded {decoded:.2f} s of the {expected:.2f} s "
+                       f"the container states")
+    if decoded < cfg.min_duration_s and window is None:
+        raise BadVideo(f"too short: {decoded:.2f} s of decodable video < min_duration_s {cfg.min_duration_s}")
+    return {"fps": cfg.target_fps, "num_frames": facts["num_frames"], "width": facts["width"],
+            "height": facts["height"], "duration": round(decoded, 4), "codec": facts["codec"],
+            "pix_fmt": facts["pix_fmt"], "keyint": cfg.keyint}
+
+
+def normalise_video(src: Path, probe: dict, out_dir: Path, stem: str, cfg: PreprocessConfig) -> list[dict]:
+    """Transcode every window of one probed source into ``out_dir``; one dict per output.
+
+    Each dict: ``suffix`` ("" or "_w000"...), ``path`` (the mp4), ``video`` facts, ``normalize``
+    (what was done: fps, size, rotation applied, audio, window).
+    """
+    outputs = []
+    windows = plan_windows(probe["duration"], cfg)
+    for i, window in enumerate(windows):
+        suffix = "" if window is None else f"_w{i:03d}"
+        dst = out_dir / f"{stem}{suffix}.mp4"
+        video = transcode(src, dst, probe, window, cfg)
+        outputs.append({
+            "suffix": suffix, "path": str(dst), "video": video,
+            "normalize": {
+                "target_fps": cfg.target_fps, "short_side": cfg.short_side,
+                "rotation_applied": probe.get("rotation", 0),
+                "audio": "kept" if cfg.keep_audio and probe.get("has_audio") else "dropped",
+                "window": None if window is None else {"index": i, "count": len(windows),
+                                                       "start": window[0], "length": window[1]},
+                "crf": cfg.crf, "preset": cfg.preset,
+            },
+        })
+    return outputs
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cached_normalise(src: Path, probe: dict, work_dir: Path, stem: str, cfg: PreprocessConfig) -> list[dict]:
+    """:func:`normalise_video` through the cache (same source bytes + settings -> same outputs).
+
+    Without a cache the outputs stay in ``work_dir`` (the shard writer removes them); with one,
+    they live in ``cache_dir/<aa>/<hash>/`` written to a temp folder and renamed when whole.
+    """
+    if not cfg.cache_dir:
+        return normalise_video(src, probe, work_dir, stem, cfg)
+    digest = hashlib.sha256(f"{file_sha256(src)}:{cfg.normalise_fingerprint()}".encode()).hexdigest()
+    entry = Path(cfg.cache_dir) / digest[:2] / digest
+    index = entry / "outputs.json"
+    if index.exists():
+        outputs = json.loads(index.read_text())
+        for o in outputs:
+            o["path"] = str(entry / o["file"])
+        return outputs
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=entry.parent))
+    try:
+        outputs = normalise_video(src, probe, tmp, "v", cfg)
+        for o in outputs:
+            o["file"] = Path(o["path"]).name
+        (tmp / "outputs.json").write_text(json.dumps(outputs))
+        try:
+            os.rename(tmp, entry)
+        except OSError:  # another worker finished the same source first; theirs is identical
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for o in outputs:
+        o["path"] = str(entry / o["file"])
+    return outputs

@@ -1,0 +1,202 @@
+"""Shards: normalised samples -> WebDataset tars, each with its own stats file.
+
+Shard ``i`` holds manifest samples ``[i * shard_samples, (i + 1) * shard_samples)`` (the
+manifest is sorted by key), so the assignment of samples to shards depends only on the input.
+Inside a shard, members are sorted by key and every tar header is fixed (mtime 0, uid/gid 0,
+mode 0644), so the same input gives byte-identical tars. A shard whose tar would pass
+``shard_bytes`` continues in ``shard-<i>-p1.tar``, ``-p2`` ...
+
+A shard is finished when its stats file ``_stats/shard-<i>.parquet`` exists. Every file is
+written under a hidden temporary name and renamed when whole, stats last, so a run killed at
+any moment leaves no half-written visible file, and a rerun redoes exactly the unfinished
+shards (it recreates the same bytes).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tarfile
+import traceback
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from preprocess.config import PreprocessConfig
+from preprocess.normalise import cached_normalise
+from preprocess.probe import BadVideo, probe_source
+from preprocess.sources import local_copy
+
+STATS_DIR = "_stats"
+WORK_DIR = "_work"
+
+STATS_SCHEMA = pa.schema([
+    ("row", pa.int64()), ("origin", pa.string()), ("key", pa.string()), ("video_id", pa.string()),
+    ("status", pa.string()), ("error", pa.string()), ("shard", pa.string()), ("source", pa.string()),
+    ("windows", pa.int32()),
+    ("src_codec", pa.string()), ("src_container", pa.string()), ("src_width", pa.int32()),
+    ("src_height", pa.int32()), ("src_fps", pa.float64()), ("src_num_frames", pa.int64()),
+    ("src_duration", pa.float64()), ("src_rotation", pa.int32()), ("src_bytes", pa.int64()),
+    ("out_width", pa.int32()), ("out_height", pa.int32()), ("out_fps", pa.float64()),
+    ("out_num_frames", pa.int64()), ("out_duration", pa.float64()), ("out_bytes", pa.int64()),
+])
+
+
+def shard_name(shard_id: int, part: int = 0) -> str:
+    return f"shard-{shard_id:06d}" + (f"-p{part}" if part else "")
+
+
+def stats_path(out: Path, shard_id: int) -> Path:
+    return Path(out) / STATS_DIR / f"{shard_name(shard_id)}.parquet"
+
+
+def shard_done(out: Path, shard_id: int) -> bool:
+    return stats_path(out, shard_id).exists()
+
+
+# --------------------------------------------------------------------------- one sample
+
+
+def process_sample(sample: dict, work_dir: str, cfg: PreprocessConfig) -> dict:
+    """Probe and normalise one manifest sample. Never raises: a bad video is a result too."""
+    result = {"key": sample["key"], "error": sample["error"], "probe": None, "outputs": []}
+    if sample["error"]:
+        return result
+    try:
+        with local_copy(sample["container"], sample["source"], sample["offset"], sample["size"],
+                        tmp_dir=work_dir) as src:
+            result["probe"] = probe_source(src, cfg)
+            result["outputs"] = cached_normalise(src, result["probe"], Path(work_dir), sample["key"], cfg)
+    except BadVideo as err:
+        result["error"] = str(err)
+    except Exception as err:  # noqa: BLE001 - one odd file must not stop the run
+        last = traceback.extract_tb(err.__traceback__)[-1]
+        result["error"] = f"internal error ({type(err).__name__}: {err} at {Path(last.filename).name}:{last.lineno})"
+    return result
+
+
+def sample_json(sample: dict, result: dict, output: dict) -> dict:
+    """The ``<key>.json`` member (schema in docs/design.md)."""
+    probe = result["probe"]
+    return {
+        "key": sample["key"] + output["suffix"],
+        "source": sample["source"],
+        "format": sample["format"],
+        "captions": list(sample["captions"] or []),
+        "qa": json.loads(sample["qa"]) if sample["qa"] else [],
+        "split": sample["split"],
+        "video": output["video"],
+        "source_probe": {k: probe[k] for k in ("codec", "container", "fps", "num_frames", "width",
+                                               "height", "duration", "rotation")},
+        "normalize": output["normalize"],
+        "extra": {"video_id": sample["video_id"], "rows": list(sample["rows"]),
+                  "source_bytes": probe["bytes"], "source_pix_fmt": probe["pix_fmt"],
+                  "variable_frame_rate": probe["variable_frame_rate"], "has_audio": probe["has_audio"]},
+    }
+
+
+# --------------------------------------------------------------------------- one shard
+
+
+def _tar_info(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, 0, 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def _write_tar(path: Path, members: list[tuple[str, bytes | str]]) -> None:
+    """members: (name, bytes) or (name, path of a file); written in the given order."""
+    with open(path, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members:
+            if isinstance(data, bytes):
+                tar.addfile(_tar_info(name, len(data)), io.BytesIO(data))
+            else:
+                with open(data, "rb") as src:
+                    tar.addfile(_tar_info(name, os.path.getsize(data)), src)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def clear_unfinished(out: Path, shard_id: int) -> None:
+    """Remove what a killed run of this shard left: temp files and its work folder."""
+    prefix = f".{shard_name(shard_id)}"
+    for p in list(Path(out).glob(prefix + "*")) + list((Path(out) / STATS_DIR).glob(prefix + "*")):
+        p.unlink(missing_ok=True)
+    shutil.rmtree(Path(out) / WORK_DIR / shard_name(shard_id), ignore_errors=True)
+
+
+def write_shard(out: Path, shard_id: int, samples: list[dict], results: list[dict], cfg: PreprocessConfig) -> dict:
+    """Write shard ``shard_id``'s tar(s) and stats from its samples' results; return counts."""
+    out = Path(out)
+    members: list[tuple[str, list[tuple[str, bytes | str]], int]] = []  # (key, members, bytes)
+    for sample, result in zip(samples, results):
+        for o in result["outputs"] if not result["error"] else []:
+            meta = json.dumps(sample_json(sample, result, o), ensure_ascii=False, sort_keys=True).encode()
+            key = sample["key"] + o["suffix"]
+            members.append((key, [(f"{key}.json", meta), (f"{key}.mp4", o["path"])],
+                            len(meta) + os.path.getsize(o["path"])))
+    members.sort(key=lambda m: m[0])
+
+    parts: list[list] = [[]]
+    size = 0
+    for key, files, nbytes in members:
+        if parts[-1] and size + nbytes > cfg.shard_bytes:
+            parts.append([])
+            size = 0
+        parts[-1].append((key, files))
+        size += nbytes + 1024 * len(files)  # tar headers and padding
+    part_of = {key: shard_name(shard_id, p) + ".tar" for p, part in enumerate(parts) for key, _ in part}
+
+    written = []
+    for p, part in enumerate(parts):
+        if not part:  # a shard whose samples all failed has no tar, only its stats
+            continue
+        final = out / f"{shard_name(shard_id, p)}.tar"
+        tmp = out / f".{shard_name(shard_id, p)}.tar.tmp"
+        _write_tar(tmp, [m for _, files in part for m in files])
+        written.append((tmp, final))
+    for tmp, final in written:
+        os.replace(tmp, final)
+
+    table = pa.Table.from_pylist(_stats_rows(samples, results, part_of), STATS_SCHEMA)
+    final_stats = stats_path(out, shard_id)
+    final_stats.parent.mkdir(parents=True, exist_ok=True)
+    tmp_stats = final_stats.parent / f".{final_stats.name}.tmp"
+    pq.write_table(table, tmp_stats)
+    os.replace(tmp_stats, final_stats)
+    shutil.rmtree(out / WORK_DIR / shard_name(shard_id), ignore_errors=True)
+    ok = sum(1 for r in results if not r["error"])
+    return {"shard": shard_id, "samples": len(samples), "ok": ok, "failed": len(samples) - ok,
+            "outputs": len(members), "parts": len(written)}
+
+
+def _stats_rows(samples: list[dict], results: list[dict], part_of: dict[str, str]) -> list[dict]:
+    """One stats row per input row of every sample in the shard."""
+    rows = []
+    for sample, result in zip(samples, results):
+        probe, outputs = result["probe"] or {}, result["outputs"] if not result["error"] else []
+        facts = {
+            "src_codec": probe.get("codec"), "src_container": probe.get("container"),
+            "src_width": probe.get("width"), "src_height": probe.get("height"),
+            "src_fps": probe.get("fps"), "src_num_frames": probe.get("num_frames"),
+            "src_duration": probe.get("duration"), "src_rotation": probe.get("rotation"),
+            "src_bytes": probe.get("bytes"), "windows": len(outputs),
+        }
+        if outputs:
+            v = outputs[0]["video"]
+            facts.update(out_width=v["width"], out_height=v["height"], out_fps=v["fps"],
+                         out_num_frames=sum(o["video"]["num_frames"] for o in outputs),
+                         out_duration=round(sum(o["video"]["duration"] for o in outputs), 4),
+                         out_bytes=sum(os.path.getsize(o["path"]) for o in outputs))
+        shard = part_of.get(sample["key"] + outputs[0]["suffix"]) if outputs else None
+        for row, origin, row_error in zip(sample["rows"], sample["origins"], sample["row_errors"]):
+            error = row_error or result["error"]
+            rows.append({"row": row, "origin": origin, "key": sample["key"], "video_id": sample["video_id"],
+                         "status": "failed" if error else "ok", "error": error,
+                         "shard": None if error else shard, "source": sample["source"], **facts})
+    return rows

@@ -1,0 +1,76 @@
+"""Where the source videos are: a folder, or one tar of videos (the synthetic benchmark's form).
+
+:func:`index_videos` lists every candidate file once (relative path, stem, size, and for a tar
+the byte offset of the member's data), so ingest can join annotations with files by path or
+stem. :func:`local_copy` gives a worker a real file to hand to ffmpeg: the file itself, or the
+tar member's bytes copied to a temporary file (read by offset, without re-scanning the tar).
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+# Files that are plainly not videos are not candidates when a stem has several files.
+_NOT_VIDEO = {".json", ".txt", ".csv", ".tsv", ".jsonl", ".parquet", ".md", ".srt", ".vtt"}
+
+
+def is_tar(path: Path) -> bool:
+    return path.is_file() and (path.suffix == ".tar" or tarfile.is_tarfile(path))
+
+
+def index_videos(videos: Path) -> pd.DataFrame:
+    """One row per file: relpath, stem, size, offset (tar member data offset, -1 for a folder)."""
+    videos = Path(videos)
+    rows = []
+    if not videos.exists():
+        raise FileNotFoundError(f"{videos}: videos folder or tar not found")
+    if videos.is_file():
+        with tarfile.open(videos) as tar:
+            for m in tar:
+                if m.isfile():
+                    rows.append((m.name, m.size, m.offset_data))
+    else:
+        for root, dirs, files in os.walk(videos):
+            dirs.sort()
+            for name in sorted(files):
+                full = os.path.join(root, name)
+                rows.append((os.path.relpath(full, videos), os.path.getsize(full), -1))
+    df = pd.DataFrame(rows, columns=["relpath", "size", "offset"])
+    df["stem"] = [Path(p).stem for p in df["relpath"]]
+    df["suffix"] = [Path(p).suffix.lower() for p in df["relpath"]]
+    df = df[~df["suffix"].isin(_NOT_VIDEO)].drop(columns="suffix")
+    return df.sort_values("relpath", kind="stable").reset_index(drop=True)
+
+
+@contextmanager
+def local_copy(container: str, relpath: str, offset: int, size: int, tmp_dir: str | None = None) -> Iterator[Path]:
+    """A path ffmpeg can open: the folder's file, or the tar member copied to a temp file."""
+    if offset < 0:
+        yield Path(container) / relpath
+        return
+    suffix = Path(relpath).suffix
+    fd, tmp = tempfile.mkstemp(suffix=suffix, prefix="src-", dir=tmp_dir)
+    try:
+        with os.fdopen(fd, "wb") as out, open(container, "rb") as src:
+            src.seek(offset)
+            _copy_n(src, out, size)
+        yield Path(tmp)
+    finally:
+        os.unlink(tmp)
+
+
+def _copy_n(src, dst, n: int, chunk: int = 1 << 20) -> None:
+    left = n
+    while left > 0:
+        buf = src.read(min(chunk, left))
+        if not buf:
+            break
+        dst.write(buf)
+        left -= len(buf)

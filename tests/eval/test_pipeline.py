@@ -1,0 +1,212 @@
+"""Fine-tuning, evaluation and tables end to end on tiny real shards and tiny real models."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from eval import tables as tables_mod
+from eval.checkpoints import load_task_model
+from eval.config import TablesConfig
+from eval.evaluate import evaluate_recipe
+from eval.finetune import main as finetune_main
+from eval.finetune import run_finetune
+from eval.qa import MultipleChoice, OpenEndedQA
+from pipeline.config import section
+from train.checkpoint import read_state
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def finetuned(workspace):
+    """smaug fine-tuned on the three tasks (3 steps each)."""
+    params = workspace["params"]()
+    for task in ("retrieval", "qa", "mc"):
+        run_finetune(params, task, "smaug", progress=False)
+    return workspace["base"] / "models/finetune/smaug"
+
+
+def test_finetune_writes_loadable_task_checkpoints(finetuned):
+    for task, kind in (("retrieval", None), ("qa", OpenEndedQA), ("mc", MultipleChoice)):
+        state = read_state(finetuned / task)
+        assert state["finished"] and state["step"] == 3 and state["task"] == task
+        assert state["init"]["sha256"] == sha(finetuned.parent.parent / "pretrain/smaug/model.safetensors")
+        module, _ = load_task_model(finetuned / task)
+        if kind is not None:
+            assert isinstance(module, kind)
+    # the QA vocabulary is the most frequent training answers (8 of the 12 distinct ones)
+    answers = read_state(finetuned / "qa")["answers"]
+    assert len(answers) == 8 and answers == sorted(answers)  # all counts tie at 1: ordered by name
+    # retrieval fine-tuning dropped MLM/MVM and masking
+    cfg = read_state(finetuned / "retrieval")["model_config"]
+    assert cfg["objectives"]["mlm"] == 0 and cfg["masking"]["video_ratio"] == 0
+
+
+def test_finetune_resumes_an_unfinished_run(workspace, finetuned, capsys):
+    out = workspace["base"] / "resume-mc"
+    params = workspace["params"]("finetune.mc.steps=2")
+    run_finetune(params, "mc", "smaug", out=out, progress=False)
+    first = sha(out / "model.safetensors")
+    # a finished run is left alone
+    run_finetune(workspace["params"]("finetune.mc.steps=3"), "mc", "smaug", out=out, progress=False)
+    assert "already finished" in capsys.readouterr().out and sha(out / "model.safetensors") == first
+    # an interrupted one (finished: false) continues from its step
+    state = json.loads((out / "state.json").read_text())
+    state["finished"] = False
+    (out / "state.json").write_text(json.dumps(state))
+    # (4 steps: the cosine schedule ends at min_lr = 0, so a run's last step does not move the weights)
+    run_finetune(workspace["params"]("finetune.mc.steps=4"), "mc", "smaug", out=out, progress=False)
+    assert "resuming" in capsys.readouterr().out
+    assert read_state(out)["step"] == 4 and sha(out / "model.safetensors") != first
+
+
+def test_finetune_cli_rejects_bad_input(workspace, capsys):
+    args = ["--task", "qa", "--params", str(workspace["params_path"]), *workspace["overrides"]]
+    assert finetune_main([*args, "finetune.qa.lr=-1"]) == 2
+    assert "finetune.qa.lr: must be > 0" in capsys.readouterr().err
+    assert finetune_main([*args, f"finetune.init_dir={workspace['base'] / 'nowhere'}"]) == 2
+    assert "no checkpoint here" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def evaluated(workspace, finetuned):
+    params = workspace["params"]()
+    return {r: evaluate_recipe(params, r) for r in ("smaug", "dense")}
+
+
+def test_evaluation_metrics(workspace, evaluated):
+    smaug, dense = evaluated["smaug"], evaluated["dense"]
+    assert sorted(smaug["finetuned"]) == ["mc", "qa", "retrieval"] and smaug["not_finetuned"] == []
+    assert sorted(dense["zero_shot"]) == ["mc", "retrieval"] and sorted(dense["not_finetuned"]) == ["mc", "qa", "retrieval"]
+    r = smaug["zero_shot"]["retrieval"]
+    assert r["normal"]["num_videos"] == 6 and r["normal"]["num_texts"] == 12
+    for scoring in ("vtc", "vtm"):
+        for d in ("t2v", "v2t"):
+            m = r["normal"][scoring][d]
+            assert 0 <= m["R@1"] <= m["R@5"] <= m["R@10"] <= 100.0
+            assert 1 <= m["MdR"] <= (6 if d == "t2v" else 11)  # 6 videos; 12 texts, 2 of them right
+        assert r["normal"][scoring]["t2v"]["R@10"] == 100.0  # only 6 videos to rank
+    assert smaug["chance"]["retrieval_R@1"] == pytest.approx(100 / 6, abs=1e-3)
+    assert smaug["chance"]["mc"] == pytest.approx(20.0)
+    # the QA majority answer: every training answer appears equally often -> alphabetically first
+    assert smaug["chance"]["qa_majority"]["answer"] == "black"
+    qa = smaug["finetuned"]["qa"]["normal"]
+    assert sorted(qa["per_type"]) == ["color", "motion"] and qa["num_questions"] == 12
+    # the shuffle test ran and reports normal - shuffled
+    for setting, task in (("zero_shot", "retrieval"), ("finetuned", "qa"), ("zero_shot", "mc")):
+        m = smaug[setting][task]
+        assert "shuffled" in m and "shuffle_drop" in m
+    drop = smaug["finetuned"]["qa"]["shuffle_drop"]["accuracy"]
+    assert drop == pytest.approx(smaug["finetuned"]["qa"]["normal"]["accuracy"]
+                                 - smaug["finetuned"]["qa"]["shuffled"]["accuracy"], abs=1e-3)
+    # the files DVC tracks
+    details = workspace["base"] / "results/eval/smaug.json"
+    assert json.loads(details.read_text())["checkpoints"]["pretrain"]["sha256"] == \
+        sha(workspace["base"] / "models/pretrain/smaug/model.safetensors")
+    headline = json.loads((workspace["base"] / "results/metrics/eval-smaug.json").read_text())
+    assert sorted(headline) == ["chance", "finetuned", "zero_shot"]
+    assert headline["zero_shot"]["retrieval"]["t2v_R@1"] == r["normal"]["vtm"]["t2v"]["R@1"]
+    assert headline["finetuned"]["qa"]["shuffle_drop_accuracy"] == drop
+    assert headline["chance"]["qa_majority"] == smaug["chance"]["qa_majority"]["accuracy"]
+    curve = (workspace["base"] / "results/plots/recall/smaug-zero_shot.csv").read_text().splitlines()
+    assert curve[0] == "k,t2v,v2t,t2v_shuffled,v2t_shuffled" and len(curve) == 11
+
+
+def test_evaluation_is_deterministic(workspace, evaluated):
+    path = workspace["base"] / "results/eval/dense.json"
+    before = path.read_bytes()
+    evaluate_recipe(workspace["params"](), "dense")
+    assert path.read_bytes() == before
+
+
+def test_more_frames_at_test_time(workspace, finetuned):
+    out = evaluate_recipe(workspace["params"]("eval.num_frames=3", "eval.tasks=[retrieval]",
+                                              "eval.shuffle_test=false",
+                                              f"eval.metrics_dir={workspace['base'] / 'm3'}",
+                                              f"eval.details_dir={workspace['base'] / 'm3'}",
+                                              f"eval.plots_dir={workspace['base'] / 'm3'}"),
+                          "smaug")
+    assert out["zero_shot"]["retrieval"]["frames"] == 3 and "shuffled" not in out["zero_shot"]["retrieval"]
+
+
+def test_tables_twice_identical_and_name_checkpoints(workspace, evaluated):
+    cfg = section(workspace["params"](), TablesConfig, "tables")
+    written = tables_mod.write_tables(cfg)
+    first = {p: p.read_bytes() for p in written}
+    assert {p.name for p in written} >= {"retrieval.md", "retrieval.csv", "qa.md", "qa.csv",
+                                         "efficiency.md", "efficiency.csv", "temporal.md", "temporal.csv"}
+    again = tables_mod.write_tables(cfg)
+    assert {p: p.read_bytes() for p in again} == first
+    out = Path(cfg.out_dir)
+    ret = (out / "retrieval.md").read_text()
+    assert sha(workspace["base"] / "models/pretrain/smaug/model.safetensors") in ret
+    assert "| smaug | measured | zero-shot, VTM top-3, 2 frames |" in ret
+    assert "| ALPRO | reported (Li et al., CVPR 2022) |" in ret
+    assert "synthetic ret_test (MSRVTT-style) R@1" in ret and "MSRVTT (1k-A) R@1" in ret
+    assert "chance (6 test videos)" in ret
+    qa = (out / "qa.md").read_text()
+    assert "MSRVTT-QA acc" in qa and "synthetic qa_test (MSRVTT-QA-style) acc" in qa
+    # no pre-training cost files in this workspace: the efficiency table says which are missing
+    eff = (out / "efficiency.md").read_text()
+    assert "no pre-training cost file" in eff and "pretrain-smaug.json" in eff
+    assert "No throughput benchmark" in eff
+    temporal = (out / "temporal.csv").read_text().splitlines()
+    assert temporal[0] == "Method,Setting,Task,Dataset,Metric,In order,Shuffled,Drop" and len(temporal) > 4
+
+
+class MeanPooled(torch.nn.Module):
+    """A model that ignores time: per-frame features averaged over frames."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.frame = torch.nn.Linear(3 * 32 * 32, 16)
+        self.text = torch.nn.Embedding(31000, 16)
+
+    def encode_video(self, video, mask=False):
+        tokens = self.frame(video.flatten(2))                  # [B, T, 16]
+        feat = torch.nn.functional.normalize(tokens.mean(1), dim=-1)
+        return tokens.mean(1, keepdim=True), feat
+
+    def encode_text(self, ids, mask):
+        hidden = self.text(ids)
+        return hidden, torch.nn.functional.normalize(hidden[:, 0] + hidden[:, 1], dim=-1)
+
+    def fuse(self, hidden, mask, tokens):
+        return hidden + tokens.mean(1, keepdim=True)
+
+    def vtm_score(self, fused):
+        return fused[:, 0].sum(-1)
+
+
+def test_shuffle_test_drop_is_zero_for_a_model_that_ignores_time(workspace, shard_root):
+    from train.checkpoint import load_model
+    from train.data import build_loader
+    from train.data.text import load_tokenizer
+
+    from eval.evaluate import with_shuffle
+    from eval.retrieval import embed_retrieval_set, evaluate_retrieval
+
+    params = workspace["params"]("loader.num_frames=4")
+    from eval.checkpoints import loader_config_of
+
+    loader_cfg = loader_config_of({}, params, num_frames=4, batch_size=3)
+    batches = list(build_loader(loader_cfg, shard_root / "ret_test", train=False, seed=0))
+    tok = load_tokenizer()
+    flat = MeanPooled()
+    res = with_shuffle(lambda s: {k: v for k, v in evaluate_retrieval(flat, batches, tok, max_len=16, rerank_k=2,
+                                                                    shuffle_seed=s).items()
+                                  if k not in ("curve", "embeddings")},
+                       True, seed=0)
+    assert res["shuffle_drop"]["vtc"]["t2v"]["R@1"] == 0.0 and res["shuffle_drop"]["vtm"]["v2t"]["MnR"] == 0.0
+    # the real model reads frame order: its video features change when the frames are shuffled
+    model, _ = load_model(workspace["base"] / "models/pretrain/smaug")
+    a = embed_retrieval_set(model, batches, tok, max_len=16)
+    b = embed_retrieval_set(model, batches, tok, max_len=16, shuffle_seed=0)
+    assert not torch.allclose(a.video_feats, b.video_feats, atol=1e-4)
+    assert torch.allclose(a.text_feats, b.text_feats)

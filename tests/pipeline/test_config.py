@@ -1,0 +1,94 @@
+"""The config machinery every part uses: names in errors, types, recipes, overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from pipeline.config import (
+    ConfigError,
+    build,
+    check,
+    deep_merge,
+    load_params,
+    parse_override,
+    section,
+    to_dict,
+)
+
+
+@dataclass(frozen=True)
+class Inner:
+    ratio: float = 0.5
+    layers: list[int] = field(default_factory=lambda: [1, 2])
+
+    def __post_init__(self):
+        check(0.0 <= self.ratio < 1.0, "ratio", f"must be in [0, 1), got {self.ratio}")
+
+
+@dataclass(frozen=True)
+class Outer:
+    name: str = "x"
+    mode: Literal["random", "tube"] = "random"
+    steps: int = 10
+    out: Path = Path("out")
+    maybe: int | None = None
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_defaults_and_nested_values():
+    cfg = build(Outer, {"steps": 3, "inner": {"ratio": 0.25, "layers": [4]}}, "sec")
+    assert cfg.steps == 3 and cfg.inner.ratio == 0.25 and cfg.inner.layers == [4]
+    assert cfg.mode == "random" and cfg.out == Path("out")
+    assert to_dict(cfg)["out"] == "out"
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ({"steps": "ten"}, "sec.steps: expected int"),
+        ({"steps": True}, "sec.steps: expected int"),
+        ({"mode": "grid"}, "sec.mode: 'grid' is not one of"),
+        ({"bogus": 1}, "sec.bogus: unknown key"),
+        ({"inner": {"ratio": 1.5}}, "sec.inner.ratio: must be in [0, 1)"),
+        ({"inner": {"layers": [1, "two"]}}, "sec.inner.layers[1]: expected int"),
+        ({"inner": 3}, "sec.inner: expected a mapping"),
+        ({"maybe": "no"}, "sec.maybe: expected int"),
+    ],
+)
+def test_bad_values_are_rejected_with_their_name(data, expected):
+    with pytest.raises(ConfigError) as err:
+        build(Outer, data, "sec")
+    assert str(err.value).startswith(expected), str(err.value)
+
+
+def test_optional_accepts_none_and_int():
+    assert build(Outer, {"maybe": None}, "s").maybe is None
+    assert build(Outer, {"maybe": 4}, "s").maybe == 4
+
+
+def test_overrides_and_recipes_merge(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("sec:\n  steps: 5\n  inner:\n    ratio: 0.1\n")
+    data = load_params(params, overrides=["sec.inner.ratio=0.3", "sec.name=abc"])
+    cfg = section(data, Outer, "sec")
+    assert (cfg.steps, cfg.inner.ratio, cfg.name) == (5, 0.3, "abc")
+    assert parse_override("a.b=[1, 2]") == {"a": {"b": [1, 2]}}
+    assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
+    with pytest.raises(ConfigError, match="override must look like"):
+        parse_override("no-equals-sign")
+
+
+def test_unknown_recipe_names_the_known_ones(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("sec: {}\n")
+    with pytest.raises(ConfigError, match="unknown recipe 'nope'"):
+        load_params(params, recipe="nope")
+
+
+def test_missing_params_file(tmp_path):
+    with pytest.raises(ConfigError, match="params file not found"):
+        load_params(tmp_path / "absent.yaml")

@@ -1,0 +1,151 @@
+"""Pre-training speed of SMAUG against the dense baseline, measured in one run.
+
+``python -m train.bench [--params params.yaml] [--steps 6] [--warmup 2] [key=value ...]``
+writes ``results/bench/pretrain.json``:
+
+* ``speedup``: SMAUG clips/s over dense clips/s (training steps, same machine, same batches);
+* ``flops_ratio``: dense FLOPs per clip over SMAUG's (one forward+backward, FlopCounterMode);
+* each recipe's clips/s, seconds per step and FLOPs per clip.
+
+Both recipes build the same architecture from the same seed and train on the same real
+batches, read once from the pre-training shards before timing (so decoding is not measured).
+After ``--warmup`` untimed steps each, the timed steps alternate between the recipes and swap
+the order every round (A B, B A, ...), so slow drift of the machine (other processes, thermal)
+falls on both alike. ``key=value`` overrides apply to both recipes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from train import cost
+from train.pretrain import load_run_config
+from train.trainer import Trainer, default_loss
+
+log = logging.getLogger("train.bench")
+BASELINE, CANDIDATE = "dense", "smaug"
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m train.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--params", default=None)
+    p.add_argument("--steps", type=int, default=6, help="timed steps per recipe")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per recipe first")
+    p.add_argument("--out", default="results/bench/pretrain.json")
+    p.add_argument("--candidate", default=CANDIDATE)
+    p.add_argument("--baseline", default=BASELINE)
+    p.add_argument("overrides", nargs="*", metavar="key.path=value")
+    args = p.parse_args(argv)
+    if args.steps < 1 or args.warmup < 0:
+        p.error("--steps must be >= 1 and --warmup >= 0")
+    return args
+
+
+def read_batches(run: dict, count: int) -> list[dict]:
+    """``count`` real training batches from the pre-training shards (cycled if fewer)."""
+    from train.data import build_loader
+
+    loader = build_loader(run["loader"], run["pretrain"].shards, train=True, seed=run["seed"])
+    batches: list[dict] = []
+    for b in loader:
+        batches.append(b)
+        if len(batches) >= count:
+            break
+    if not batches:
+        raise RuntimeError(f"{run['pretrain'].shards}: no training batch could be read")
+    return batches
+
+
+def run_bench(args) -> dict:
+    from train.model import SMAUG
+
+    names = [args.candidate, args.baseline]
+    runs = {name: load_run_config(args.params, name, args.overrides) for name in names}
+    if runs[names[0]]["loader"] != runs[names[1]]["loader"]:
+        raise RuntimeError("the two recipes must share the loader settings to share batches")
+    if runs[names[0]]["pretrain"].threads:
+        torch.set_num_threads(runs[names[0]]["pretrain"].threads)
+    seed = runs[names[0]]["seed"]
+    total = args.warmup + args.steps
+    batches = read_batches(runs[names[0]], total)
+    batch_size = batches[0]["video"].shape[0]
+
+    trainers, flops = {}, {}
+    for name in names:
+        torch.manual_seed(seed)
+        model = SMAUG(runs[name]["model"])
+        cfg = runs[name]["pretrain"].trainer_config()
+        trainers[name] = Trainer(model, cfg, progress=False, seed=seed)
+        f, _ = cost.count_step_flops(trainers[name].model, batches[0], default_loss,
+                                     autocast_dtype=trainers[name].autocast_dtype)
+        flops[name] = f / batch_size
+
+    times: dict[str, list[float]] = {n: [] for n in names}
+    from tqdm import tqdm
+
+    with tqdm(total=total * len(names), desc="bench smaug vs dense", unit="step") as bar:
+        for i in range(total):
+            order = names if i % 2 == 0 else names[::-1]
+            batch = batches[i % len(batches)]
+            for name in order:
+                trainer = trainers[name]
+                trainer.schedule.apply(trainer.step)
+                t0 = time.perf_counter()
+                trainer.train_step([batch])
+                if trainer.device.type == "cuda":
+                    torch.cuda.synchronize()
+                dt = time.perf_counter() - t0
+                trainer.step += 1
+                if i >= args.warmup:
+                    times[name].append(dt)
+                bar.update(1)
+
+    result = {}
+    for name in names:
+        t = times[name]
+        result[name] = {
+            "clips_per_s": batch_size * len(t) / sum(t),
+            "step_s_median": statistics.median(t),
+            "step_s": t,
+            "flops_per_clip": flops[name],
+        }
+    cand, base = result[args.candidate], result[args.baseline]
+    return {
+        "speedup": cand["clips_per_s"] / base["clips_per_s"],
+        "flops_ratio": base["flops_per_clip"] / cand["flops_per_clip"],
+        "candidate": args.candidate,
+        "baseline": args.baseline,
+        args.candidate: cand,
+        args.baseline: base,
+        "batch_size": batch_size,
+        "timed_steps": args.steps,
+        "warmup_steps": args.warmup,
+        "schedule": "interleaved, order swapped every step, same batches for both",
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "torch_threads": torch.get_num_threads(),
+                    "device": str(trainers[names[0]].device),
+                    "torch": torch.__version__},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    out = run_bench(args)
+    cost.write_json(Path(args.out), out)
+    log.info("speedup %.2fx (clips/s %s %.2f vs %s %.2f), flops_ratio %.2f -> %s",
+             out["speedup"], args.candidate, out[args.candidate]["clips_per_s"], args.baseline,
+             out[args.baseline]["clips_per_s"], out["flops_ratio"], args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

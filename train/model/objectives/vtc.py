@@ -1,0 +1,54 @@
+"""Video-text contrastive learning (VTC): symmetric InfoNCE with a learnable temperature.
+
+Under ``torch.distributed`` the features of every rank are gathered so each clip is contrasted
+with the whole global batch; :func:`gather_with_grad` keeps the gradient of the local slice
+(the other ranks' slices are constants here). Every rank computes the loss over the full
+global similarity matrix (cheap: [world*B, world*B] of dot products), so the gradient each rank
+gets for its own features is exactly the gradient of the global-batch loss (open_clip's
+non-local loss); DDP then averages the parameter gradients over ranks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.001, 0.5
+
+
+def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """x [B, E] on every rank -> ([world*B, E] with this rank's rows differentiable, offset of
+    this rank's rows). Without an initialised process group: (x, 0)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x, 0
+    parts = [torch.zeros_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.detach().contiguous())
+    rank = dist.get_rank()
+    parts[rank] = x
+    return torch.cat(parts, dim=0), rank * x.shape[0]
+
+
+def vtc_loss(video: torch.Tensor, text: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+    """video, text [B, E] L2-normalised, pair i <-> i; -> mean of video->text and text->video CE."""
+    all_video, _ = gather_with_grad(video)
+    all_text, _ = gather_with_grad(text)
+    targets = torch.arange(all_video.shape[0], device=video.device)
+    v2t = all_video @ all_text.t() / temperature   # [world*B, world*B]
+    return 0.5 * (F.cross_entropy(v2t, targets) + F.cross_entropy(v2t.t(), targets))
+
+
+class VTC(nn.Module):
+    def __init__(self, temperature: float) -> None:
+        super().__init__()
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))
+
+    @property
+    def temperature(self) -> torch.Tensor:
+        return self.log_temperature.exp().clamp(MIN_TEMPERATURE, MAX_TEMPERATURE)
+
+    def forward(self, video: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        return vtc_loss(video, text, self.temperature)

@@ -1,0 +1,204 @@
+"""SMAUG: sparse masked autoencoder for efficient video-language pre-training.
+
+One training step (``model(batch)``):
+
+1. the clip is masked (``masking.video_ratio``) and encoded with token sparsification: only
+   the visible, then only the important tokens are computed;
+2. the caption is encoded once by the BERT tower (padding columns trimmed);
+3. objectives with a weight > 0, each reading the shared encodings:
+   VTC (contrastive on the [CLS] features), VTM (matching with hard negatives drawn from the
+   VTC similarities, through the fusion), MLM (a second, masked text pass fused with the
+   video), MVM (decoder reconstructs the masked patches).
+
+An objective whose weight is 0 is neither built nor computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .fusion import FusionEncoder
+from .masking import mask_tokens
+from .objectives import (
+    TARGETS, VTC, MLMHead, MVMDecoder, VTMHead, masked_positions, mlm_loss, mvm_loss, sample_negatives, vtm_loss,
+)
+from .text_encoder import TextEncoder
+from .video_encoder import VideoEncoder, VideoEncoding
+
+
+@dataclass
+class ModelOutput:
+    loss: torch.Tensor                                   # weighted sum of the losses
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> unweighted loss
+    stats: dict[str, float] = field(default_factory=dict)  # token counts, temperature, ...
+
+
+def trim_padding(input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    """Drop padding columns beyond the longest text in the batch: [B, L] -> [B, L']."""
+    length = int(attention_mask.sum(dim=1).max())
+    return input_ids[:, :length], attention_mask[:, :length]
+
+
+class SMAUG(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        w = cfg.objectives
+        self.video = VideoEncoder(cfg.video, cfg.sparsify)
+        self.text = TextEncoder(cfg.text)
+        dt, dv = self.text.hidden_size, cfg.video.width
+        self.video_proj = nn.Linear(dv, cfg.embed_dim)
+        self.text_proj = nn.Linear(dt, cfg.embed_dim)
+        self.vtc = VTC(cfg.temperature) if w.vtc > 0 else None
+        needs_fusion = w.vtm > 0 or w.mlm > 0
+        self.fusion = FusionEncoder(cfg.fusion, dt, dv) if needs_fusion else None
+        self.vtm_head = VTMHead(dt) if w.vtm > 0 else None
+        self.mlm_head = None
+        if w.mlm > 0:
+            self.mlm_head = MLMHead(dt, self.text.word_embeddings, self.text.bert.config.layer_norm_eps)
+            self.mlm_head.load_from_checkpoint(self.text.path)
+        self.mvm_decoder = MVMDecoder(cfg.mvm, cfg.video) if w.mvm > 0 else None
+
+    # ------------------------------------------------------------------ public encoders
+
+    def encode_video(
+        self, video: torch.Tensor, *, mask: bool = False, sparsify: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """video [B, T, 3, H, W] -> (tokens [B, 1+n, D] CLS first, feat [B, E] L2-normalised).
+
+        ``mask=True`` applies the configured video masking (pre-training); sparsification
+        follows the config (it is part of the architecture) unless ``sparsify=False``."""
+        enc = self._encode_video(video, mask=mask, sparsify=sparsify, generator=generator)
+        return enc.tokens, self.video_feature(enc.tokens)
+
+    def _encode_video(self, video, *, mask, sparsify=True, generator=None) -> VideoEncoding:
+        m = self.cfg.masking
+        return self.video(
+            video, mask_ratio=m.video_ratio if mask else 0.0, mask_mode=m.video_mode,
+            sparsify=sparsify, generator=generator,
+        )
+
+    def video_feature(self, tokens: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.video_proj(tokens[:, 0]), dim=-1)
+
+    def encode_text(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """input_ids, attention_mask [B, L] -> (hidden [B, L, Dt], feat [B, E] L2-normalised)."""
+        self._check_text(input_ids, attention_mask)
+        hidden = self.text(input_ids, attention_mask)
+        return hidden, F.normalize(self.text_proj(hidden[:, 0]), dim=-1)
+
+    def fuse(
+        self, text_hidden: torch.Tensor, attention_mask: torch.Tensor, video_tokens: torch.Tensor
+    ) -> torch.Tensor:
+        """text_hidden [B, L, Dt], attention_mask [B, L], video_tokens [B, N, D] -> [B, L, Dt]."""
+        if self.fusion is None:
+            raise RuntimeError(
+                "this model has no fusion layers (objectives.vtm and objectives.mlm are 0); "
+                "build it with one of them > 0 to fuse"
+            )
+        return self.fusion(text_hidden, attention_mask, video_tokens)
+
+    def vtm_score(self, fused: torch.Tensor) -> torch.Tensor:
+        """fused [B, L, Dt] -> match logit [B] (higher = caption matches clip)."""
+        if self.vtm_head is None:
+            raise RuntimeError("this model has no VTM head (objectives.vtm is 0)")
+        return self.vtm_head(fused)
+
+    # ------------------------------------------------------------------ training step
+
+    def forward(self, batch: dict, generator: torch.Generator | None = None) -> ModelOutput:
+        cfg, w = self.cfg, self.cfg.objectives
+        video = batch["video"]
+        input_ids, attention_mask = trim_padding(batch["input_ids"], batch["attention_mask"])
+        self._check_text(input_ids, attention_mask)
+        b = video.shape[0]
+
+        enc = self._encode_video(video, mask=cfg.masking.video_ratio > 0, generator=generator)
+        v_tokens = enc.tokens
+        losses: dict[str, torch.Tensor] = {}
+        stats = {
+            "video_tokens_input": float(enc.num_patches),
+            "video_tokens_visible": float(enc.visible_ids.shape[1]),
+            "video_tokens_final": float(v_tokens.shape[1] - 1),
+            "text_tokens": float(input_ids.shape[1]),
+        }
+
+        need_text = w.vtc > 0 or w.vtm > 0
+        if need_text:
+            t_hidden = self.text(input_ids, attention_mask)
+            v_feat = self.video_feature(v_tokens)
+            t_feat = F.normalize(self.text_proj(t_hidden[:, 0]), dim=-1)
+
+        if w.vtc > 0:
+            losses["vtc"] = self.vtc(v_feat, t_feat)
+            stats["temperature"] = float(self.vtc.temperature.detach())
+
+        if w.vtm > 0:
+            losses["vtm"] = self._vtm(batch, v_tokens, v_feat, t_hidden, t_feat, attention_mask,
+                                      generator)
+
+        if w.mlm > 0:
+            t = self.text.special
+            corrupted, labels = mask_tokens(
+                input_ids, attention_mask, cfg.masking.text_ratio, mask_id=t.mask,
+                vocab_size=self.text.vocab_size, special_ids=(t.cls, t.sep, t.pad),
+                generator=generator,
+            )
+            fused = self.fuse(self.text(corrupted, attention_mask), attention_mask, v_tokens)
+            losses["mlm"] = mlm_loss(self.mlm_head, fused, labels)
+            stats["mlm_masked_tokens"] = float((labels != -100).sum())
+
+        if w.mvm > 0:
+            where = masked_positions(enc.mask)                                # [B, M]
+            pred = self.mvm_decoder(enc, where)                               # [B, M, F]
+            target_fn = TARGETS[cfg.mvm.target]
+            with torch.no_grad():
+                target = target_fn(video, cfg.video.patch_size, cfg.video.tubelet,
+                                   cfg.mvm.norm_pix, positions=where)
+            losses["mvm"] = mvm_loss(pred, target)
+
+        loss = sum(getattr(w, name) * value for name, value in losses.items())
+        stats["batch_size"] = float(b)
+        return ModelOutput(loss=loss, losses=losses, stats=stats)
+
+    def _vtm(self, batch, v_tokens, v_feat, t_hidden, t_feat, attention_mask, generator):
+        """Positives + (clip, hard negative caption) + (hard negative clip, caption)."""
+        b = v_tokens.shape[0]
+        keys = batch.get("key")
+        if keys is not None:
+            positive = torch.tensor([[a == c for c in keys] for a in keys], device=v_tokens.device)
+        else:
+            positive = torch.eye(b, dtype=torch.bool, device=v_tokens.device)
+        with torch.no_grad():
+            temperature = self.vtc.temperature if self.vtc is not None else self.cfg.temperature
+            sim = v_feat @ t_feat.t() / temperature                        # [B clips, B texts]
+            hard = self.cfg.vtm.hard_negatives
+            neg_text, ok_t = sample_negatives(sim, positive, hard=hard, generator=generator)
+            neg_video, ok_v = sample_negatives(sim.t(), positive.t(), hard=hard, generator=generator)
+        text = torch.cat([t_hidden, t_hidden[neg_text], t_hidden], dim=0)
+        mask = torch.cat([attention_mask, attention_mask[neg_text], attention_mask], dim=0)
+        video = torch.cat([v_tokens, v_tokens, v_tokens[neg_video]], dim=0)
+        logits = self.vtm_score(self.fuse(text, mask, video))
+        labels = torch.cat([torch.ones(b), torch.zeros(2 * b)]).to(logits.device)
+        weight = torch.cat([torch.ones(b, device=logits.device), ok_t.float(), ok_v.float()])
+        return vtm_loss(logits, labels, weight)
+
+    def _check_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+        if input_ids.shape != attention_mask.shape or input_ids.ndim != 2:
+            raise ValueError(
+                f"input_ids {tuple(input_ids.shape)} and attention_mask "
+                f"{tuple(attention_mask.shape)} must both be [B, L]"
+            )
+        if input_ids.shape[1] > self.cfg.text.max_len:
+            raise ValueError(
+                f"text of {input_ids.shape[1]} tokens exceeds model.text.max_len="
+                f"{self.cfg.text.max_len}"
+            )

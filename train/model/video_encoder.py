@@ -1,0 +1,124 @@
+"""The video tower: a ViT over space-time patches with masking and token sparsification.
+
+Steps of :meth:`VideoEncoder.forward` (shapes for B clips, N = T' * gh * gw patches):
+
+1. ``patchify``: [B, T, 3, H, W] -> raw patches [B, N, tubelet*P*P*3];
+2. masking (optional): keep K of N patches (``random_masking`` / ``tube_masking``), so the
+   patch embedding, attention and MLPs only ever see the K visible ones;
+3. linear patch embedding + separable space/time position embedding, CLS token prepended;
+4. ViT blocks; after each block listed in ``sparsify.layers``: temporal then spatial
+   sparsification scored by that block's CLS attention row;
+5. final LayerNorm -> tokens [B, 1+n, D] (CLS first) and each token's patch id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .config import SparsifyConfig, VideoConfig
+from .layers import Block
+from .masking import kept_ids, random_masking, tube_masking
+from .patches import SeparablePosEmbed, patchify
+from .sparsify import spatial_sparsify, temporal_sparsify
+
+
+@dataclass
+class VideoEncoding:
+    tokens: torch.Tensor                 # [B, 1+n, D] final (normed) tokens, CLS first
+    ids: torch.Tensor                    # [B, n] patch index of each token (-1 = fused token)
+    grid: tuple[int, int, int]           # (T', gh, gw) of the input clip
+    mask: torch.Tensor | None = None     # [B, N] 1 = masked before the encoder (None: no mask)
+    ids_restore: torch.Tensor | None = None  # [B, N] from the masking function
+    visible_ids: torch.Tensor | None = None  # [B, K] patch ids that entered the encoder
+    trace: list[dict] = field(default_factory=list)  # per sparsified layer: what was dropped
+
+    @property
+    def num_patches(self) -> int:
+        t, h, w = self.grid
+        return t * h * w
+
+
+class VideoEncoder(nn.Module):
+    def __init__(self, cfg: VideoConfig, sparsify: SparsifyConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.sparsify_cfg = sparsify if sparsify is not None and sparsify.active else None
+        dim = cfg.width
+        self.patch_embed = nn.Linear(cfg.tubelet * cfg.patch_size**2 * 3, dim)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.pos = SeparablePosEmbed(cfg.grid, cfg.num_frames // cfg.tubelet, dim)
+        rates = torch.linspace(0, cfg.drop_path, cfg.depth).tolist()
+        self.blocks = nn.ModuleList(Block(dim, cfg.heads, cfg.mlp_ratio, r) for r in rates)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.sparse_layers = set(self.sparsify_cfg.layers) if self.sparsify_cfg else set()
+
+    def forward(
+        self,
+        video: torch.Tensor,
+        *,
+        mask_ratio: float = 0.0,
+        mask_mode: str = "random",
+        sparsify: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> VideoEncoding:
+        """video [B, T, 3, H, W] (any T divisible by tubelet, H, W divisible by patch)."""
+        if video.ndim != 5 or video.shape[2] != 3:
+            raise ValueError(f"video must be [B, T, 3, H, W], got {tuple(video.shape)}")
+        cfg = self.cfg
+        b, t, _, h, w = video.shape
+        grid = (t // cfg.tubelet, h // cfg.patch_size, w // cfg.patch_size)
+        patches = patchify(video, cfg.patch_size, cfg.tubelet)                # [B, N, F]
+        pos = self.pos(*grid).expand(b, -1, -1)                               # [B, N, D]
+        n = patches.shape[1]
+        ids = torch.arange(n, device=video.device).expand(b, n)
+        mask = ids_restore = None
+        if mask_ratio > 0:
+            if mask_mode == "tube":
+                patches, mask, ids_restore = tube_masking(patches, mask_ratio, grid[0], generator)
+            elif mask_mode == "random":
+                patches, mask, ids_restore = random_masking(patches, mask_ratio, generator)
+            else:
+                raise ValueError(f"unknown mask_mode {mask_mode!r} (random | tube)")
+            ids = kept_ids(ids_restore, mask)                                 # [B, K]
+            pos = pos.gather(1, ids[..., None].expand(-1, -1, pos.shape[-1]))
+        x = self.patch_embed(patches) + pos
+        x = torch.cat([self.cls_token.expand(b, -1, -1), x], dim=1)           # [B, 1+K, D]
+        visible = ids
+        trace: list[dict] = []
+        sp = self.sparsify_cfg if sparsify else None
+        for i, block in enumerate(self.blocks):
+            at_sparse = sp is not None and i in self.sparse_layers
+            x, cls_attn = block(x, return_cls_attention=at_sparse)
+            if at_sparse:
+                x, ids, step = self._sparsify(x, cls_attn, ids, grid, sp)
+                step["layer"] = i
+                trace.append(step)
+        return VideoEncoding(self.norm(x), ids, grid, mask, ids_restore, visible, trace)
+
+    @staticmethod
+    def _sparsify(x, scores, ids, grid, sp: SparsifyConfig):
+        step: dict = {}
+        if sp.temporal and sp.temporal_keep < 1.0:
+            before = ids
+            x, scores, ids, _ = temporal_sparsify(
+                x, scores, ids, sp.temporal_keep, tokens_per_frame=grid[1] * grid[2], frames=grid[0]
+            )
+            step["temporal_dropped"] = _dropped(before, ids)
+        if sp.spatial and sp.spatial_keep < 1.0:
+            before = ids
+            x, scores, ids, _ = spatial_sparsify(x, scores, ids, sp.spatial_keep)
+            step["spatial_fused"] = _dropped(before, ids)
+        step["kept"] = ids
+        return x, ids, step
+
+
+def _dropped(before: torch.Tensor, after: torch.Tensor) -> list[torch.Tensor]:
+    """Patch ids in ``before`` but not in ``after``, per sample (fused ids left out)."""
+    out = []
+    for b_ids, a_ids in zip(before, after):
+        gone = ~torch.isin(b_ids, a_ids) & (b_ids >= 0)
+        out.append(b_ids[gone])
+    return out

@@ -1,0 +1,322 @@
+"""Pre-train SMAUG with one recipe: ``python -m train.pretrain --recipe smaug [key=value ...]``.
+
+Reads ``params.yaml`` (``--params``), deep-merges ``pipeline/recipes/<recipe>.yaml`` and the
+``key.path=value`` overrides, then trains for ``pretrain.steps`` optimiser steps on the shards
+at ``pretrain.shards`` and writes:
+
+* ``<pretrain.out_dir>/<recipe>/`` the checkpoint (model.safetensors, optim.pt, state.json),
+  rewritten atomically every ``pretrain.ckpt_every`` steps; a rerun resumes from it
+  (``--fresh`` starts over);
+* ``<results_dir>/dvclive/pretrain-<recipe>/`` DVCLive metrics and loss curves
+  (``dvc metrics show`` / ``dvc plots show``);
+* ``<results_dir>/metrics/pretrain-<recipe>.json`` the cost accounting (:mod:`train.cost`).
+
+Exit codes (:func:`main` returns them; SLURM / submitit wrappers read them):
+0 finished; 75 (``EXIT_INTERRUPTED``) stopped by SIGTERM/SIGUSR1 after writing a checkpoint,
+so requeue and rerun the same command to continue; any exception (a bad config value, a
+non-finite loss naming its step and batch keys) propagates.
+
+Data-parallel: run under ``torchrun`` or submitit (``TorchDistributedEnvironment().export()``);
+each rank reads its own shard split and takes ``loader.batch_size`` clips per micro-batch, so the
+global batch is ``batch_size * accum * WORLD_SIZE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from pipeline.config import ConfigError, deep_merge, load_params, load_yaml, recipe_path, section, to_dict
+from train import cost
+from train.checkpoint import read_state
+from train.config import PretrainConfig
+from train.distributed import DistInfo, init_distributed, shutdown
+from train.trainer import EXIT_INTERRUPTED, Trainer, TrainingInterrupted, default_loss
+
+log = logging.getLogger("train.pretrain")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m train.pretrain", description=__doc__.split("\n")[0])
+    p.add_argument("--recipe", default="smaug", help="pipeline/recipes/<name>.yaml (default smaug)")
+    p.add_argument("--params", default=None, help="params file (default: the repository's params.yaml)")
+    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint, start over")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="after training, draw the sparsification picture of one batch here")
+    p.add_argument("--plot-only", action="store_true",
+                   help="only draw --plot from the finished checkpoint (no training)")
+    p.add_argument("overrides", nargs="*", metavar="key.path=value")
+    return p.parse_args(argv)
+
+
+# --------------------------------------------------------------------------- config
+
+
+def load_run_config(params_path: str | None, recipe: str, overrides: list[str]) -> dict[str, Any]:
+    """Params with the recipe and overrides merged, and every section this run uses built."""
+    from train.data import LoaderConfig
+    from train.model import ModelConfig
+
+    params = load_params(params_path, recipe=recipe, overrides=overrides)
+    pre = section(params, PretrainConfig, "pretrain")
+    model = section(params, ModelConfig, "model")
+    loader = section(params, LoaderConfig, "loader")
+    check_consistent(model, loader)
+    seed = params.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed: expected int, got {seed!r}")
+    return {"params": params, "pretrain": pre, "model": model, "loader": loader,
+            "seed": pre.seed if pre.seed is not None else seed, "recipe": recipe}
+
+
+def check_consistent(model, loader) -> None:
+    """The loader must produce what the model was built for."""
+    if loader.frames_per_clip != model.video.num_frames:
+        raise ConfigError(
+            f"model.video.num_frames: {model.video.num_frames} but the loader yields "
+            f"{loader.frames_per_clip} frames per clip (loader.num_frames / loader.sampling)"
+        )
+    if loader.image_size != model.video.image_size:
+        raise ConfigError(
+            f"model.video.image_size: {model.video.image_size} but loader.image_size is "
+            f"{loader.image_size}"
+        )
+    if loader.max_len > model.text.max_len:
+        raise ConfigError(
+            f"loader.max_len: {loader.max_len} exceeds model.text.max_len {model.text.max_len}"
+        )
+
+
+def preset_configs(run: dict[str, Any], params_path: str | None, overrides: list[str]):
+    """This recipe's model and loader at paper scale (the ``cost.preset`` overlay on top)."""
+    from train.data import LoaderConfig
+    from train.model import ModelConfig
+
+    pre: PretrainConfig = run["pretrain"]
+    params = load_params(params_path, recipe=run["recipe"], overrides=overrides)
+    overlay = load_yaml(recipe_path(pre.cost.preset))
+    overlay.pop("description", None)
+    params = deep_merge(params, overlay)
+    return section(params, ModelConfig, "model"), section(params, LoaderConfig, "loader")
+
+
+# --------------------------------------------------------------------------- data
+
+
+class BatchStream:
+    """Endless training batches, epoch after epoch, that can start mid-epoch.
+
+    The loader is deterministic given (seed, epoch), so the position ``(epoch, batch)`` is all
+    a checkpoint needs to resume the same stream; the batches before it are skipped.
+    """
+
+    def __init__(self, loader, *, epoch: int = 0, batch: int = 0) -> None:
+        self.loader = loader
+        self.epoch, self.batch = epoch, batch
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batch": self.batch}
+
+    def __iter__(self) -> Iterator[dict]:
+        while True:
+            self.loader.set_epoch(self.epoch)
+            skip, seen = self.batch, 0
+            for b in self.loader:
+                seen += 1
+                if seen <= skip:
+                    continue
+                self.batch += 1
+                yield b
+            if seen == 0:
+                raise RuntimeError(f"epoch {self.epoch} of the training shards yielded no batch; "
+                                   "are the shards empty or all samples broken?")
+            self.epoch, self.batch = self.epoch + 1, 0
+
+
+# --------------------------------------------------------------------------- main
+
+
+def train(args: argparse.Namespace, dist: DistInfo) -> int:
+    from train.data import build_loader
+    from train.model import SMAUG
+
+    t_main = time.perf_counter()
+    run = load_run_config(args.params, args.recipe, args.overrides)
+    pre: PretrainConfig = run["pretrain"]
+    recipe, seed = run["recipe"], run["seed"]
+    if pre.threads:
+        torch.set_num_threads(pre.threads)
+    run_dir = Path(pre.out_dir) / recipe
+    results = Path(pre.results_dir)
+
+    torch.manual_seed(seed)  # identical initial weights on every rank
+    model = SMAUG(run["model"])
+    ckpt_state = {"recipe": recipe, "params": run["params"],
+                  "model_config": to_dict(run["model"]), "loader_config": to_dict(run["loader"])}
+
+    live = None
+    resume_from = None
+    if not args.fresh and (run_dir / "optim.pt").is_file():
+        resume_from = run_dir
+    if dist.is_main:
+        from dvclive import Live
+
+        # dvcyaml=None: our dvc.yaml is written by hand (pipeline/dvc_fragments), not by DVCLive.
+        live = Live(dir=str(results / "dvclive" / f"pretrain-{recipe}"), save_dvc_exp=False,
+                    dvcyaml=None, resume=resume_from is not None)
+        live.log_params({"recipe": recipe, "steps": pre.steps, "lr": pre.lr,
+                         "batch_size": run["loader"].batch_size, "accum": pre.accum,
+                         "world_size": dist.world_size})
+
+    trainer = Trainer(model, pre.trainer_config(), dist=dist, ckpt_dir=run_dir,
+                      ckpt_state=ckpt_state, live=live, progress=not args.no_progress,
+                      desc=f"pretrain {recipe}", seed=seed)
+    position = {"epoch": 0, "batch": 0}
+    if resume_from is not None:
+        state = read_state(resume_from)
+        if state.get("finished") and state.get("step", 0) >= pre.steps:
+            log.info("%s already finished at step %s; nothing to do (--fresh to retrain)",
+                     run_dir, state["step"])
+            return 0
+        trainer.resume(resume_from)
+        position = dict(trainer.resumed_extra.get("data", position))
+        log.info("resumed %s at step %d (data epoch %d, batch %d)", run_dir, trainer.step,
+                 position["epoch"], position["batch"])
+
+    loader = build_loader(run["loader"], pre.shards, train=True, seed=seed, rank=dist.rank,
+                          world_size=dist.world_size)
+    stream = BatchStream(loader, **position)
+    trainer.extra_state = lambda: {"data": stream.state()}
+    batches = iter(stream)
+
+    # FLOPs of one real training step, counted on the first batch before training on it.
+    first = next(batches)
+    flops_first, out = cost.count_step_flops(trainer.model, _to(first, dist.device), default_loss,
+                                             autocast_dtype=trainer.autocast_dtype)
+    flops_per_clip = flops_first / first["video"].shape[0]
+
+    def chained():
+        yield first
+        yield from batches
+
+    try:
+        result = trainer.fit(chained())
+    except TrainingInterrupted as stop:
+        log.warning("%s", stop)
+        if live is not None:
+            live.end()
+        return EXIT_INTERRUPTED
+    trainer.save(finished=True, metrics={"final_loss": result.final_loss})
+
+    # Every rank counts (the model's VTC gathers across ranks, so all must run the step).
+    paper_model, paper_loader = preset_configs(run, args.params, args.overrides)
+    paper_flops = cost.preset_flops_per_clip(paper_model, paper_loader.frames_per_clip,
+                                             paper_loader.image_size, paper_loader.max_len,
+                                             device=dist.device)
+    if dist.is_main:
+        summary = cost_summary(run, result, flops_per_clip, paper_flops, dist, t_main)
+        cost.write_json(results / "metrics" / f"pretrain-{recipe}.json", summary)
+        for key in ("clips_per_s", "data_wait_frac", "final_loss", "flops_per_clip",
+                    "projected_gpu_hours"):
+            live.summary[key] = summary[key]
+        live.make_summary()
+        live.end()
+        if args.plot:
+            draw_sparsification(trainer.model, first, args.plot)
+    return 0
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    from train.trainer import to_device
+
+    return to_device(batch, device)
+
+
+def steady_clips_per_s(history: list[dict[str, float]], clips_per_step: int) -> float:
+    """Throughput without the first steps (allocation, first-call overheads)."""
+    skip = min(len(history) // 10, 5)
+    rows = history[skip:] or history
+    total = sum(r["step_s"] for r in rows)
+    return clips_per_step * len(rows) / total if total > 0 else 0.0
+
+
+def cost_summary(run, result, flops_per_clip, paper_flops, dist, t_main) -> dict[str, Any]:
+    pre: PretrainConfig = run["pretrain"]
+    batch = run["loader"].batch_size
+    clips_per_step = batch * pre.accum * dist.world_size
+    projection = cost.project_gpu_hours(paper_flops, pre.cost)
+    return {
+        "recipe": run["recipe"],
+        "steps": result.steps,
+        "clips_per_step": clips_per_step,
+        "world_size": dist.world_size,
+        "device": str(dist.device),
+        "threads": torch.get_num_threads(),
+        "flops_per_clip": flops_per_clip,
+        "flops_per_step": flops_per_clip * clips_per_step,
+        "clips_per_s": steady_clips_per_s(result.history, clips_per_step),
+        "clips_per_s_all_steps": result.clips_per_s,
+        "train_wall_s": result.wall_s,
+        "wall_s": time.perf_counter() - t_main,
+        "data_wait_s": result.data_wait_s,
+        "data_wait_frac": result.data_wait_frac,
+        "peak_memory_bytes": cost.peak_memory_bytes(dist.device),
+        "peak_memory_kind": "cuda max_memory_allocated" if dist.device.type == "cuda"
+        else "process max RSS (getrusage)",
+        "tokens": result.stats,
+        "final_loss": result.final_loss,
+        "projected_gpu_hours": projection["gpu_hours"],
+        "projection": projection,
+    }
+
+
+def draw_sparsification(model, batch: dict, path: str) -> None:
+    try:
+        from train.model.visualize import plot_sparsification
+    except ImportError as err:
+        log.warning("no sparsification picture: %s", err)
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        plot_sparsification(model, _to(batch, device), path)
+    log.info("sparsification picture: %s", path)
+
+
+def plot_only(args: argparse.Namespace) -> int:
+    from train.checkpoint import load_model
+    from train.data import build_loader
+
+    if not args.plot:
+        raise SystemExit("--plot-only needs --plot PATH")
+    run = load_run_config(args.params, args.recipe, args.overrides)
+    model, _ = load_model(Path(run["pretrain"].out_dir) / args.recipe)
+    loader = build_loader(run["loader"], run["pretrain"].shards, train=False, seed=run["seed"])
+    draw_sparsification(model, next(iter(loader)), args.plot)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for the command line and for submitit jobs (``main(argv)``): see module doc."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.plot_only:
+        return plot_only(args)
+    dist = init_distributed(args.device)
+    try:
+        return train(args, dist)
+    finally:
+        shutdown(dist)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

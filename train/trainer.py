@@ -1,0 +1,481 @@
+"""The training loop, shared by pre-training and fine-tuning.
+
+One optimiser step is ``accum`` micro-batches: each is moved to the device, run through
+``loss_fn(model, batch)`` under autocast (bf16 on GPU, fp32 on CPU unless configured), and
+back-propagated; then the gradients are clipped, AdamW steps, and the schedule sets the next
+rate. Under DDP every micro-batch but the last skips the gradient all-reduce (``no_sync``).
+
+What makes it safe to run unattended:
+
+* a non-finite loss or gradient norm stops the run with :class:`NonFiniteLossError`, naming
+  the step and the sample keys of the batch, before the weights are touched;
+* SIGTERM or SIGUSR1 (SLURM pre-emption / time limit, ``scancel --signal``) finishes the step
+  in flight, writes a checkpoint and raises :class:`TrainingInterrupted`; the pre-training
+  program turns that into exit code :data:`EXIT_INTERRUPTED` (75, EX_TEMPFAIL: retry later);
+* checkpoints are atomic (:mod:`train.checkpoint`) and hold the RNG state, so a resumed run
+  continues the loss curve it left off;
+* with ``seed`` given, every micro-batch draws its randomness (masks, hard negatives, dropout)
+  from a seed fixed by (seed, step, global micro-batch index) (:func:`micro_batch_seed`): resumed
+  runs draw exactly what uninterrupted ones drew, and DDP over ``W`` ranks draws exactly what one
+  process accumulating ``W`` micro-batches draws.
+
+Data parallel: ``dist`` (:func:`train.distributed.init_distributed`) wraps the model in DDP; the
+logged loss is the mean over ranks; a stop signal or a non-finite value on any rank stops all.
+
+Reuse for fine-tuning: build a :class:`~train.config.TrainerConfig` from your own section and
+pass a ``loss_fn(model, batch)`` returning either a scalar tensor or an object with ``loss``
+(and optionally ``losses`` and ``stats`` dicts, as :class:`train.model.ModelOutput` has)::
+
+    trainer = Trainer(model, TrainerConfig(steps=500, lr=1e-4), loss_fn=my_loss,
+                      ckpt_dir="models/finetune/msrvtt", run_name="finetune-msrvtt")
+    result = trainer.fit(batches)        # any iterator of batch dicts
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+from torch import nn
+
+from train import checkpoint as ckpt
+from train.config import TrainerConfig
+from train.distributed import DistInfo, all_reduce_sum
+from train.schedule import WarmupCosine
+
+EXIT_INTERRUPTED = 75  # sysexits EX_TEMPFAIL: checkpoint written, rerun (requeue) to continue
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss (or gradient norm) became NaN/inf; the message names the step and batch."""
+
+
+class TrainingInterrupted(Exception):
+    """A stop signal arrived; a checkpoint at ``step`` was written."""
+
+    def __init__(self, step: int, signum: int, checkpoint: Path | None) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(f"stopped by {name} at step {step}; checkpoint: {checkpoint}")
+        self.step, self.signum, self.checkpoint = step, signum, checkpoint
+
+
+# --------------------------------------------------------------------------- optimiser
+
+
+NO_DECAY_MODULES = (nn.Embedding, nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d,
+                    nn.BatchNorm3d, nn.RMSNorm)
+# Learned tokens and scalars that AdamW's decay would pull to zero for no benefit.
+NO_DECAY_NAMES = ("pos_embed", "cls_token", "mask_token", "temp", "temperature", "logit_scale",
+                  "log_temperature")
+# Modules whose every parameter is a position embedding (e.g. ``video.pos.spatial``).
+NO_DECAY_PARENTS = ("pos", "pos_embed", "position_embeddings", "position_embedding")
+
+
+def wants_decay(name: str, param: nn.Parameter, module: nn.Module) -> bool:
+    """Weight decay only for weight matrices: not norms, biases, embeddings, tokens, scalars."""
+    parts = name.split(".")
+    leaf = parts[-1]
+    if any(p in NO_DECAY_PARENTS for p in parts[:-1]):
+        return False
+    if param.ndim < 2 or isinstance(module, NO_DECAY_MODULES):
+        return False
+    if leaf in NO_DECAY_NAMES or leaf.endswith(("_embed", "_embedding", "_embeddings", "_token")):
+        return False
+    return True
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two AdamW groups, ``decay`` and ``no_decay``; frozen parameters are left out."""
+    decay, no_decay = [], []
+    decay_names, no_decay_names = [], []
+    seen: set[int] = set()
+    for mod_name, module in model.named_modules():
+        for leaf, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            name = f"{mod_name}.{leaf}" if mod_name else leaf
+            if wants_decay(name, p, module):
+                decay.append(p)
+                decay_names.append(name)
+            else:
+                no_decay.append(p)
+                no_decay_names.append(name)
+    return [
+        {"params": decay, "weight_decay": weight_decay, "names": decay_names},
+        {"params": no_decay, "weight_decay": 0.0, "names": no_decay_names},
+    ]
+
+
+def build_optimizer(model: nn.Module, cfg: TrainerConfig) -> torch.optim.AdamW:
+    groups = param_groups(model, cfg.weight_decay)
+    for g in groups:
+        g.pop("names")  # names are for inspection; optimiser state_dicts must stay tensors+primitives
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32."""
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v)
+            for k, v in batch.items()}
+
+
+def batch_size_of(batch: dict[str, Any]) -> int:
+    for key in ("video", "input_ids"):
+        if torch.is_tensor(batch.get(key)):
+            return int(batch[key].shape[0])
+    for v in batch.values():
+        if torch.is_tensor(v) and v.ndim > 0:
+            return int(v.shape[0])
+    raise ValueError("cannot tell the batch size: no tensor in the batch")
+
+
+def default_loss(model: nn.Module, batch: dict[str, Any]):
+    """Pre-training: the model computes its own weighted loss (``ModelOutput``)."""
+    return model(batch)
+
+
+def split_output(out: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
+    if torch.is_tensor(out):
+        return out, {}, {}
+    return out.loss, dict(getattr(out, "losses", {}) or {}), dict(getattr(out, "stats", {}) or {})
+
+
+def _scalar(v: Any) -> float | None:
+    if torch.is_tensor(v):
+        return float(v.detach().float().mean()) if v.numel() else None
+    if isinstance(v, (int, float)):
+        return float(v)
+    return None
+
+
+def micro_batch_seed(seed: int, step: int, index: int) -> int:
+    """The RNG seed for global micro-batch ``index`` of optimiser step ``step``.
+
+    Seeding every micro-batch from (seed, step, index) makes the random draws inside the model
+    (masks, hard negatives, dropout) a function of where the batch sits in the run, not of what
+    ran before. So a resumed run draws what the uninterrupted run drew, and ``world_size`` ranks
+    with ``accum`` micro-batches each draw what one process with ``world_size * accum``
+    micro-batches draws (index = rank * accum + i): DDP equals gradient accumulation exactly.
+    """
+    return (seed * 1_000_003 + step * 1009 + index) % (2**63 - 1)
+
+
+class StopSignal:
+    """Records SIGTERM/SIGUSR1 instead of dying; the loop checks it between steps."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopSignal":
+        try:
+            for s in STOP_SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
+        except ValueError:  # not the main thread (e.g. some launchers): no handler, no stop
+            self._previous.clear()
+        return self
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+
+@dataclass
+class FitResult:
+    steps: int
+    wall_s: float
+    clips: int
+    clips_per_s: float
+    data_wait_s: float
+    data_wait_frac: float
+    final_loss: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class Trainer:
+    """Owns the model wrapper, AdamW, the schedule and the loop; see the module docstring.
+
+    ``ckpt_dir``: the checkpoint folder (rewritten atomically every ``ckpt_every`` steps and at
+    the end). ``ckpt_state``: JSON-able facts for state.json (recipe, params, model_config).
+    ``live``: a ``dvclive.Live`` (main rank only) or None. ``step_hook(trainer, row)`` is
+    called after every optimiser step with the logged row (cost accounting, tests).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        cfg: TrainerConfig,
+        *,
+        loss_fn: Callable[[nn.Module, dict], Any] = default_loss,
+        dist: DistInfo | None = None,
+        ckpt_dir: str | Path | None = None,
+        ckpt_state: dict[str, Any] | None = None,
+        live: Any = None,
+        progress: bool = True,
+        desc: str = "train",
+        step_hook: Callable[["Trainer", dict], None] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.dist = dist or DistInfo()
+        self.device = self.dist.device
+        self.loss_fn = loss_fn
+        self.ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else None
+        self.ckpt_state = ckpt_state or {}
+        self.live = live if self.dist.is_main else None
+        self.progress = progress and self.dist.is_main
+        self.desc = desc
+        self.step_hook = step_hook
+        self.seed = seed
+        # Called at every checkpoint; its dict (tensors / plain values) goes into optim.pt.
+        self.extra_state: Callable[[], dict] | None = None
+        self.resumed_extra: dict = {}
+        self.autocast_dtype = resolve_precision(cfg.precision, self.device)
+
+        self.model = model.to(self.device)  # the plain module (checkpoints, evaluation)
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.schedule = WarmupCosine(self.optimizer, lr=cfg.lr, min_lr=cfg.min_lr,
+                                     warmup=cfg.warmup, steps=cfg.steps)
+        wrapped: nn.Module = self.model
+        if self.dist.enabled:
+            # Recipes switch objectives (and their heads' use) off, so some parameters may get
+            # no gradient in a step; DDP must then not wait for them.
+            wrapped = nn.parallel.DistributedDataParallel(
+                wrapped,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
+        if cfg.compile:
+            wrapped = torch.compile(wrapped)
+        self.train_model = wrapped
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+
+    # ----------------------------------------------------------------- state
+
+    def save(self, folder: Path | None = None, **state: Any) -> Path | None:
+        """Checkpoint (main rank writes, every rank waits)."""
+        folder = folder or self.ckpt_dir
+        if folder is None:
+            return None
+        if self.dist.is_main:
+            ckpt.save_checkpoint(folder, self.model, optimizer=self.optimizer,
+                                 schedule=self.schedule, step=self.step,
+                                 state={**self.ckpt_state, **state},
+                                 extra=self.extra_state() if self.extra_state else None)
+        if self.dist.enabled:
+            torch.distributed.barrier()
+        return folder
+
+    def resume(self, folder: str | Path) -> int:
+        """Load a checkpoint written by :meth:`save`; returns the step to continue from.
+
+        What :attr:`extra_state` stored (e.g. the data position) is in ``self.resumed_extra``.
+        """
+        training = ckpt.resume(folder, self.model, self.optimizer, self.schedule)
+        self.step = int(training["step"])
+        self.resumed_extra = dict(training.get("extra") or {})
+        return self.step
+
+    # ----------------------------------------------------------------- one step
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def train_step(self, micro_batches: list[dict[str, Any]]) -> dict[str, float]:
+        """Forward/backward over the micro-batches, then clip and step. Returns the step's row."""
+        model = self.train_model
+        model.train()
+        n = len(micro_batches)
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        parts: dict[str, float] = defaultdict(float)
+        stats: dict[str, float] = defaultdict(float)
+        keys: list[str] = []
+        for i, batch in enumerate(micro_batches):
+            keys.extend(str(k) for k in batch.get("key", []))
+            batch = to_device(batch, self.device)
+            if self.seed is not None:
+                torch.manual_seed(micro_batch_seed(self.seed, self.step, self.dist.rank * n + i))
+            sync = i == n - 1
+            no_sync = model.no_sync if (self.dist.enabled and not sync and hasattr(model, "no_sync")) \
+                else contextlib.nullcontext
+            with no_sync():
+                with self._autocast():
+                    loss, losses, st = split_output(self.loss_fn(model, batch))
+                (loss.float() / n).backward()
+            loss_sum += loss.detach().double()
+            for k, v in losses.items():
+                parts[k] += float(v.detach().float()) / n
+            for k, v in st.items():
+                s = _scalar(v)
+                if s is not None:
+                    stats[k] += s / n
+
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        max_norm = self.cfg.clip if self.cfg.clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+        # One all-reduce carries the loss and the stop conditions, so every rank decides alike.
+        local_bad = float(not torch.isfinite(loss_sum)) + float(not torch.isfinite(grad_norm))
+        flags = torch.tensor([float(loss_sum) if math.isfinite(float(loss_sum)) else 0.0,
+                              local_bad, float(self._stop.signum is not None)
+                              if hasattr(self, "_stop") else 0.0],
+                             dtype=torch.float64, device=self.device)
+        all_reduce_sum(flags, self.dist)
+        if flags[1] > 0:
+            self.optimizer.zero_grad(set_to_none=True)
+            where = f" on rank {self.dist.rank}" if self.dist.enabled else ""
+            what = "loss" if not torch.isfinite(loss_sum) else "gradient norm"
+            if local_bad:
+                raise NonFiniteLossError(
+                    f"non-finite {what} ({float(loss_sum) / n:g}, grad norm {float(grad_norm):g}) "
+                    f"at step {self.step}{where}; batch keys: {keys}"
+                )
+            raise NonFiniteLossError(f"non-finite loss on another rank at step {self.step}")
+
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        row = {"loss": float(flags[0]) / (n * self.dist.world_size),
+               "grad_norm": float(grad_norm)}
+        row.update({f"loss_{k}": v for k, v in parts.items()})
+        row.update({f"stats_{k}": v for k, v in stats.items()})
+        self._stop_everywhere = flags[2] > 0
+        return row
+
+    # ----------------------------------------------------------------- the loop
+
+    def fit(self, batches: Iterable[dict[str, Any]], *, steps: int | None = None) -> FitResult:
+        """Train from ``self.step`` to ``steps`` (default ``cfg.steps``) on ``batches``.
+
+        ``batches`` must yield this rank's micro-batches from the current position on (after a
+        resume, the caller skips what was consumed; see ``train.pretrain``).
+        """
+        steps = self.cfg.steps if steps is None else steps
+        it: Iterator[dict[str, Any]] = iter(batches)
+        start_step = self.step
+        window: dict[str, list[float]] = defaultdict(list)
+        totals = defaultdict(float)
+        stats_sum: dict[str, float] = defaultdict(float)
+        t_start = time.perf_counter()
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=steps, initial=start_step, desc=self.desc, unit="step",
+                       dynamic_ncols=True)
+        last_row: dict[str, float] = {}
+        self._stop_everywhere = False
+        with StopSignal() as self._stop:
+            try:
+                while self.step < steps:
+                    t0 = time.perf_counter()
+                    lr = self.schedule.apply(self.step)
+                    micro, wait = [], 0.0
+                    for _ in range(self.cfg.accum):
+                        tw = time.perf_counter()
+                        try:
+                            micro.append(next(it))
+                        except StopIteration:
+                            raise RuntimeError(
+                                f"the batch iterator ran out at step {self.step} of {steps}; "
+                                "give an endless (or long enough) iterator"
+                            ) from None
+                        wait += time.perf_counter() - tw
+                    row = self.train_step(micro)
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize()
+                    dt = time.perf_counter() - t0
+                    clips = sum(batch_size_of(b) for b in micro) * self.dist.world_size
+                    self.step += 1
+                    row.update(step=self.step, lr=lr, step_s=dt, data_wait_s=wait,
+                               clips_per_s=clips / dt if dt > 0 else 0.0)
+                    self.history.append(row)
+                    last_row = row
+                    totals["clips"] += clips
+                    totals["wait"] += wait
+                    totals["time"] += dt
+                    for k, v in row.items():
+                        window[k].append(v)
+                        if k.startswith("stats_"):
+                            stats_sum[k[len("stats_"):]] += v
+                    if self.step_hook is not None:
+                        self.step_hook(self, row)
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{row['loss']:.4f}",
+                                        clips_s=f"{row['clips_per_s']:.1f}",
+                                        wait=f"{wait / dt:.0%}" if dt > 0 else "-")
+                    if self.step % self.cfg.log_every == 0 or self.step == steps:
+                        self._log(window)
+                        window.clear()
+                    if self._stop_everywhere:
+                        signum = self._stop.signum or signal.SIGTERM
+                        path = self.save(interrupted=True, finished=False)
+                        raise TrainingInterrupted(self.step, signum, path)
+                    if (self.cfg.ckpt_every and self.step % self.cfg.ckpt_every == 0
+                            and self.step < steps):
+                        self.save(finished=False)
+            finally:
+                if bar is not None:
+                    bar.close()
+        wall = time.perf_counter() - t_start
+        done = self.step - start_step
+        return FitResult(
+            steps=done,
+            wall_s=wall,
+            clips=int(totals["clips"]),
+            clips_per_s=totals["clips"] / totals["time"] if totals["time"] > 0 else 0.0,
+            data_wait_s=totals["wait"],
+            data_wait_frac=totals["wait"] / totals["time"] if totals["time"] > 0 else 0.0,
+            final_loss=last_row.get("loss", float("nan")),
+            history=list(self.history),
+            stats={k: v / done for k, v in stats_sum.items()} if done else {},
+        )
+
+    def _log(self, window: dict[str, list[float]]) -> None:
+        if self.live is None or not window.get("step"):
+            return
+        step_time = sum(window["step_s"])
+        self.live.step = int(window["step"][-1])
+        self.live.log_metric("train/loss", window["loss"][-1])
+        for k, vals in window.items():
+            if k.startswith("loss_"):
+                self.live.log_metric(f"train/{k}", vals[-1])
+            elif k.startswith("stats_"):
+                self.live.log_metric(f"stats/{k[len('stats_'):]}", sum(vals) / len(vals))
+        self.live.log_metric("train/lr", window["lr"][-1])
+        self.live.log_metric("train/grad_norm", window["grad_norm"][-1])
+        clips = sum(c * s for c, s in zip(window["clips_per_s"], window["step_s"]))
+        self.live.log_metric("perf/clips_per_s", clips / step_time if step_time else 0.0)
+        self.live.log_metric("perf/step_s", step_time / len(window["step_s"]))
+        self.live.log_metric("perf/data_wait_s", sum(window["data_wait_s"]) / len(window["step_s"]))
+        self.live.log_metric("perf/data_wait_frac",
+                             sum(window["data_wait_s"]) / step_time if step_time else 0.0)
+        self.live.next_step()
