@@ -25,7 +25,7 @@ Task = Literal["retrieval", "qa", "mc"]
 @dataclass(frozen=True)
 class FinetuneTaskConfig:
     shards: str = "data/shards/ret_train"  # training shard folder of the task
-    steps: int = 20  # optimiser steps
+    steps: int = 16  # optimiser steps
     batch_size: int = 8  # videos per step (each brings all its captions / questions)
     lr: float = 5e-5  # peak learning rate (the new QA head uses head_lr_scale x this)
     min_lr: float = 0.0  # floor of the cosine decay
@@ -35,7 +35,7 @@ class FinetuneTaskConfig:
     clip: float = 1.0  # max global grad norm (0: off)
     accum: int = 1  # micro-batches per optimiser step
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
-    ckpt_every: int = 10  # steps between resumable checkpoints (0: final only)
+    ckpt_every: int = 8  # steps between resumable checkpoints (0: final only)
     log_every: int = 2  # steps between log rows
 
     def __post_init__(self) -> None:

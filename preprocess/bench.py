@@ -1,6 +1,6 @@
 """Benchmark: preprocessing throughput against raw ffmpeg, and all cores against one.
 
-    python -m preprocess.bench [--videos data/raw/synthetic/videos.tar] [--clips 40]
+    python -m preprocess.bench [--videos data/raw/synthetic/videos.tar | --generate --clips 40]
                                [--workers N] [--repeats 4] [--out results/bench/preprocess.json]
 
 Baseline: the very same ffmpeg transcodes (same argument lists, computed beforehand) run
@@ -61,8 +61,8 @@ def write_annotations(videos: Path, path: Path) -> Path:
     return path
 
 
-def baseline(manifest: Path, cfg: PreprocessConfig, workers: int, scratch: Path) -> tuple[float, int]:
-    """Seconds for the same ffmpeg commands run directly, ``workers`` at a time."""
+def baseline(manifest: Path, cfg: PreprocessConfig, workers: int, scratch: Path) -> tuple[float, float, int]:
+    """(seconds, CPU seconds) for the same ffmpeg commands run directly, ``workers`` at a time."""
     sources = scratch / "src"
     sources.mkdir(exist_ok=True)
     jobs = []
@@ -76,19 +76,20 @@ def baseline(manifest: Path, cfg: PreprocessConfig, workers: int, scratch: Path)
         probe = probe_source(src, cfg)
         jobs.append(transcode_args(src, scratch / "out" / f"{s['key']}.mp4", probe, None, cfg))
     (scratch / "out").mkdir(exist_ok=True)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(lambda a: subprocess.run(a, check=True, capture_output=True), jobs))
-    return time.perf_counter() - start, len(jobs)
+    return time.perf_counter() - start, _cpu_seconds() - cpu, len(jobs)
 
 
-def shard_stage(manifest: Path, cfg: PreprocessConfig, workers: int, out: Path) -> float:
+def shard_stage(manifest: Path, cfg: PreprocessConfig, workers: int, out: Path) -> tuple[float, float]:
+    """(seconds, CPU seconds) of plan + process + finalize."""
     shutil.rmtree(out, ignore_errors=True)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     ids = plan_shards(out, cfg, manifest=manifest)
     process_shards(out, ids, cfg, workers, manifest=manifest, progress=False)
     finalize(out, manifest=manifest)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _cpu_seconds() - cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--videos", type=Path, help="folder or tar of videos (default: the synthetic "
                    "benchmark's videos.tar if present, else generated clips)")
     p.add_argument("--clips", type=int, default=40, help="clips to generate when no --videos")
+    p.add_argument("--generate", action="store_true", help="use generated clips even if the synthetic tar exists")
     p.add_argument("--limit", type=int, default=0, help="use at most this many videos (0: all)")
     p.add_argument("--workers", type=int, default=os.cpu_count(), help="cores for the parallel runs")
     p.add_argument("--repeats", type=int, default=4)
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = dataclasses.replace(PreprocessConfig(), cache_dir=None, shard_samples=16)
     with tempfile.TemporaryDirectory(prefix="preprocess-bench-") as tmp:
         tmp = Path(tmp)
-        videos = args.videos or (SYNTHETIC if SYNTHETIC.exists() else None)
+        videos = args.videos or (SYNTHETIC if SYNTHETIC.exists() and not args.generate else None)
         source = str(videos) if videos else f"generated: {args.clips} clips, 8-12 s, 320x240, 25 fps"
         if videos is None:
             videos = make_clips(tmp / "videos", args.clips)
@@ -125,13 +127,12 @@ def main(argv: list[str] | None = None) -> int:
             nonlocal n_videos
             scratch = tmp / f"base-{name}-{r}"
             scratch.mkdir()
-            cpu_before = _cpu_seconds()
             if name.startswith("baseline"):
-                secs, n_videos = baseline(manifest, cfg, args.workers if name.endswith("all") else 1, scratch)
+                secs, used, n_videos = baseline(manifest, cfg, args.workers if name.endswith("all") else 1, scratch)
             else:
-                secs = shard_stage(manifest, cfg, args.workers if name.endswith("all") else 1, tmp / "shards")
+                secs, used = shard_stage(manifest, cfg, args.workers if name.endswith("all") else 1, tmp / "shards")
             runs[name].append(secs)
-            cpu[name].append(_cpu_seconds() - cpu_before)
+            cpu[name].append(used)
             shutil.rmtree(scratch)
 
         order = list(runs)

@@ -1,6 +1,6 @@
 """Pre-training speed of SMAUG against the dense baseline, measured in one run.
 
-``python -m train.bench [--params params.yaml] [--steps 6] [--warmup 2] [key=value ...]``
+``python -m train.bench [--params params.yaml] [--steps 4] [--warmup 1] [--threads 1] [key=value ...]``
 writes ``results/bench/pretrain.json``:
 
 * ``speedup``: SMAUG clips/s over dense clips/s (training steps, same machine, same batches);
@@ -17,7 +17,9 @@ falls on both alike. ``key=value`` overrides apply to both recipes.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
+import os
 import platform
 import statistics
 import sys
@@ -37,9 +39,12 @@ BASELINE, CANDIDATE = "dense", "smaug"
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m train.bench", description=__doc__.split("\n")[0])
     p.add_argument("--params", default=None)
-    p.add_argument("--steps", type=int, default=6, help="timed steps per recipe")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps per recipe first")
+    p.add_argument("--steps", type=int, default=4, help="timed steps per recipe")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps per recipe first")
     p.add_argument("--out", default="results/bench/pretrain.json")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads while timing (default 1: on a shared 2-core machine more "
+                        "threads make OpenMP wait for the slowest core; 0 = torch's default)")
     p.add_argument("--candidate", default=CANDIDATE)
     p.add_argument("--baseline", default=BASELINE)
     p.add_argument("overrides", nargs="*", metavar="key.path=value")
@@ -55,10 +60,16 @@ def read_batches(run: dict, count: int) -> list[dict]:
 
     loader = build_loader(run["loader"], run["pretrain"].shards, train=True, seed=run["seed"])
     batches: list[dict] = []
-    for b in loader:
+    it = iter(loader)
+    for b in it:
         batches.append(b)
         if len(batches) >= count:
             break
+    # Stop the loader's worker processes now: left alive they keep decoding ahead and take
+    # CPU from the steps being timed.
+    it.close()
+    del it, loader
+    gc.collect()
     if not batches:
         raise RuntimeError(f"{run['pretrain'].shards}: no training batch could be read")
     return batches
@@ -71,8 +82,8 @@ def run_bench(args) -> dict:
     runs = {name: load_run_config(args.params, name, args.overrides) for name in names}
     if runs[names[0]]["loader"] != runs[names[1]]["loader"]:
         raise RuntimeError("the two recipes must share the loader settings to share batches")
-    if runs[names[0]]["pretrain"].threads:
-        torch.set_num_threads(runs[names[0]]["pretrain"].threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     seed = runs[names[0]]["seed"]
     total = args.warmup + args.steps
     batches = read_batches(runs[names[0]], total)
@@ -89,6 +100,8 @@ def run_bench(args) -> dict:
         flops[name] = f / batch_size
 
     times: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
+    load_before = os.getloadavg()[0]
     from tqdm import tqdm
 
     with tqdm(total=total * len(names), desc="bench smaug vs dense", unit="step") as bar:
@@ -98,14 +111,15 @@ def run_bench(args) -> dict:
             for name in order:
                 trainer = trainers[name]
                 trainer.schedule.apply(trainer.step)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 trainer.train_step([batch])
                 if trainer.device.type == "cuda":
                     torch.cuda.synchronize()
-                dt = time.perf_counter() - t0
+                dt, dc = time.perf_counter() - t0, time.process_time() - c0
                 trainer.step += 1
                 if i >= args.warmup:
                     times[name].append(dt)
+                    cpu[name].append(dc)
                 bar.update(1)
 
     result = {}
@@ -115,12 +129,20 @@ def run_bench(args) -> dict:
             "clips_per_s": batch_size * len(t) / sum(t),
             "step_s_median": statistics.median(t),
             "step_s": t,
+            "cpu_s_per_step": sum(cpu[name]) / len(cpu[name]),
             "flops_per_clip": flops[name],
         }
     cand, base = result[args.candidate], result[args.baseline]
     return {
         "speedup": cand["clips_per_s"] / base["clips_per_s"],
         "flops_ratio": base["flops_per_clip"] / cand["flops_per_clip"],
+        # Robust companions to `speedup` on a shared machine: the ratio of median step times,
+        # and of this process's CPU seconds per step (what other processes' load cannot steal).
+        "speedup_median_step": base["step_s_median"] / cand["step_s_median"],
+        "speedup_cpu_time": base["cpu_s_per_step"] / cand["cpu_s_per_step"],
+        "speedup_best_step": min(base["step_s"]) / min(cand["step_s"]),
+        "load_average": {"before": load_before, "after": os.getloadavg()[0],
+                         "cpus": os.cpu_count()},
         "candidate": args.candidate,
         "baseline": args.baseline,
         args.candidate: cand,

@@ -42,18 +42,18 @@ class CostConfig:
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    steps: int = 300  # optimiser steps (each of `accum` micro-batches of loader.batch_size)
+    steps: int = 120  # optimiser steps (each of `accum` micro-batches of loader.batch_size)
     lr: float = 3e-4  # peak learning rate after warm-up
     min_lr: float = 1e-5  # floor of the cosine decay
-    warmup: int = 30  # linear warm-up steps (from 0 to lr)
+    warmup: int = 12  # linear warm-up steps (from 0 to lr)
     weight_decay: float = 0.05  # AdamW decay, not applied to norms, biases, embeddings
     betas: tuple[float, float] = (0.9, 0.98)  # AdamW betas
     clip: float = 1.0  # max global grad norm; 0 disables clipping
     accum: int = 1  # micro-batches per optimiser step (gradient accumulation)
     compile: bool = False  # wrap the model in torch.compile
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
-    ckpt_every: int = 100  # steps between checkpoints (0: only the final one)
-    log_every: int = 10  # steps between DVCLive log rows
+    ckpt_every: int = 60  # steps between checkpoints (0: only the final one)
+    log_every: int = 5  # steps between DVCLive log rows
     seed: int | None = None  # None: the top-level `seed`
     shards: str = "data/shards/pretrain"  # shard folder (or a glob / brace pattern)
     out_dir: str = "models/pretrain"  # checkpoints go to <out_dir>/<recipe>/

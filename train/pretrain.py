@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -227,6 +228,7 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
         for key in ("clips_per_s", "data_wait_frac", "final_loss", "flops_per_clip",
                     "projected_gpu_hours"):
             live.summary[key] = summary[key]
+        live.step = trainer.step  # next_step() has moved one past the last logged row
         live.make_summary()
         live.end()
         if args.plot:
@@ -265,13 +267,18 @@ def cost_summary(run, result, flops_per_clip, paper_flops, dist, t_main) -> dict
         "clips_per_s": steady_clips_per_s(result.history, clips_per_step),
         "clips_per_s_all_steps": result.clips_per_s,
         "train_wall_s": result.wall_s,
+        "train_cpu_s": result.cpu_s,  # this process's CPU seconds (not loader workers)
+        "load_average": os.getloadavg()[0],  # other work on the machine when the run ended
         "wall_s": time.perf_counter() - t_main,
         "data_wait_s": result.data_wait_s,
         "data_wait_frac": result.data_wait_frac,
         "peak_memory_bytes": cost.peak_memory_bytes(dist.device),
         "peak_memory_kind": "cuda max_memory_allocated" if dist.device.type == "cuda"
         else "process max RSS (getrusage)",
-        "tokens": result.stats,
+        # per clip, from ModelOutput.stats: video_tokens_input / _visible (after masking) /
+        # _final (after sparsification), text_tokens, mlm_masked_tokens
+        "tokens": {k: v for k, v in result.stats.items() if "tokens" in k},
+        "model_stats": {k: v for k, v in result.stats.items() if "tokens" not in k},
         "final_loss": result.final_loss,
         "projected_gpu_hours": projection["gpu_hours"],
         "projection": projection,

@@ -210,6 +210,7 @@ class FitResult:
     data_wait_s: float
     data_wait_frac: float
     final_loss: float
+    cpu_s: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=dict)
 
@@ -383,7 +384,7 @@ class Trainer:
         window: dict[str, list[float]] = defaultdict(list)
         totals = defaultdict(float)
         stats_sum: dict[str, float] = defaultdict(float)
-        t_start = time.perf_counter()
+        t_start, c_start = time.perf_counter(), time.process_time()
         bar = None
         if self.progress:
             from tqdm import tqdm
@@ -455,6 +456,7 @@ class Trainer:
             data_wait_s=totals["wait"],
             data_wait_frac=totals["wait"] / totals["time"] if totals["time"] > 0 else 0.0,
             final_loss=last_row.get("loss", float("nan")),
+            cpu_s=time.process_time() - c_start,
             history=list(self.history),
             stats={k: v / done for k, v in stats_sum.items()} if done else {},
         )

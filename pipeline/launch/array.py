@@ -8,14 +8,11 @@ fails is reported with its error and log file, and the stage exits non-zero.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from pipeline.launch.config import LaunchConfig
 from pipeline.launch.slurm import Outcome, executor, wait
-
-log = logging.getLogger("pipeline.launch")
 
 
 def group_items(items: Sequence[Any], per_group: int) -> list[list[Any]]:
@@ -60,8 +57,6 @@ def run_array(fn: Callable[[list[Any]], Any], items: Sequence[Any], cfg: LaunchC
         return ArrayReport(groups=[], outcomes=[])
     ex = executor(cfg, name)
     jobs = ex.map_array(fn, groups)
-    log.info("submitted array %s: %d tasks, at most %d at once; logs in %s", jobs[0].job_id.split("_")[0],
-             len(jobs), s.array_parallelism, cfg.log_path() / name)
     print(f"[launch] {name}: array job {jobs[0].job_id.split('_')[0]} with {len(jobs)} tasks "
           f"(squeue -j {jobs[0].job_id.split('_')[0]}; logs {cfg.log_path() / name})", flush=True)
     outcomes = wait(jobs, poll_s=s.poll_s, desc=f"{name} array")

@@ -11,22 +11,18 @@ listed for ``MinJobAge``) and, for jobs squeue has forgotten, ``sacct`` (needs a
 
 from __future__ import annotations
 
-import logging
 import shlex
 import subprocess
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 from tqdm import tqdm
 
 from pipeline.config import REPO_ROOT
 from pipeline.launch.config import LaunchConfig
-
-log = logging.getLogger("pipeline.launch")
 
 # States in which a job may still produce its result (REQUEUED/PENDING: waiting to restart).
 ACTIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
@@ -195,8 +191,3 @@ def wait(jobs: Sequence, *, poll_s: float = 5.0, desc: str = "slurm jobs") -> li
     finally:
         bar.close()
     return [outcomes[i] for i in range(len(jobs))]
-
-
-def describe(job) -> str:
-    """One line on where a job's files are, for the console."""
-    return f"job {job.job_id}: logs {Path(job.paths.stdout).parent}"

@@ -15,9 +15,11 @@ Fine-tuning (``eval.finetune``) is one process: ``--entry eval.finetune --nodes 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from pipeline.config import ConfigError
+from pipeline.launch.config import LaunchConfig
 from pipeline.launch.preprocess import launch_config
 
 
@@ -30,6 +32,24 @@ def _params_and_overrides(args: list[str]) -> tuple[str | None, list[str]]:
             params = a.split("=", 1)[1]
     overrides = [a for a in args if "=" in a and not a.startswith("-")]
     return params, overrides
+
+
+def with_job_size(cfg: LaunchConfig, nodes: int | None, tasks_per_node: int | None) -> LaunchConfig:
+    """``--nodes`` / ``--tasks-per-node`` for this job; on GPU nodes one GPU per task."""
+    s = cfg.slurm
+    changes: dict = {}
+    if nodes is not None:
+        changes["nodes"] = nodes
+    if tasks_per_node is not None:
+        changes["tasks_per_node"] = tasks_per_node
+        if s.gpus_per_node:
+            changes["gpus_per_node"] = tasks_per_node
+    if not changes:
+        return cfg
+    try:
+        return dataclasses.replace(cfg, slurm=dataclasses.replace(s, **changes))
+    except ConfigError as err:
+        raise ConfigError(f"launch.slurm.{err}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,12 +66,9 @@ def main(argv: list[str] | None = None) -> int:
                       help="override launch.slurm.tasks_per_node (1 for single-process programs)")
     known, rest = ours.parse_known_args(argv)
     params, overrides = _params_and_overrides(rest)
-    if known.nodes is not None:
-        overrides.append(f"launch.slurm.nodes={known.nodes}")
-    if known.tasks_per_node is not None:
-        overrides.append(f"launch.slurm.tasks_per_node={known.tasks_per_node}")
     try:
         cfg = launch_config(params, overrides, known.launch)
+        cfg = with_job_size(cfg, known.nodes, known.tasks_per_node)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -164,12 +164,13 @@ def test_a_few_steps_fit_a_fixed_batch(config, batch_for):
     batch = batch_for(cfg, batch=4)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
     history = []
-    for step in range(12):
+    for step in range(8):
         out = model(batch, generator=torch.Generator().manual_seed(step))
         opt.zero_grad()
         out.loss.backward()
         opt.step()
-        history.append({k: float(v) for k, v in out.losses.items()})
-    first = sum(h["vtc"] + h["mvm"] for h in history[:3])
-    last = sum(h["vtc"] + h["mvm"] for h in history[-3:])
-    assert last < 0.8 * first, history
+        history.append({k: v.item() for k, v in out.losses.items()})
+    first = sum(sum(h.values()) for h in history[:2])
+    last = sum(sum(h.values()) for h in history[-2:])
+    assert last < 0.9 * first, history
+    assert history[-1]["mlm"] < history[0]["mlm"] and history[-1]["mvm"] < history[0]["mvm"]

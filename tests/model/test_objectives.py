@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -133,15 +134,15 @@ def test_hog_target_orientation_of_an_edge():
     assert torch.isclose(hog.norm(), torch.tensor(1.0))
 
 
-def _two_rank_worker(rank, world, port, video, text, queue):
+def _two_rank_worker(rank, world, port, video, text, bounds, queue):
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=world)
     try:
-        b = video.shape[0] // world
-        v = video[rank * b : (rank + 1) * b].clone().requires_grad_(True)
-        t = text[rank * b : (rank + 1) * b].clone().requires_grad_(True)
+        lo, hi = bounds[rank]
+        v = video[lo:hi].clone().requires_grad_(True)
+        t = text[lo:hi].clone().requires_grad_(True)
         loss = vtc_loss(v, t, torch.tensor(0.1))
         loss.backward()
         queue.put((rank, loss.item(), v.grad.tolist(), t.grad.tolist()))  # plain data: no shared memory
@@ -149,7 +150,9 @@ def _two_rank_worker(rank, world, port, video, text, queue):
         dist.destroy_process_group()
 
 
-def test_vtc_across_two_ranks_equals_global_batch():
+@pytest.mark.parametrize("bounds", [((0, 3), (3, 6)), ((0, 4), (4, 6))], ids=["even", "uneven"])
+def test_vtc_across_two_ranks_equals_global_batch(bounds):
+    # "uneven": a rank's last, short batch meets a full one in the cross-rank gather.
     import socket
 
     import torch.multiprocessing as mp
@@ -165,7 +168,7 @@ def test_vtc_across_two_ranks_equals_global_batch():
         port = s.getsockname()[1]
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_two_rank_worker, args=(r, 2, port, video, text, queue))
+    procs = [ctx.Process(target=_two_rank_worker, args=(r, 2, port, video, text, bounds, queue))
              for r in range(2)]
     for p in procs:
         p.start()
@@ -174,6 +177,7 @@ def test_vtc_across_two_ranks_equals_global_batch():
         p.join(timeout=60)
         assert p.exitcode == 0
     for rank, loss, vgrad, tgrad in results:
+        lo, hi = bounds[rank]
         assert math.isclose(loss, float(full), rel_tol=1e-5)
-        assert torch.allclose(torch.tensor(vgrad), v.grad[rank * 3 : rank * 3 + 3], atol=1e-6)
-        assert torch.allclose(torch.tensor(tgrad), t.grad[rank * 3 : rank * 3 + 3], atol=1e-6)
+        assert torch.allclose(torch.tensor(vgrad), v.grad[lo:hi], atol=1e-6)
+        assert torch.allclose(torch.tensor(tgrad), t.grad[lo:hi], atol=1e-6)

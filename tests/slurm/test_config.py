@@ -85,3 +85,14 @@ def test_job_script_carries_the_params(tmp_path):
         assert line in script, (line, script)
     assert f"{tmp_path}/pretrain/%j" in script
     assert ex.python == sys.executable
+
+
+def test_job_size_flags_keep_one_gpu_per_task():
+    from pipeline.launch.train import with_job_size
+
+    gpu = launch(slurm={"nodes": 4, "gpus_per_node": 8, "tasks_per_node": 8})
+    single = with_job_size(gpu, 1, 1)  # fine-tuning is one process: one node, one task, one GPU
+    assert (single.slurm.nodes, single.slurm.tasks_per_node, single.slurm.gpus_per_node) == (1, 1, 1)
+    assert with_job_size(launch(), None, 2).slurm.gpus_per_node == 0  # CPU cluster stays CPU
+    with pytest.raises(ConfigError, match=r"^launch\.slurm\.nodes: must be >= 1"):
+        with_job_size(gpu, 0, None)

@@ -12,7 +12,8 @@ from train.trainer import build_optimizer, param_groups
 
 
 def test_no_decay_on_norms_biases_embeddings_tokens(tiny_params, build_tiny):
-    model, cfg = build_tiny(tiny_params("smaug"))
+    # text tower trainable too, so its embeddings and LayerNorms must land in the right group
+    model, cfg = build_tiny(tiny_params("smaug", "model.text.freeze_layers=0"))
     decay, no_decay = param_groups(model, 0.05)
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
     names_d, names_n = set(decay["names"]), set(no_decay["names"])

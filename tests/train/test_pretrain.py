@@ -42,6 +42,7 @@ def test_pretrain_writes_checkpoint_metrics_and_cost(tmp_path, params_file, over
 
     live = json.loads((tmp_path / "results" / "dvclive" / "pretrain-smaug" / "metrics.json").read_text())
     assert "train" in live and "perf" in live and "data_wait_frac" in live["perf"]
+    assert live["step"] == 3 and live["clips_per_s"] == cost["clips_per_s"]
     png = tmp_path / "plots" / "sparsification.png"
     assert pretrain.main(argv + ["--plot-only", "--plot", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -149,3 +149,17 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, tiny_params, build_tiny, rea
     assert ddp_losses == pytest.approx(one_losses, abs=1e-5, rel=0)
     for k, v in model.state_dict().items():
         assert torch.allclose(v, ddp_state[k], atol=1e-5), k
+
+
+def test_precision_resolution_and_bf16_autocast_step(tiny_params, build_tiny, real_batches):
+    from train.trainer import resolve_precision
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert resolve_precision("auto", cpu) is None  # fp32 on CPU
+    assert resolve_precision("auto", gpu) is torch.bfloat16  # bf16 autocast on GPU
+    assert resolve_precision("fp32", gpu) is None
+    model, cfg = build_tiny(tiny_params("dense", "pretrain.precision=bf16"))
+    trainer = Trainer(model, cfg, progress=False, seed=0)
+    assert trainer.autocast_dtype is torch.bfloat16
+    row = trainer.train_step([real_batches[0]])
+    assert row["loss"] > 0 and all(p.dtype == torch.float32 for p in model.parameters())

@@ -18,7 +18,6 @@ under ``no_grad``.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 MASKED, KEPT, TEMPORAL, SPATIAL = 0, 1, 2, 3
-COLOURS = {MASKED: (0.15, 0.15, 0.15, 0.85), TEMPORAL: (0.85, 0.1, 0.1, 0.55),
+COLOURS = {MASKED: (0.15, 0.15, 0.15, 0.75), TEMPORAL: (0.85, 0.1, 0.1, 0.55),
            SPATIAL: (0.1, 0.35, 0.9, 0.55)}
 LABELS = {MASKED: "masked (never encoded)", TEMPORAL: "dropped: frame removed",
           SPATIAL: "fused into one token", KEPT: "kept to the last layer"}
@@ -90,7 +90,8 @@ def plot_sparsification(
             if row == 0:
                 ax.set_title(f"frame {f}", fontsize=8)
         kept = int((status == KEPT).sum())
-        axes[row][0].set_ylabel(f"clip {batch.get('key', [row] * clips)[row]}\n{kept}/{t * gh * gw} kept",
+        name = batch["key"][row] if "key" in batch else f"clip {row}"
+        axes[row][0].set_ylabel(f"{name}\n{kept}/{t * gh * gw} patches kept",
                                 fontsize=7)
     sp = model.cfg.sparsify
     fig.suptitle(

@@ -21,15 +21,28 @@ MIN_TEMPERATURE, MAX_TEMPERATURE = 0.001, 0.5
 
 
 def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """x [B, E] on every rank -> ([world*B, E] with this rank's rows differentiable, offset of
-    this rank's rows). Without an initialised process group: (x, 0)."""
+    """x [B, E] on every rank -> ([sum_r B_r, E] with this rank's rows differentiable, offset of
+    this rank's rows). Without an initialised process group: (x, 0).
+
+    Ranks may hold different batch sizes (the last, short batch of a rank's shard share), so
+    the sizes are exchanged first and every rank pads to the largest before the all_gather.
+    """
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x, 0
-    parts = [torch.zeros_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, x.detach().contiguous())
-    rank = dist.get_rank()
+    world, rank = dist.get_world_size(), dist.get_rank()
+    size = torch.tensor([x.shape[0]], device=x.device, dtype=torch.long)
+    sizes = [torch.zeros_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size)
+    sizes = [int(s.item()) for s in sizes]
+    longest = max(sizes)
+    padded = x.detach()
+    if x.shape[0] < longest:
+        padded = torch.cat([padded, padded.new_zeros(longest - x.shape[0], *x.shape[1:])])
+    parts = [torch.zeros_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded.contiguous())
+    parts = [part[:n] for part, n in zip(parts, sizes)]
     parts[rank] = x
-    return torch.cat(parts, dim=0), rank * x.shape[0]
+    return torch.cat(parts, dim=0), sum(sizes[:rank])
 
 
 def vtc_loss(video: torch.Tensor, text: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
