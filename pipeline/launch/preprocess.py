@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from preprocess.api import finalize, plan_shards, process_shards
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    ours = argparse.ArgumentParser(add_help=False)
+    ours = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     ours.add_argument("--launch", choices=["local", "dask", "slurm"], default=None)
     known, rest = ours.parse_known_args(argv)
     args = prep_cli.parse_args(rest)

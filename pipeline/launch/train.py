@@ -57,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.launch.slurm import wait
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    ours = argparse.ArgumentParser(prog="python -m pipeline.launch.train", add_help=False)
+    # allow_abbrev=False: the wrapped program's own flags (e.g. --task) must not be read as
+    # abbreviations of ours (--tasks-per-node).
+    ours = argparse.ArgumentParser(prog="python -m pipeline.launch.train", add_help=False,
+                                   allow_abbrev=False)
     ours.add_argument("--launch", choices=["local", "dask", "slurm"], default=None)
     ours.add_argument("--entry", default="train.pretrain", help="module with main(argv) -> exit code")
     ours.add_argument("--name", default=None, help="job name / log sub-folder (default: from --entry)")
