@@ -8,14 +8,14 @@ checkpoints are real SMAUG models of a tiny configuration, written by train.chec
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 import webdataset as wds
 import yaml
 
-from pipeline.config import REPO_ROOT, deep_merge, load_params, section, to_dict
+from pipeline.config import load_params, section, to_dict
+from tests.support import make_h264_clip, params_dict
 
 FPS, WIDTH, HEIGHT = 12, 64, 48
 PATTERNS = ["testsrc2", "smptebars", "rgbtestsrc", "testsrc", "smptehdbars", "yuvtestsrc"]
@@ -31,27 +31,6 @@ TINY = [
     "model.fusion.layers=1", "model.embed_dim=16",
     "model.mvm.decoder_width=16", "model.mvm.decoder_heads=2", "model.sparsify.layers=[0]",
 ]
-
-
-def params_dict() -> dict:
-    """params.yaml if the lead has assembled it, else the merged params fragments."""
-    path = REPO_ROOT / "params.yaml"
-    if path.exists():
-        return yaml.safe_load(path.read_text())
-    data: dict = {"seed": 0}
-    for frag in sorted((REPO_ROOT / "pipeline" / "params_fragments").glob("*.yaml")):
-        data = deep_merge(data, yaml.safe_load(frag.read_text()) or {})
-    return data
-
-
-def make_clip(path: Path, pattern: str, seconds: float) -> None:
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
-         f"{pattern}=size={WIDTH}x{HEIGHT}:rate={FPS}:duration={seconds}",
-         "-c:v", "libx264", "-preset", "ultrafast", "-bf", "0", "-g", str(FPS),
-         "-keyint_min", str(FPS), "-sc_threshold", "0", "-pix_fmt", "yuv420p", str(path)],
-        check=True,
-    )
 
 
 def sample_meta(key: str, n: int, split: str) -> dict:
@@ -154,3 +133,7 @@ def workspace(tmp_path_factory, shard_root) -> dict:
         write_checkpoint(base / "models/pretrain" / recipe, params, recipe, seed=i)
     return {"base": base, "params_path": params_path, "overrides": common,
             "params": lambda *extra: load_params(params_path, overrides=[*common, *extra])}
+
+
+def make_clip(path: Path, pattern: str, seconds: float) -> None:
+    make_h264_clip(path, pattern, seconds, width=WIDTH, height=HEIGHT, fps=FPS)

@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from pipeline.config import deep_merge  # noqa: E402
 from pipeline.launch import local_slurm  # noqa: E402
+from tests.support import params_dict
 
 CLIPS = 8  # good clips; one broken file follows them
 SHARD_SIZE = 2  # -> 5 shards, the last one holding only the broken file's failed row
@@ -147,17 +147,6 @@ def slurm_shards(slurm_cluster, webvid_set, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_overrides():
     return list(TINY)
-
-
-def params_dict() -> dict:
-    """params.yaml if the lead has assembled it, else the merged params fragments."""
-    path = REPO / "params.yaml"
-    if path.exists():
-        return yaml.safe_load(path.read_text())
-    data: dict = {"seed": 0}
-    for frag in sorted((REPO / "pipeline" / "params_fragments").glob("*.yaml")):
-        data = deep_merge(data, yaml.safe_load(frag.read_text()) or {})
-    return data
 
 
 @pytest.fixture(scope="session")

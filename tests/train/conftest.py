@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 import webdataset as wds
 import yaml
 
-from pipeline.config import REPO_ROOT, deep_merge
+from tests.support import make_h264_clip, params_dict
 
 FPS, WIDTH, HEIGHT = 12, 64, 48
 PATTERNS = ["testsrc2", "smptebars", "rgbtestsrc", "testsrc"]
@@ -37,32 +36,11 @@ TINY = [
 ]
 
 
-def params_dict() -> dict:
-    """params.yaml if the lead has assembled it, else the merged params fragments."""
-    path = REPO_ROOT / "params.yaml"
-    if path.exists():
-        return yaml.safe_load(path.read_text())
-    data: dict = {"seed": 0}
-    for frag in sorted((REPO_ROOT / "pipeline" / "params_fragments").glob("*.yaml")):
-        data = deep_merge(data, yaml.safe_load(frag.read_text()) or {})
-    return data
-
-
 @pytest.fixture(scope="session")
 def params_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("params") / "params.yaml"
     path.write_text(yaml.safe_dump(params_dict()))
     return path
-
-
-def make_clip(path: Path, pattern: str, seconds: float) -> None:
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
-         f"{pattern}=size={WIDTH}x{HEIGHT}:rate={FPS}:duration={seconds}",
-         "-c:v", "libx264", "-preset", "ultrafast", "-bf", "0", "-g", str(FPS),
-         "-keyint_min", str(FPS), "-sc_threshold", "0", "-pix_fmt", "yuv420p", str(path)],
-        check=True,
-    )
 
 
 @pytest.fixture(scope="session")
@@ -165,3 +143,7 @@ def build_tiny():
         return copy.deepcopy(cache[key]), section(params, PretrainConfig, "pretrain").trainer_config()
 
     return make
+
+
+def make_clip(path: Path, pattern: str, seconds: float) -> None:
+    make_h264_clip(path, pattern, seconds, width=WIDTH, height=HEIGHT, fps=FPS)
