@@ -10,7 +10,7 @@ from typing import Literal
 from pipeline.config import check, load_params, section
 
 # Clip counts of the presets. `default` generates in about two minutes on 2 cores;
-# `large` is for longer runs (see docs/helpers/synthetic-report.md for measurements).
+# `large` is for longer runs (see docs/parts/synthetic.md for measurements).
 PRESETS: dict[str, int] = {"default": 500, "large": 5000}
 
 KNOWN_FORMATS = ("mp4", "webm", "avi", "gif")
