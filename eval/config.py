@@ -122,6 +122,7 @@ class RetrievalEvalConfig:
     dataset: str = "synthetic ret_test (MSRVTT-style)"  # the column name in the tables
     paragraph: bool = False  # join each video's captions into one query (DiDeMo, ActivityNet)
     rerank_k: int = 4  # VTM re-ranks each query's top k by VTC (0: VTC only)
+    rerank_add_vtc: bool = True  # re-rank by VTM logit + VTC similarity (BLIP); false: VTM logit alone
 
     def __post_init__(self) -> None:
         check(self.rerank_k >= 0, "rerank_k", "must be >= 0 (0 disables VTM re-ranking)")
@@ -180,6 +181,10 @@ class TablesConfig:
     out_dir: str = "results/tables"  # retrieval / qa / efficiency .md and .csv
     reference_rows: bool = True  # add published figures (marked "reported", with source)
     decimals: int = 1  # digits after the point for percentages
+    candidate: str = "smaug"  # the claim table compares this run ...
+    equal_steps: str = "dense"  # ... with this one (same steps) ...
+    equal_time: str = "dense-equal-time"  # ... and with this one (same wall time); "" leaves a row out
 
     def __post_init__(self) -> None:
         check(0 <= self.decimals <= 4, "decimals", "must be in [0, 4]")
+        check(bool(self.candidate), "candidate", "must name a pre-training run")

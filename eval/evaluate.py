@@ -105,6 +105,7 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
 
         def run(shuffle_seed):
             r = evaluate_retrieval(model, batches, tokenizer, max_len=max_len, rerank_k=task_eval.rerank_k,
+                                   rerank_add_sim=task_eval.rerank_add_vtc,
                                    paragraph=task_eval.paragraph, shuffle_seed=shuffle_seed,
                                    reuse_texts=texts.get("emb"))
             texts["emb"] = r.pop("embeddings")  # the shuffled pass changes only the videos

@@ -6,7 +6,11 @@ Two steps, as in ALBEF/ALPRO/Singularity:
 2. optionally, re-score only the top ``k`` candidates of each query with the fusion
    encoder's video-text matching head (VTM) and reorder those ``k`` by it. Candidates
    outside the top ``k`` keep their VTC order *below* the re-ranked ones, so re-ranking can
-   never pull an item into the top ``k`` nor push one out of it.
+   never pull an item into the top ``k`` nor push one out of it. With ``add_sim`` the
+   re-ranking score is the VTM logit plus the VTC cosine similarity (BLIP's rule): a VTM
+   head that has not learned yet (a constant logit) then leaves the VTC order as it was
+   instead of shuffling the top ``k``, and a trained one still dominates (logits span
+   several units, cosines less than one).
 
 Multiple captions per video: every caption is a text-to-video query; in video-to-text a
 video counts as found when any of its captions is ranked high enough (metrics.py gives the
@@ -32,11 +36,12 @@ PairScorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def rerank_top_k(sim: torch.Tensor, k: int, score_pairs: PairScorer, *, queries_are_texts: bool = True,
-                 chunk: int = 64) -> torch.Tensor:
+                 chunk: int = 64, add_sim: bool = False) -> torch.Tensor:
     """Scores whose order equals: top-k of ``sim`` by VTM, then the rest by ``sim``.
 
     sim: [Q, N] VTC similarities. Returns a new [Q, N] matrix; only the order matters.
     score_pairs is called with (text idx, video idx) pairs, whichever side the queries are.
+    ``add_sim``: order the top k by VTM logit + ``sim`` instead of the logit alone.
     """
     if k <= 0:
         return sim.clone()
@@ -54,6 +59,8 @@ def rerank_top_k(sim: torch.Tensor, k: int, score_pairs: PairScorer, *, queries_
         else:
             vtm = score_pairs(cand_idx, query_idx)
         vtm = vtm.double().view(len(q), k)
+        if add_sim:
+            vtm = vtm + sim[q[:, None], cand].double()
         # lift the re-ranked block above every VTC score of its row
         shift = out[q].max(dim=1, keepdim=True).values - vtm.min(dim=1, keepdim=True).values + 1.0
         out[q[:, None], cand] = vtm + shift
@@ -61,12 +68,15 @@ def rerank_top_k(sim: torch.Tensor, k: int, score_pairs: PairScorer, *, queries_
 
 
 def rank_retrieval(sim_t2v: torch.Tensor, text_to_video: Sequence[int], *, k: int = 0,
-                   score_pairs: PairScorer | None = None, ks: Iterable[int] = (1, 5, 10)) -> dict:
+                   score_pairs: PairScorer | None = None, ks: Iterable[int] = (1, 5, 10),
+                   add_sim: bool = False) -> dict:
     """t2v and v2t metrics, VTC only (k=0) or with VTM re-ranking of the top k."""
     if k > 0 and score_pairs is None:
         raise ValueError("VTM re-ranking needs score_pairs")
-    t2v_scores = rerank_top_k(sim_t2v, k, score_pairs, queries_are_texts=True) if k > 0 else sim_t2v
-    v2t_scores = rerank_top_k(sim_t2v.t(), k, score_pairs, queries_are_texts=False) if k > 0 else sim_t2v.t()
+    t2v_scores = (rerank_top_k(sim_t2v, k, score_pairs, queries_are_texts=True, add_sim=add_sim)
+                  if k > 0 else sim_t2v)
+    v2t_scores = (rerank_top_k(sim_t2v.t(), k, score_pairs, queries_are_texts=False, add_sim=add_sim)
+                  if k > 0 else sim_t2v.t())
     t2v = retrieval_metrics(t2v_scores, text_to_video, ks)["t2v"]
     v2t = retrieval_metrics(v2t_scores.t(), text_to_video, ks)["v2t"]
     return {"t2v": t2v, "v2t": v2t}
@@ -170,7 +180,7 @@ def vtm_pair_scorer(model, emb: RetrievalEmbeddings, batch: int = 32) -> PairSco
 
 def evaluate_retrieval(model, batches, tokenizer, *, max_len: int, rerank_k: int = 0, paragraph: bool = False,
                        shuffle_seed: int | None = None, curve_ks: Sequence[int] = tuple(range(1, 11)),
-                       reuse_texts: RetrievalEmbeddings | None = None) -> dict:
+                       reuse_texts: RetrievalEmbeddings | None = None, rerank_add_sim: bool = True) -> dict:
     """Full retrieval evaluation of ``model`` on an iterable of loader batches.
 
     Returns ``vtc`` (and ``vtm`` when re-ranking) metrics, the test-set size, R@1 chance
@@ -184,7 +194,7 @@ def evaluate_retrieval(model, batches, tokenizer, *, max_len: int, rerank_k: int
     result = {"vtc": rank_retrieval(sim, emb.text_to_video, ks=all_ks)}
     if rerank_k > 0:
         result["vtm"] = rank_retrieval(sim, emb.text_to_video, k=rerank_k, score_pairs=vtm_pair_scorer(model, emb),
-                                       ks=all_ks)
+                                       ks=all_ks, add_sim=rerank_add_sim)
     final = result["vtm" if rerank_k > 0 else "vtc"]
     result["curve"] = {d: [final[d][f"R@{k}"] for k in curve_ks] for d in ("t2v", "v2t")}
     result["curve"]["k"] = list(curve_ks)

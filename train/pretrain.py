@@ -24,6 +24,7 @@ global batch is ``batch_size * accum * WORLD_SIZE``.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -54,11 +55,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="after training, draw the sparsification picture of one batch here")
     p.add_argument("--plot-only", action="store_true",
                    help="only draw --plot from the finished checkpoint (no training)")
+    p.add_argument("--run-name", default=None, metavar="NAME",
+                   help="checkpoint folder, DVCLive folder and metrics file name (default: the recipe)")
+    p.add_argument("--equal-time", default=None, metavar="BENCH_JSON",
+                   help="train for as long as the benchmark's candidate recipe takes for pretrain.steps: "
+                        "steps = pretrain.steps x this recipe's clips/s / the candidate's (train.bench's JSON)")
     p.add_argument("overrides", nargs="*", metavar="key.path=value")
     return p.parse_args(argv)
 
 
 # --------------------------------------------------------------------------- config
+
+
+def equal_time_steps(bench: dict, recipe: str, steps: int, warmup: int) -> tuple[int, int]:
+    """(steps, warmup) that give ``recipe`` the wall time the bench's candidate needs for ``steps``.
+
+    The paper's claim is twofold: SMAUG matches the dense model at the same number of steps,
+    and beats it at the same cost. The cost side needs a dense run that stops when SMAUG's
+    budget is spent; the interleaved benchmark (``train.bench``, same batches, same machine)
+    is the fairest measure of the two step times. The warm-up keeps its share of the run.
+    """
+    candidate = bench.get("candidate")
+    try:
+        ours = float(bench[recipe]["clips_per_s"])
+        theirs = float(bench[candidate]["clips_per_s"])
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"--equal-time: the benchmark has no clips_per_s for {recipe!r} and its "
+                          f"candidate {candidate!r}") from None
+    if ours <= 0 or theirs <= 0:
+        raise ConfigError(f"--equal-time: non-positive clips_per_s in the benchmark ({ours}, {theirs})")
+    n = max(1, round(steps * ours / theirs))
+    w = min(n - 1, round(warmup * n / steps)) if n > 1 else 0
+    return n, max(w, 0)
 
 
 def load_run_config(params_path: str | None, recipe: str, overrides: list[str]) -> dict[str, Any]:
@@ -151,16 +179,27 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
 
     t_main = time.perf_counter()
     run = load_run_config(args.params, args.recipe, args.overrides)
+    equal_time = None
+    if args.equal_time:
+        bench = json.loads(Path(args.equal_time).read_text())
+        steps, warmup = equal_time_steps(bench, args.recipe, run["pretrain"].steps, run["pretrain"].warmup)
+        equal_time = {"bench": args.equal_time, "of": bench.get("candidate"),
+                      "candidate_steps": run["pretrain"].steps, "steps": steps, "warmup": warmup}
+        log.info("equal time to %s's %d steps: %s trains %d steps (warm-up %d)", equal_time["of"],
+                 run["pretrain"].steps, args.recipe, steps, warmup)
+        run = load_run_config(args.params, args.recipe,
+                              [*args.overrides, f"pretrain.steps={steps}", f"pretrain.warmup={warmup}"])
     pre: PretrainConfig = run["pretrain"]
     recipe, seed = run["recipe"], run["seed"]
+    name = args.run_name or recipe
     if pre.threads:
         torch.set_num_threads(pre.threads)
-    run_dir = Path(pre.out_dir) / recipe
+    run_dir = Path(pre.out_dir) / name
     results = Path(pre.results_dir)
 
     torch.manual_seed(seed)  # identical initial weights on every rank
     model = SMAUG(run["model"])
-    ckpt_state = {"recipe": recipe, "params": run["params"],
+    ckpt_state = {"recipe": recipe, "run_name": name, "equal_time": equal_time, "params": run["params"],
                   "model_config": to_dict(run["model"]), "loader_config": to_dict(run["loader"])}
 
     live = None
@@ -171,15 +210,15 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
         from dvclive import Live
 
         # dvcyaml=None: our dvc.yaml is written by hand (pipeline/dvc_fragments), not by DVCLive.
-        live = Live(dir=str(results / "dvclive" / f"pretrain-{recipe}"), save_dvc_exp=False,
+        live = Live(dir=str(results / "dvclive" / f"pretrain-{name}"), save_dvc_exp=False,
                     dvcyaml=None, resume=resume_from is not None)
-        live.log_params({"recipe": recipe, "steps": pre.steps, "lr": pre.lr,
+        live.log_params({"recipe": recipe, "run_name": name, "steps": pre.steps, "lr": pre.lr,
                          "batch_size": run["loader"].batch_size, "accum": pre.accum,
                          "world_size": dist.world_size})
 
     trainer = Trainer(model, pre.trainer_config(), dist=dist, ckpt_dir=run_dir,
                       ckpt_state=ckpt_state, live=live, progress=not args.no_progress,
-                      desc=f"pretrain {recipe}", seed=seed)
+                      desc=f"pretrain {name}", seed=seed)
     position = {"epoch": 0, "batch": 0}
     if resume_from is not None:
         state = read_state(resume_from)
@@ -224,7 +263,10 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
                                              device=dist.device)
     if dist.is_main:
         summary = cost_summary(run, result, flops_per_clip, paper_flops, dist, t_main)
-        cost.write_json(results / "metrics" / f"pretrain-{recipe}.json", summary)
+        summary["run_name"] = name
+        if equal_time is not None:
+            summary["equal_time"] = equal_time
+        cost.write_json(results / "metrics" / f"pretrain-{name}.json", summary)
         for key in ("clips_per_s", "data_wait_frac", "final_loss", "flops_per_clip",
                     "projected_gpu_hours"):
             live.summary[key] = summary[key]
@@ -306,7 +348,7 @@ def plot_only(args: argparse.Namespace) -> int:
     if not args.plot:
         raise SystemExit("--plot-only needs --plot PATH")
     run = load_run_config(args.params, args.recipe, args.overrides)
-    model, _ = load_model(Path(run["pretrain"].out_dir) / args.recipe)
+    model, _ = load_model(Path(run["pretrain"].out_dir) / (args.run_name or args.recipe))
     loader = build_loader(run["loader"], run["pretrain"].shards, train=False, seed=run["seed"])
     draw_sparsification(model, next(iter(loader)), args.plot)
     return 0

@@ -78,6 +78,33 @@ def test_rerank_can_fix_a_near_miss_but_not_a_far_miss():
     assert after == [1, 5]
 
 
+def test_rerank_adding_vtc_keeps_the_vtc_order_when_vtm_is_constant():
+    # an untrained VTM head gives every pair the same logit: alone it ties the whole top k
+    # (ranks are pessimistic, so the right video falls to k), with the VTC similarity added
+    # the VTC order survives
+    torch.manual_seed(1)
+    sim = torch.rand(6, 8)
+
+    def constant(text_idx, video_idx):
+        return torch.full((len(text_idx),), 0.3, dtype=torch.float64)
+
+    with_sim = rerank_top_k(sim, 4, constant, add_sim=True)
+    assert torch.equal(with_sim.argsort(dim=1, descending=True), sim.argsort(dim=1, descending=True))
+    alone = rerank_top_k(sim, 4, constant)
+    top = sim.topk(4, dim=1).indices
+    assert (alone.gather(1, top) == alone.gather(1, top[:, :1])).all()
+
+
+def test_rerank_adding_vtc_still_lets_a_confident_vtm_decide():
+    sim = torch.tensor([[0.9, 0.8, 0.1]])
+    correct = torch.tensor([[False, True, False]])
+
+    def oracle(text_idx, video_idx):  # a trained head: logits several units apart
+        return torch.where(video_idx == 1, 4.0, -4.0).double()
+
+    assert ranks_from_scores(rerank_top_k(sim, 2, oracle, add_sim=True), correct).tolist() == [1]
+
+
 def test_v2t_rerank_passes_text_and_video_the_right_way_round():
     sim = torch.tensor([[0.2, 0.9], [0.8, 0.1], [0.5, 0.4]])  # 3 texts x 2 videos
     seen = []

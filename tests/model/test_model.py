@@ -115,11 +115,30 @@ def test_text_longer_than_max_len_is_rejected(tiny_model):
     ({"mvm": {"target": "flow"}}, "model.mvm.target"),
     ({"text": {"freeze_layers": 3, "num_layers": 2}}, "model.text.freeze_layers"),
     ({"fusion": {"layerz": 2}}, "model.fusion.layerz"),
+    ({"text": {"pooling": "max"}}, "model.text.pooling"),
 ])
 def test_bad_config_value_is_rejected_by_name(raw, name):
     with pytest.raises(ConfigError) as err:
         section({"model": raw}, ModelConfig, "model")
     assert str(err.value).startswith(name + ":"), str(err.value)
+
+
+def test_mean_pooled_text_feature_ignores_padding(config):
+    torch.manual_seed(0)
+    model = SMAUG(config(text={"pooling": "mean"})).eval()
+    ids = torch.tensor([[101, 2000, 3000, 4000, 102]])
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        _, short = model.encode_text(ids, mask)
+        padded_ids = torch.cat([ids, torch.zeros(1, 4, dtype=ids.dtype)], dim=1)
+        padded_mask = torch.cat([mask, torch.zeros(1, 4, dtype=mask.dtype)], dim=1)
+        hidden, long = model.encode_text(padded_ids, padded_mask)
+        # the feature is the projected mean of the real tokens' hidden states, nothing else
+        direct = torch.nn.functional.normalize(model.text_proj(hidden[:, :5].mean(1)), dim=-1)
+    assert torch.allclose(short, long, atol=1e-5)
+    assert torch.allclose(long, direct, atol=1e-5)
+    # and it is not the [CLS] feature
+    assert not torch.allclose(long, torch.nn.functional.normalize(model.text_proj(hidden[:, 0]), dim=-1), atol=1e-3)
 
 
 def test_missing_text_checkpoint_is_a_clear_error(tmp_path):

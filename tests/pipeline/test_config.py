@@ -57,6 +57,8 @@ def test_defaults_and_nested_values():
         ({"inner": {"layers": [1, "two"]}}, "sec.inner.layers[1]: expected int"),
         ({"inner": 3}, "sec.inner: expected a mapping"),
         ({"maybe": "no"}, "sec.maybe: expected int"),
+        ({"inner": {"ratio": "half"}}, "sec.inner.ratio: expected a number"),
+        ({"inner": {"ratio": "nan"}}, "sec.inner.ratio: expected a number"),
     ],
 )
 def test_bad_values_are_rejected_with_their_name(data, expected):
@@ -80,6 +82,14 @@ def test_overrides_and_recipes_merge(tmp_path):
     assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
     with pytest.raises(ConfigError, match="override must look like"):
         parse_override("no-equals-sign")
+
+
+def test_exponent_without_a_dot_is_a_number(tmp_path):
+    # YAML 1.1 reads 3e-4 as a string; on the command line people write it that way
+    params = tmp_path / "params.yaml"
+    params.write_text("sec: {}\n")
+    cfg = section(load_params(params, overrides=["sec.inner.ratio=3e-4"]), Outer, "sec")
+    assert cfg.inner.ratio == pytest.approx(3e-4)
 
 
 def test_unknown_recipe_names_the_known_ones(tmp_path):

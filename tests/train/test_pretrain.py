@@ -85,3 +85,29 @@ def test_bench_writes_speedup_and_flops_ratio(tmp_path, params_file, overrides):
     # dense encodes every video token and has no masking: more FLOPs per clip
     assert result["flops_ratio"] > 1
     assert len(result["smaug"]["step_s"]) == len(result["dense"]["step_s"]) == 2
+
+
+def test_equal_time_steps_scale_by_the_benchmarked_throughput():
+    bench = {"candidate": "smaug", "smaug": {"clips_per_s": 15.0}, "dense": {"clips_per_s": 5.0}}
+    assert pretrain.equal_time_steps(bench, "dense", 240, 24) == (80, 8)
+    assert pretrain.equal_time_steps(bench, "smaug", 240, 24) == (240, 24)
+    # a tiny budget still trains one step, and warm-up stays shorter than the run
+    assert pretrain.equal_time_steps(bench, "dense", 2, 1) == (1, 0)
+    with pytest.raises(ConfigError, match="--equal-time: the benchmark has no clips_per_s for 'mac'"):
+        pretrain.equal_time_steps(bench, "mac", 240, 24)
+
+
+def test_equal_time_run_gets_its_own_name_and_the_scaled_steps(tmp_path, params_file, overrides):
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"candidate": "smaug", "smaug": {"clips_per_s": 12.0},
+                                 "dense": {"clips_per_s": 4.0}}))
+    argv = ["--recipe", "dense", "--params", str(params_file), "--no-progress",
+            "--run-name", "dense-equal-time", "--equal-time", str(bench),
+            *overrides("pretrain.steps=6", "pretrain.warmup=3", "pretrain.cost.preset=dense")]
+    assert pretrain.main(argv) == 0
+    state = read_state(tmp_path / "models" / "dense-equal-time")
+    assert state["step"] == 2 and state["recipe"] == "dense" and state["run_name"] == "dense-equal-time"
+    assert state["equal_time"]["of"] == "smaug" and state["equal_time"]["candidate_steps"] == 6
+    cost = json.loads((tmp_path / "results" / "metrics" / "pretrain-dense-equal-time.json").read_text())
+    assert cost["steps"] == 2 and cost["recipe"] == "dense" and cost["equal_time"]["steps"] == 2
+    assert not (tmp_path / "models" / "dense").exists()

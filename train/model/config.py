@@ -57,12 +57,14 @@ class TextConfig:
     max_len: int = 32             # longest tokenised text the model accepts
     num_layers: int | None = None  # use only the first N BERT layers (null = all)
     freeze_layers: int = 5        # embeddings + the first N layers frozen and run under no_grad
+    pooling: str = "cls"          # VTC text feature: cls (BERT's [CLS]) | mean (masked mean of tokens)
 
     def __post_init__(self) -> None:
         check(self.max_len >= 4, "max_len", "must be >= 4")
         check(self.num_layers is None or self.num_layers >= 1, "num_layers",
               "must be null or >= 1")
         check(self.freeze_layers >= 0, "freeze_layers", "must be >= 0")
+        check(self.pooling in ("cls", "mean"), "pooling", f"must be cls or mean, got {self.pooling!r}")
         if self.num_layers is not None:
             check(self.freeze_layers <= self.num_layers, "freeze_layers",
                   f"must be <= text.num_layers={self.num_layers}")

@@ -93,7 +93,20 @@ class SMAUG(nn.Module):
         """input_ids, attention_mask [B, L] -> (hidden [B, L, Dt], feat [B, E] L2-normalised)."""
         self._check_text(input_ids, attention_mask)
         hidden = self.text(input_ids, attention_mask)
-        return hidden, F.normalize(self.text_proj(hidden[:, 0]), dim=-1)
+        return hidden, self.text_feature(hidden, attention_mask)
+
+    def text_feature(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """hidden [B, L, Dt] -> the VTC text feature [B, E], L2-normalised.
+
+        ``cls`` is BERT's convention; ``mean`` (padding excluded) is how sentence encoders
+        such as all-MiniLM-L6-v2 were trained to be read, so it starts out meaningful.
+        """
+        if self.cfg.text.pooling == "mean":
+            weights = attention_mask.to(hidden.dtype)[..., None]
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        else:
+            pooled = hidden[:, 0]
+        return F.normalize(self.text_proj(pooled), dim=-1)
 
     def fuse(
         self, text_hidden: torch.Tensor, attention_mask: torch.Tensor, video_tokens: torch.Tensor
@@ -135,7 +148,7 @@ class SMAUG(nn.Module):
         if need_text:
             t_hidden = self.text(input_ids, attention_mask)
             v_feat = self.video_feature(v_tokens)
-            t_feat = F.normalize(self.text_proj(t_hidden[:, 0]), dim=-1)
+            t_feat = self.text_feature(t_hidden, attention_mask)
 
         if w.vtc > 0:
             losses["vtc"] = self.vtc(v_feat, t_feat)
