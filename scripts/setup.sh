@@ -5,16 +5,24 @@
 #   bash scripts/setup.sh          # runtime: ffmpeg, torch, the project and its packages
 #   bash scripts/setup.sh --test   # the same plus what the test suite needs (pytest, DALI,
 #                                  # SLURM and munge for the real-SLURM tests)
+#   bash scripts/setup.sh --dry-run [--test]   # say what would be installed, install nothing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_tests=0
+dry_run=0
 for arg in "$@"; do
   case "$arg" in
     --test) want_tests=1 ;;
-    *) echo "setup.sh: unknown argument $arg (use --test)" >&2; exit 2 ;;
+    --dry-run) dry_run=1 ;;
+    *) echo "setup.sh: unknown argument $arg (use --test, --dry-run)" >&2; exit 2 ;;
   esac
 done
+
+# Every installing command goes through here, so --dry-run walks the same decisions.
+run() {
+  if [ "$dry_run" = 1 ]; then echo "[setup] would run: $*"; else "$@"; fi
+}
 
 PY=${PYTHON:-python3}
 SUDO=""
@@ -29,8 +37,8 @@ fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null; then
     echo "[setup] apt-get install ${apt_packages[*]}"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
+    run $SUDO apt-get update -qq
+    run env DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_packages[@]}"
   else
     echo "[setup] please install: ${apt_packages[*]} (no apt-get here; conda users: environment.yml)" >&2
     exit 1
@@ -44,20 +52,24 @@ fi
 # regular CUDA build elsewhere. The project's own range (torch>=2.4) then installs nothing more.
 if ! "$PY" -c "import torch" 2>/dev/null; then
   echo "[setup] pip install torch==2.13.0"
-  "$PY" -m pip install -q "torch==2.13.0"
+  run "$PY" -m pip install -q "torch==2.13.0"
 else
   echo "[setup] torch $("$PY" -c 'import torch; print(torch.__version__)') present"
 fi
 
+# (plain ifs: under `set -e` a failing test inside $(...) of an assignment ends the script)
 extras="."
-[ "$want_tests" = 1 ] && extras=".[test,dali]"
-stamp=".setup-stamp$([ "$want_tests" = 1 ] && echo -test)"
+stamp=".setup-stamp"
+if [ "$want_tests" = 1 ]; then
+  extras=".[test,dali]"
+  stamp=".setup-stamp-test"
+fi
 hash=$(cat pyproject.toml | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$hash" ] && "$PY" -c "import pipeline, torch, webdataset, dvc" 2>/dev/null; then
   echo "[setup] python packages up to date"
 else
   echo "[setup] pip install -e '$extras'"
-  "$PY" -m pip install -q -e "$extras"
-  echo "$hash" > "$stamp"
+  run "$PY" -m pip install -q -e "$extras"
+  if [ "$dry_run" = 0 ]; then echo "$hash" > "$stamp"; fi
 fi
 echo "[setup] done"

@@ -11,6 +11,12 @@ at ``pretrain.shards`` and writes:
   (``dvc metrics show`` / ``dvc plots show``);
 * ``<results_dir>/metrics/pretrain-<recipe>.json`` the cost accounting (:mod:`train.cost`).
 
+``--run-name NAME`` puts all three under NAME instead of the recipe (several runs of one recipe).
+``--equal-time BENCH_JSON`` trains for the wall time the benchmark's candidate (smaug) needs for
+``pretrain.steps``: steps scaled by the two recipes' clips/s in ``train.bench``'s JSON. The DVC
+stage ``pretrain-equal-time`` runs ``--recipe dense --run-name dense-equal-time`` this way, for
+the same-cost half of the paper's claim (``results/tables/claim.md``).
+
 Exit codes (:func:`main` returns them; SLURM / submitit wrappers read them):
 0 finished; 75 (``EXIT_INTERRUPTED``) stopped by SIGTERM/SIGUSR1 after writing a checkpoint,
 so requeue and rerun the same command to continue; any exception (a bad config value, a

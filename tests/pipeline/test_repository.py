@@ -62,6 +62,23 @@ def test_ci_runs_the_readme_test_command():
     assert "bash scripts/setup.sh && dvc repro" in readme
 
 
+@pytest.mark.parametrize("flags", [[], ["--test"]])
+def test_both_setup_commands_walk_through(flags):
+    """README's two set-up commands get to the end (a dry run: same decisions, nothing installed).
+
+    Guards the script itself: under `set -e` one failing test in the wrong place ends it
+    before anything is installed, which is how `bash scripts/setup.sh` once broke."""
+    done = subprocess.run(["bash", "scripts/setup.sh", "--dry-run", *flags], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[-1] == "[setup] done"
+    extras = ".[test,dali]" if flags else "'.'"
+    assert any(extras in line for line in lines) or "python packages up to date" in done.stdout
+    bad = subprocess.run(["bash", "scripts/setup.sh", "--bogus"], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown argument --bogus" in bad.stderr
+
+
 @pytest.mark.slow
 def test_dvc_repro_runs_generate_ingest_and_shard(tmp_path):
     """The real `dvc repro` on a 12-clip benchmark: stages run, outputs appear, a rerun is a no-op."""
