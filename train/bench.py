@@ -1,6 +1,6 @@
 """Pre-training speed of SMAUG against the dense baseline, measured in one run.
 
-``python -m train.bench [--params params.yaml] [--steps 4] [--warmup 1] [--threads 1] [key=value ...]``
+``python -m train.bench [--params params.yaml] [--steps 4] [--warmup 1] [--threads N] [key=value ...]``
 writes ``results/bench/pretrain.json``:
 
 * ``speedup``: SMAUG clips/s over dense clips/s (training steps, same machine, same batches);
@@ -42,9 +42,10 @@ def parse_args(argv):
     p.add_argument("--steps", type=int, default=4, help="timed steps per recipe")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps per recipe first")
     p.add_argument("--out", default="results/bench/pretrain.json")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads while timing (default 1: on a shared 2-core machine more "
-                        "threads make OpenMP wait for the slowest core; 0 = torch's default)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads while timing (default: pretrain.threads, so the ratio is the one "
+                        "the pre-training runs get and pretrain-equal-time's step count matches their "
+                        "wall times; 0 = torch's default; 1 steadies it on a machine shared with other work)")
     p.add_argument("--candidate", default=CANDIDATE)
     p.add_argument("--baseline", default=BASELINE)
     p.add_argument("overrides", nargs="*", metavar="key.path=value")
@@ -82,8 +83,9 @@ def run_bench(args) -> dict:
     runs = {name: load_run_config(args.params, name, args.overrides) for name in names}
     if runs[names[0]]["loader"] != runs[names[1]]["loader"]:
         raise RuntimeError("the two recipes must share the loader settings to share batches")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = runs[names[0]]["pretrain"].threads if args.threads is None else args.threads
+    if threads:
+        torch.set_num_threads(threads)
     seed = runs[names[0]]["seed"]
     total = args.warmup + args.steps
     batches = read_batches(runs[names[0]], total)
