@@ -63,14 +63,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="only draw --plot from the finished checkpoint (no training)")
     p.add_argument("--run-name", default=None, metavar="NAME",
                    help="checkpoint folder, DVCLive folder and metrics file name (default: the recipe)")
-    p.add_argument("--equal-time", default=None, metavar="BENCH_JSON",
-                   help="train for as long as the benchmark's candidate recipe takes for pretrain.steps: "
-                        "steps = pretrain.steps x this recipe's clips/s / the candidate's (train.bench's JSON)")
+    p.add_argument("--equal-time", default=None, nargs="+", metavar="JSON",
+                   help="train for as long as the candidate recipe took for pretrain.steps: steps = "
+                        "pretrain.steps x this recipe's clips/s / the candidate's. Either train.bench's JSON, "
+                        "or two runs' metrics files (the candidate's, then this recipe's), as dvc.yaml does")
     p.add_argument("overrides", nargs="*", metavar="key.path=value")
     return p.parse_args(argv)
 
 
 # --------------------------------------------------------------------------- config
+
+
+def throughputs(files: list[str], recipe: str) -> dict:
+    """``--equal-time`` files -> {"candidate": name, name: {"clips_per_s": ...}, ...}.
+
+    Two metrics files of finished runs measure what the runs really got, loader included (on 2
+    cores the loader's decoding competes with the faster recipe's training for the cores);
+    the interleaved benchmark measures the model step alone.
+    """
+    if len(files) == 1:
+        return json.loads(Path(files[0]).read_text())
+    if len(files) != 2:
+        raise ConfigError("--equal-time: give the benchmark JSON, or the candidate's and this recipe's metrics files")
+    cand, ours = (json.loads(Path(f).read_text()) for f in files)
+    if ours.get("recipe") != recipe:
+        raise ConfigError(f"--equal-time: {files[1]} is a {ours.get('recipe')!r} run, not {recipe!r}")
+    return {"candidate": cand.get("recipe"), cand.get("recipe"): {"clips_per_s": cand.get("clips_per_s")},
+            recipe: {"clips_per_s": ours.get("clips_per_s")}}
 
 
 def equal_time_steps(bench: dict, recipe: str, steps: int, warmup: int) -> tuple[int, int]:
@@ -187,9 +206,9 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
     run = load_run_config(args.params, args.recipe, args.overrides)
     equal_time = None
     if args.equal_time:
-        bench = json.loads(Path(args.equal_time).read_text())
+        bench = throughputs(args.equal_time, args.recipe)
         steps, warmup = equal_time_steps(bench, args.recipe, run["pretrain"].steps, run["pretrain"].warmup)
-        equal_time = {"bench": args.equal_time, "of": bench.get("candidate"),
+        equal_time = {"from": args.equal_time, "of": bench.get("candidate"),
                       "candidate_steps": run["pretrain"].steps, "steps": steps, "warmup": warmup}
         log.info("equal time to %s's %d steps: %s trains %d steps (warm-up %d)", equal_time["of"],
                  run["pretrain"].steps, args.recipe, steps, warmup)

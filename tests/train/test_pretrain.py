@@ -97,13 +97,23 @@ def test_equal_time_steps_scale_by_the_benchmarked_throughput():
         pretrain.equal_time_steps(bench, "mac", 240, 24)
 
 
+def test_equal_time_from_two_runs_metrics(tmp_path):
+    smaug, dense = tmp_path / "pretrain-smaug.json", tmp_path / "pretrain-dense.json"
+    smaug.write_text(json.dumps({"recipe": "smaug", "clips_per_s": 17.0}))
+    dense.write_text(json.dumps({"recipe": "dense", "clips_per_s": 8.5}))
+    bench = pretrain.throughputs([str(smaug), str(dense)], "dense")
+    assert pretrain.equal_time_steps(bench, "dense", 240, 24) == (120, 12)
+    with pytest.raises(ConfigError, match="is a 'smaug' run, not 'dense'"):
+        pretrain.throughputs([str(dense), str(smaug)], "dense")
+
+
 def test_equal_time_run_gets_its_own_name_and_the_scaled_steps(tmp_path, params_file, overrides):
     bench = tmp_path / "bench.json"
     bench.write_text(json.dumps({"candidate": "smaug", "smaug": {"clips_per_s": 12.0},
                                  "dense": {"clips_per_s": 4.0}}))
-    argv = ["--recipe", "dense", "--params", str(params_file), "--no-progress",
-            "--run-name", "dense-equal-time", "--equal-time", str(bench),
-            *overrides("pretrain.steps=6", "pretrain.warmup=3", "pretrain.cost.preset=dense")]
+    argv = ["--recipe", "dense", "--params", str(params_file), "--no-progress", "--run-name", "dense-equal-time",
+            *overrides("pretrain.steps=6", "pretrain.warmup=3", "pretrain.cost.preset=dense"),
+            "--equal-time", str(bench)]
     assert pretrain.main(argv) == 0
     state = read_state(tmp_path / "models" / "dense-equal-time")
     assert state["step"] == 2 and state["recipe"] == "dense" and state["run_name"] == "dense-equal-time"
