@@ -242,21 +242,23 @@ def qa_tables(evals: list[dict], cfg: TablesConfig) -> tuple[Table, Table]:
             if cells:
                 table.rows.append([e["recipe"], "measured", label] + [cells.get(ds, DASH) for ds in datasets]
                                   + [" ".join(cks)])
-    for e in evals[:1]:  # chance levels are properties of the test sets, the same for every recipe
+    # chance levels are properties of the test sets, the same for every recipe; but a recipe
+    # that was not fine-tuned has no open-ended QA, so gather them over all recipes
+    cells, answer = {}, None
+    for e in evals:
         chance = e.get("chance", {})
-        cells = {}
         for setting in ("finetuned", "zero_shot"):
             for task in ("qa", "mc"):
                 m = e.get(setting, {}).get(task)
                 if m and task == "qa" and "qa_majority" in chance:
                     cells.setdefault(m["dataset"], fmt(chance["qa_majority"]["accuracy"], d))
+                    answer = answer or chance["qa_majority"].get("answer")
                 if m and task == "mc" and "mc" in chance:
                     cells.setdefault(m["dataset"], fmt(chance["mc"], d))
-        if cells:
-            answer = chance.get("qa_majority", {}).get("answer")
-            table.rows.append(["chance", "computed", "QA: always the most frequent training answer"
-                               + (f" ('{answer}')" if answer else "") + "; MC: 1 / options"]
-                              + [cells.get(ds, DASH) for ds in datasets] + [""])
+    if cells:
+        table.rows.append(["chance", "computed", "QA: always the most frequent training answer"
+                           + (f" ('{answer}')" if answer else "") + "; MC: 1 / options"]
+                          + [cells.get(ds, DASH) for ds in datasets] + [""])
     if cfg.reference_rows:
         for method, source, note, _, qa in REPORTED:
             if qa is None:

@@ -1,5 +1,6 @@
 """Fine-tuning, evaluation and tables end to end on tiny real shards and tiny real models."""
 
+import csv
 import hashlib
 import json
 from pathlib import Path
@@ -151,6 +152,14 @@ def test_tables_twice_identical_and_name_checkpoints(workspace, evaluated):
     assert "chance (6 test videos)" in ret
     qa = (out / "qa.md").read_text()
     assert "MSRVTT-QA acc" in qa and "synthetic qa_test (MSRVTT-QA-style) acc" in qa
+    # the chance row carries the majority answer's accuracy even though the first recipe in
+    # name order (dense) was not fine-tuned and so has no open-ended QA of its own
+    rows = list(csv.DictReader((out / "qa.csv").read_text().splitlines()))
+    chance = next(r for r in rows if r["Method"] == "chance")
+    smaug = json.loads((Path(cfg.eval_dir) / "smaug.json").read_text())
+    majority = smaug["chance"]["qa_majority"]
+    assert chance["synthetic qa_test (MSRVTT-QA-style) acc"] == f"{majority['accuracy']:.1f}"
+    assert f"('{majority['answer']}')" in chance["Setting"]
     # no pre-training cost files in this workspace: the efficiency table says which are missing
     eff = (out / "efficiency.md").read_text()
     assert "no pre-training cost file" in eff and "pretrain-smaug.json" in eff
