@@ -442,8 +442,9 @@ def claim_table(evals: list[dict], cfg: TablesConfig) -> Table:
         verdict = "holds" if same_time < 0 else "does not hold"
         table.notes.append(f"Same wall time: {cfg.equal_time} is {same_time:+.{d}f} R@1 points from "
                            f"{cfg.candidate}; the claim ({cfg.candidate} higher) {verdict}.")
-    table.notes.append("R@1 on one test set of a few hundred queries moves by about a point between seeds; "
-                       "read differences of that size as ties.")
+    table.notes.append("R@1 on one test set of a few hundred queries moves by up to about 3 points between seeds of "
+                       "the same short run (7.0 to 10.2 for smaug on the built-in benchmark, docs/parts/trainer.md); "
+                       "one run per recipe cannot separate differences of that size.")
     table.provenance = provenance_lines([by_run[r] for r in (cfg.candidate, cfg.equal_steps, cfg.equal_time)
                                          if r and r in by_run])
     return table
