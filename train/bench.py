@@ -44,8 +44,8 @@ def parse_args(argv):
     p.add_argument("--out", default="results/bench/pretrain.json")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads while timing (default: pretrain.threads, so the ratio is the one "
-                        "the pre-training runs get and pretrain-equal-time's step count matches their "
-                        "wall times; 0 = torch's default; 1 steadies it on a machine shared with other work)")
+                        "the pre-training runs get; 0 = torch's default; 1 steadies it on a machine "
+                        "shared with other work)")
     p.add_argument("--candidate", default=CANDIDATE)
     p.add_argument("--baseline", default=BASELINE)
     p.add_argument("overrides", nargs="*", metavar="key.path=value")

@@ -12,10 +12,11 @@ at ``pretrain.shards`` and writes:
 * ``<results_dir>/metrics/pretrain-<recipe>.json`` the cost accounting (:mod:`train.cost`).
 
 ``--run-name NAME`` puts all three under NAME instead of the recipe (several runs of one recipe).
-``--equal-time BENCH_JSON`` trains for the wall time the benchmark's candidate (smaug) needs for
-``pretrain.steps``: steps scaled by the two recipes' clips/s in ``train.bench``'s JSON. The DVC
-stage ``pretrain-equal-time`` runs ``--recipe dense --run-name dense-equal-time`` this way, for
-the same-cost half of the paper's claim (``results/tables/claim.md``).
+``--equal-time JSON [JSON]`` trains for the wall time the candidate (smaug) needs for
+``pretrain.steps``: steps scaled by the two recipes' clips/s, read from ``train.bench``'s JSON or
+from the two finished runs' metrics files. The DVC stage ``pretrain-equal-time`` runs
+``--recipe dense --run-name dense-equal-time`` with the metrics files, for the same-cost half of
+the paper's claim (``results/tables/claim.md``).
 
 Exit codes (:func:`main` returns them; SLURM / submitit wrappers read them):
 0 finished; 75 (``EXIT_INTERRUPTED``) stopped by SIGTERM/SIGUSR1 after writing a checkpoint,
@@ -97,8 +98,8 @@ def equal_time_steps(bench: dict, recipe: str, steps: int, warmup: int) -> tuple
 
     The paper's claim is twofold: SMAUG matches the dense model at the same number of steps,
     and beats it at the same cost. The cost side needs a dense run that stops when SMAUG's
-    budget is spent; the interleaved benchmark (``train.bench``, same batches, same machine)
-    is the fairest measure of the two step times. The warm-up keeps its share of the run.
+    budget is spent; ``bench`` holds the two clips/s (see :func:`throughputs` for which
+    measurement). The warm-up keeps its share of the run.
     """
     candidate = bench.get("candidate")
     try:
