@@ -164,6 +164,12 @@ def provenance_lines(evals: list[dict]) -> list[str]:
 # --------------------------------------------------------------------------- retrieval
 
 
+def chance_retrieval_cells(num_videos: int, decimals: int) -> list[str]:
+    """R@1, R@5, R@10 and MdR of a random ranking of ``num_videos``: R@K = K/N, MdR = (N+1)/2."""
+    n = num_videos
+    return [fmt(100.0 * min(k, n) / n, decimals) for k in (1, 5, 10)] + [fmt((n + 1) / 2, 1)]
+
+
 def retrieval_table(evals: list[dict], cfg: TablesConfig) -> Table:
     d = cfg.decimals
     measured_sets = sorted({m["dataset"] for e in evals for s in ("zero_shot", "finetuned")
@@ -184,12 +190,11 @@ def retrieval_table(evals: list[dict], cfg: TablesConfig) -> Table:
             table.rows.append([e["recipe"], "measured", setting_label(setting, metrics, e, "retrieval")]
                               + [c for ds in datasets for c in cells.get(ds, [DASH] * 4)]
                               + [ck["path"], ck["sha256"]])
-    # chance: a random ranking of N videos gives R@K = K/N and a median rank of (N+1)/2
     for ds in measured_sets:
         sizes = {m["normal"]["num_videos"] for e in evals for s in ("zero_shot", "finetuned")
                  for t, m in e.get(s, {}).items() if t == "retrieval" and m["dataset"] == ds}
         for n in sorted(sizes):
-            cells = [fmt(100.0 * min(k, n) / n, d) for k in (1, 5, 10)] + [fmt((n + 1) / 2, 1)]
+            cells = chance_retrieval_cells(n, d)
             table.rows.append([f"chance ({n} test videos)", "computed", "random ranking"]
                               + [c for x in datasets for c in (cells if x == ds else [DASH] * 4)] + ["", ""])
     if cfg.reference_rows:
@@ -431,8 +436,7 @@ def claim_table(evals: list[dict], cfg: TablesConfig) -> Table:
     if cand_ret:
         n = cand_ret["normal"]["num_videos"]
         table.rows.append(["chance", f"{n} test videos", DASH, DASH, DASH, cand_ret["dataset"],
-                           fmt(100.0 / n, d), fmt(100.0 * min(5, n) / n, d), fmt(100.0 * min(10, n) / n, d),
-                           fmt((n + 1) / 2, 1), DASH])
+                           *chance_retrieval_cells(n, d), DASH])
     same_steps, same_time = results.get("same steps"), results.get("same wall time")
     if same_steps is not None:
         verdict = "holds" if same_steps <= 2.0 else "does not hold"
