@@ -9,7 +9,7 @@ format, the video folder, the shard folders preprocessing should write, and the 
 overrides that point fine-tuning and evaluation at those shards, e.g.::
 
     python -m eval.benchmarks check msrvtt_ret            # prints the preprocess commands
-    python -m eval.finetune --task retrieval --preset msrvtt_ret
+    python -m train.finetune --task retrieval --preset msrvtt_ret
     python -m eval.evaluate --preset msrvtt_ret
 
 Annotation files are parsed by the preprocessing adapters (:mod:`preprocess.formats`), the
@@ -27,7 +27,8 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.config import REPO_ROOT
+from pipeline import cli
+from pipeline.config import REPO_ROOT, ConfigError, load_params
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -70,7 +71,7 @@ class Preset:
     params: dict
 
     def overrides(self) -> list[str]:
-        """``key.path=value`` strings for eval.finetune / eval.evaluate."""
+        """``key.path=value`` strings for train.finetune / eval.evaluate."""
         return [f"{key}={value if isinstance(value, str) else json.dumps(value)}"
                 for key, value in self.params.items()]
 
@@ -161,25 +162,34 @@ def shard_commands(preset: Preset) -> list[str]:
             f"--format {s.format} --out {s.shards}" for s in preset.splits]
 
 
+@cli.config_errors_exit
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.benchmarks", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list")
-    c = sub.add_parser("check")
-    c.add_argument("name")
+    c = sub.add_parser("check", help="are the preset's files there? how to shard them")
+    c.add_argument("name", metavar="NAME|FILE")
     c.add_argument("--root", default=str(REPO_ROOT), help="relative paths start here")
-    o = sub.add_parser("overrides")
-    o.add_argument("name")
+    o = sub.add_parser("overrides", help="the key=value settings the preset applies")
+    o.add_argument("name", metavar="NAME|FILE")
+    for q in (c, o):
+        cli.add_config_arguments(q)
     args = p.parse_args(argv)
     try:
+        if getattr(args, "print_config", False):
+            preset = load_preset(args.name)
+            return cli.print_config(load_params(args.params, overrides=preset.overrides() + args.overrides))
         if args.cmd == "list":
             for name in available():
                 pr = load_preset(name)
                 print(f"{name:22s} {pr.task:10s} {pr.dataset}")
         elif args.cmd == "overrides":
-            print("\n".join(load_preset(args.name).overrides()))
+            preset = load_preset(args.name)
+            load_params(args.params, overrides=preset.overrides() + args.overrides)  # names checked
+            print("\n".join(preset.overrides()))
         else:
             preset = load_preset(args.name)
+            load_params(args.params, overrides=preset.overrides() + args.overrides)
             check_inputs(preset, args.root)
             for s in preset.splits:
                 rows = parse_split(preset, s.name, args.root)
@@ -188,8 +198,9 @@ def main(argv: list[str] | None = None) -> int:
             print("shard with:\n  " + "\n  ".join(shard_commands(preset)))
             print("then run with: " + " ".join(f"'{x}'" for x in preset.overrides()))
     except (MissingData, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        if isinstance(err, ConfigError):
+            raise
+        return cli.fail(err)
     return 0
 
 

@@ -37,7 +37,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
     raise CheckpointError(
         f"{path}: no checkpoint here (expected {path}/{MODEL_FILE} with state.json and optim.pt, "
-        f"as written by `python -m train.pretrain` or `python -m eval.finetune`)"
+        f"as written by `python -m train.pretrain` or `python -m train.finetune`)"
     )
 
 
@@ -105,7 +105,7 @@ def load_task_model(folder: str | Path, map_location: str | torch.device = "cpu"
     from train.data.text import load_tokenizer
     from train.model import SMAUG
 
-    from eval.qa import AnswerVocab, MultipleChoice, OpenEndedQA
+    from train.tasks import AnswerVocab, MultipleChoice, OpenEndedQA
 
     folder = resolve_checkpoint(folder)
     state = read_state(folder)

@@ -32,8 +32,10 @@ from typing import Any
 import torch
 
 from eval.checkpoints import fingerprint, load_task_model, loader_config_of, model_config_of, resolve_checkpoint
-from eval.config import EvalConfig, FinetuneConfig
+from eval.config import EvalConfig
+from train.config import FinetuneConfig
 from eval.shuffle import shuffle_drop
+from pipeline import cli
 from pipeline.config import ConfigError, load_params, section, to_dict
 
 LOADER_TEXT = {"retrieval": "caption", "qa": "question", "mc": "question"}
@@ -88,7 +90,8 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
     """(metrics, fingerprint, plot curves) of one checkpoint on one task."""
     from train.data.text import load_tokenizer
 
-    from eval.qa import MultipleChoice, OpenEndedQA, evaluate_multiple_choice, evaluate_open_ended
+    from eval.qa import evaluate_multiple_choice, evaluate_open_ended
+    from train.tasks import MultipleChoice, OpenEndedQA
     from eval.retrieval import evaluate_retrieval
 
     module, state = load_task_model(folder, map_location=eval_device(cfg.device))
@@ -143,9 +146,9 @@ def eval_device(name: str) -> torch.device:
 
 def qa_chance(params: dict, cfg: EvalConfig, cache: BatchCache, loader_cfg) -> dict:
     """Majority-answer baseline: always answer the most frequent training answer."""
-    from eval.finetune import training_answers
+    from train.finetune import training_answers
     from eval.metrics import majority_baseline
-    from eval.qa import normalize_answer, open_ended_questions
+    from train.tasks import normalize_answer, open_ended_questions
 
     ft = section(params, FinetuneConfig, "finetune")
     train = [normalize_answer(a) for a in training_answers(ft.qa.shards)]
@@ -245,31 +248,35 @@ def headline(out: dict) -> dict:
     return lean
 
 
+@cli.config_errors_exit
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--recipe", action="append", default=None, help="recipe(s) to evaluate (default: eval.recipes)")
-    p.add_argument("--params", default=None, help="params file (default: params.yaml)")
-    p.add_argument("--preset", default=None, help="a real-benchmark preset (eval/presets/NAME.yaml)")
-    p.add_argument("overrides", nargs="*", help="key.path=value overrides of params")
-    args = p.parse_args(argv)
-    try:
-        from eval.benchmarks import preset_overrides
+    p.add_argument("--recipe", action="append", default=None,
+                   help="pre-training run(s) to evaluate (default: eval.recipes)")
+    p.add_argument("--preset", default=None, metavar="NAME|FILE",
+                   help="a benchmark preset: a name from eval/presets/ or your own preset file")
+    cli.add_config_arguments(p)
+    args = cli.parse(p, argv)
+    from eval.benchmarks import preset_overrides
 
-        params = load_params(args.params, overrides=preset_overrides(args.preset) + args.overrides)
-        cfg = section(params, EvalConfig, "eval")
+    params = load_params(args.params, overrides=preset_overrides(args.preset) + args.overrides)
+    cfg = section(params, EvalConfig, "eval")
+    if args.print_config:
+        return cli.print_config(params)
+    try:
         for recipe in args.recipe or cfg.recipes:
             out = evaluate_recipe(params, recipe)
             print(f"{Path(cfg.metrics_dir) / f'eval-{recipe}.json'}: zero-shot {sorted(out['zero_shot'])}, "
                   f"fine-tuned {sorted(out['finetuned'])}")
-    except (ConfigError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (FileNotFoundError, ValueError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        return cli.fail(err)
     except Exception as err:
         from train.checkpoint import CheckpointError
 
         if isinstance(err, CheckpointError):
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+            return cli.fail(err)
         raise
     return 0
 

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from eval.metrics import retrieval_metrics
 from eval.shuffle import shuffle_frames
+from train.data import text
 
 # (text indices [M], video indices [M]) -> VTM logits [M]
 REPORTED_KS = (1, 5, 10)
@@ -111,8 +112,7 @@ def texts_of(meta: dict, paragraph: bool) -> list[str]:
 
 def tokenize(tokenizer, texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Padded to the longest of ``texts`` (at most ``max_len``): short captions cost less."""
-    enc = tokenizer(texts, padding="longest", truncation=True, max_length=max_len, return_tensors="pt")
-    return enc["input_ids"], enc["attention_mask"]
+    return text.tokenize(tokenizer, texts, max_len, longest=True)
 
 
 @torch.no_grad()

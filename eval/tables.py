@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.config import TablesConfig
+from pipeline import cli
 from pipeline.config import ConfigError, load_params, section
 
 DASH = "–"
@@ -330,7 +331,8 @@ def efficiency_table(evals: list[dict], cfg: TablesConfig) -> Table:
     by_recipe = {e["recipe"]: e for e in evals}
     pretrain_files = sorted(metrics_dir.glob("pretrain-*.json"))
     recipes = sorted({p.stem[len("pretrain-"):] for p in pretrain_files} | set(by_recipe))
-    gpu_label = None
+    bench = read_json(Path(cfg.bench))
+    projection = (bench or {}).get("projection", {})
     for recipe in recipes:
         cost = read_json(metrics_dir / f"pretrain-{recipe}.json")
         e = by_recipe.get(recipe, {})
@@ -360,8 +362,8 @@ def efficiency_table(evals: list[dict], cfg: TablesConfig) -> Table:
         else:
             dev_hours = wall * (threads or 1) * cost.get("world_size", 1) / 3600.0
         fpc = cost.get("flops_per_clip")
-        projection = cost.get("projection", {}).get("assumptions", {})
-        gpu_label = gpu_label or projection.get("gpu")
+        # the paper-scale projection is per recipe (same model at paper size), from the bench
+        projected = projection.get(cost.get("recipe", recipe), {}).get("gpu_hours")
         table.rows.append([
             recipe, fmt(steps, d), fmt(clips, d), device, fmt(threads, d),
             fmt(wall / 3600.0 if wall is not None else None, 3),
@@ -369,9 +371,8 @@ def efficiency_table(evals: list[dict], cfg: TablesConfig) -> Table:
             fmt(fpc / 1e9 if fpc is not None else None, 2),
             fmt(fpc * clips / 1e15 if fpc is not None and clips is not None else None, 3),
             fmt(cost.get("clips_per_s"), 2),
-            fmt(cost.get("projected_gpu_hours"), 1),
+            fmt(projected, 1),
         ] + acc)
-    bench = read_json(Path(cfg.bench))
     if bench is None:
         table.notes.append(f"No throughput benchmark {cfg.bench} (written by `python -m train.bench`).")
     else:
@@ -380,11 +381,13 @@ def efficiency_table(evals: list[dict], cfg: TablesConfig) -> Table:
             f"Benchmark {cfg.bench}: {cand} trains {fmt(bench.get('speedup'), 2)}x the clips/s of {base} "
             f"and needs {fmt(bench.get('flops_ratio'), 2)}x fewer FLOPs per clip (same batches, interleaved steps, "
             f"device {bench.get('machine', {}).get('device', '?')}).")
-    if gpu_label:
-        table.notes.append(f"Paper-scale GPU-hours are a projection (FLOPs per clip of the paper-scale model x clips "
-                           f"seen / assumed sustained throughput of one {gpu_label}); see the assumptions in "
-                           f"{metrics_dir}/pretrain-<recipe>.json. The paper's claim: about 50 A6000 GPU-hours, "
-                           f"1.9x or more lower cost than dense pre-training.")
+    assumptions = next((p.get("assumptions") for p in projection.values() if isinstance(p, dict)), None)
+    if assumptions:
+        table.notes.append(f"Paper-scale GPU-hours are a projection of each recipe at paper scale (FLOPs per clip of "
+                           f"the {assumptions['preset']} model x {assumptions['clips']} clips x {assumptions['epochs']} "
+                           f"epochs / {assumptions['sustained_tflops']:.1f} TFLOP/s sustained on one {assumptions['gpu']}); "
+                           f"assumptions from params.yaml `cost:`, figures in {cfg.bench}. The paper's claim: about 50 "
+                           f"A6000 GPU-hours, 1.9x or more lower cost than dense pre-training.")
     table.notes.append("Device-hours: core-hours on the CPU (train wall time x torch threads), GPU-hours on GPUs. "
                        f"Accuracy columns come from {cfg.eval_dir}/<recipe>.json, on the dataset named in the last column.")
     table.provenance = provenance_lines(evals)
@@ -473,18 +476,22 @@ def write_tables(cfg: TablesConfig) -> list[Path]:
     return written
 
 
+@cli.config_errors_exit
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.tables", description=__doc__.split("\n\n")[0])
-    p.add_argument("--params", default=None, help="params file (default: params.yaml)")
-    p.add_argument("overrides", nargs="*", help="key.path=value overrides of params")
-    args = p.parse_args(argv)
+    cli.add_config_arguments(p)
+    args = cli.parse(p, argv)
+    params = load_params(args.params, overrides=args.overrides)
+    cfg = section(params, TablesConfig, "tables")
+    if args.print_config:
+        return cli.print_config(params)
     try:
-        cfg = section(load_params(args.params, overrides=args.overrides), TablesConfig, "tables")
         for path in write_tables(cfg):
             print(path)
-    except (ConfigError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except ValueError as err:
+        if isinstance(err, ConfigError):
+            raise
+        return cli.fail(err)
     return 0
 
 

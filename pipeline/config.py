@@ -14,6 +14,8 @@ never a fork of the code.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
 import math
 import types
 import typing
@@ -71,11 +73,18 @@ def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_override(text: str) -> dict[str, Any]:
-    """``"pretrain.steps=10"`` -> ``{"pretrain": {"steps": 10}}`` (value parsed as YAML)."""
-    if "=" not in text:
+    """``"pretrain.steps=10"`` -> ``{"pretrain": {"steps": 10}}`` (value parsed as YAML).
+
+    Lists are YAML flow sequences: ``eval.tasks=[retrieval]``, ``eval.recipes=[smaug,dense]``.
+    """
+    if "=" not in text or text.startswith("="):
         raise ConfigError(f"{text}: override must look like key.path=value")
     dotted, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw != "" else ""
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as err:
+        problem = str(err).splitlines()[0]
+        raise ConfigError(f"{text}: value is not valid YAML ({problem})") from None
     node: dict[str, Any] = {}
     root = node
     parts = dotted.strip().split(".")
@@ -84,6 +93,49 @@ def parse_override(text: str) -> dict[str, Any]:
         node = node[part]
     node[parts[-1]] = value
     return root
+
+
+# --------------------------------------------------------------------------- names
+
+
+@functools.lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    """The repository's params.yaml: the one list of every section and key that exists.
+
+    Every default lives there (a test checks that each dataclass agrees with it), so a name that
+    is not in it is a typo, wherever it was written.
+    """
+    return load_yaml(DEFAULT_PARAMS)
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else f" (known: {', '.join(map(str, known))})"
+
+
+def check_names(data: dict[str, Any], origin: str, *, allowed_top: tuple[str, ...] = ()) -> None:
+    """Reject any section or key of ``data`` that params.yaml does not have.
+
+    ``origin`` says where ``data`` came from (a file, an override) for the message, e.g.
+    ``pretrian: unknown section (in override pretrian.steps=3); did you mean pretrain?``.
+    A key whose params.yaml value is an empty mapping (``additional_parameters: {}``) or null is
+    free-form below it: its contents are checked by its dataclass, not here.
+    """
+    _check_names(data, schema(), "", origin, allowed_top)
+
+
+def _check_names(data: Any, base: Any, prefix: str, origin: str, allowed: tuple[str, ...]) -> None:
+    if not isinstance(data, dict) or not isinstance(base, dict) or not base:
+        return
+    for key, value in data.items():
+        if key in base:
+            _check_names(value, base[key], f"{prefix}{key}.", origin, ())
+            continue
+        if key in allowed:
+            continue
+        what = "unknown section" if not prefix else "unknown key"
+        where = f" (in {origin})" if origin else ""
+        raise ConfigError(f"{prefix}{key}: {what}{where}{_did_you_mean(key, list(base))}")
 
 
 def recipe_path(name: str) -> Path:
@@ -101,13 +153,29 @@ def load_params(
     overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """params.yaml, then the recipe overlay (if any), then ``key=value`` overrides."""
-    data = load_yaml(path or DEFAULT_PARAMS)
+    path = Path(path or DEFAULT_PARAMS)
+    data = load_yaml(path)
+    check_names(data, str(path))
     if recipe:
-        overlay = load_yaml(recipe_path(recipe))
-        overlay.pop("description", None)
+        data = deep_merge(data, load_recipe(recipe))
+    return apply_overrides(data, overrides or [])
+
+
+def load_recipe(name: str) -> dict[str, Any]:
+    """A recipe overlay, checked for unknown names, without its ``description``."""
+    path = recipe_path(name)
+    overlay = load_yaml(path)
+    check_names(overlay, str(path), allowed_top=("description",))
+    overlay.pop("description", None)
+    return overlay
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``key.path=value`` overrides merged last, each checked for unknown names."""
+    for text in overrides:
+        overlay = parse_override(text)
+        check_names(overlay, f"override {text}")
         data = deep_merge(data, overlay)
-    for text in overrides or []:
-        data = deep_merge(data, parse_override(text))
     return data
 
 
@@ -132,9 +200,7 @@ def build(cls: type[T], data: Any, where: str) -> T:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(fields))})"
-        )
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key{_did_you_mean(unknown[0], sorted(fields))}")
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = _coerce(hints[name], value, f"{where}.{name}")

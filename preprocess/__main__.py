@@ -3,7 +3,7 @@
     python -m preprocess --annotations FILE [FILE ...] --videos DIR_OR_TAR --out DIR
                          [--format F] [--split S] [--workers N] [--shard-size N]
                          [--manifest PATH] [--stage all|ingest|shard] [--params params.yaml]
-                         [--set preprocess.key=value ...]
+                         [--print-config] [preprocess.key=value ...]
 
 ``--stage ingest`` only writes the manifest (DVC stage ``ingest``); ``--stage shard`` shards an
 existing manifest (DVC stage ``shard``); ``all`` (default) does both. Settings come from the
@@ -19,20 +19,17 @@ import json
 import sys
 from pathlib import Path
 
-from pipeline.config import DEFAULT_PARAMS, ConfigError, deep_merge, load_params, parse_override, section
+from pipeline import cli
+from pipeline.config import ConfigError, load_params, section
 from preprocess.api import build_manifest, finalize, plan_shards, process_shards
 from preprocess.config import PreprocessConfig
 from preprocess.formats import FORMATS, AnnotationError
 
 
 def load_config(params: str | None, overrides: list[str]) -> PreprocessConfig:
-    """The preprocess section of ``params`` (default: the repository's params.yaml if there is
-    one, else all defaults), with ``--set`` overrides merged last."""
-    path = Path(params) if params else DEFAULT_PARAMS
-    data = load_params(path) if params or path.exists() else {}
-    for text in overrides:
-        data = deep_merge(data, parse_override(text))
-    return section(data, PreprocessConfig, "preprocess")
+    """The preprocess section of ``params`` (default: the repository's params.yaml), with
+    ``key=value`` overrides merged last."""
+    return section(load_params(params, overrides=overrides), PreprocessConfig, "preprocess")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,11 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--shard-size", type=int, help="samples per shard (default: preprocess.shard_samples)")
     p.add_argument("--manifest", help="manifest path (default: OUT/manifest.parquet)")
     p.add_argument("--stage", choices=("all", "ingest", "shard"), default="all")
-    p.add_argument("--params", help="params.yaml (default: the repository's, if present)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override, e.g. --set preprocess.target_fps=8")
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+    cli.add_config_arguments(p)  # e.g. preprocess.target_fps=8
+    return cli.parse(p, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.shard_size is not None:
             changes["shard_samples"] = args.shard_size
         cfg = dataclasses.replace(cfg, **changes)
+        if args.print_config:
+            return cli.print_config(load_params(args.params, overrides=args.overrides))
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -32,6 +32,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from preprocess.api import build_manifest, finalize, plan_shards, process_shards
+from pipeline import cli
+from pipeline.config import ConfigError, load_params, section
 from preprocess.config import PreprocessConfig
 from preprocess.normalise import transcode_args
 from preprocess.probe import probe_source
@@ -102,9 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=os.cpu_count(), help="cores for the parallel runs")
     p.add_argument("--repeats", type=int, default=4)
     p.add_argument("--out", type=Path, default=Path("results/bench/preprocess.json"))
-    args = p.parse_args(argv)
-
-    cfg = dataclasses.replace(PreprocessConfig(), cache_dir=None, shard_samples=16)
+    cli.add_config_arguments(p)
+    args = cli.parse(p, argv)
+    try:
+        params = load_params(args.params, overrides=args.overrides)
+        settings = section(params, PreprocessConfig, "preprocess")
+    except ConfigError as err:
+        return cli.fail(err)
+    if args.print_config:
+        return cli.print_config(params)
+    # no cache (every repeat must transcode), small shards (the clips spread over the workers)
+    cfg = dataclasses.replace(settings, cache_dir=None, shard_samples=16)
     with tempfile.TemporaryDirectory(prefix="preprocess-bench-") as tmp:
         tmp = Path(tmp)
         videos = args.videos or (SYNTHETIC if SYNTHETIC.exists() and not args.generate else None)

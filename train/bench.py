@@ -5,7 +5,10 @@ writes ``results/bench/pretrain.json``:
 
 * ``speedup``: SMAUG clips/s over dense clips/s (training steps, same machine, same batches);
 * ``flops_ratio``: dense FLOPs per clip over SMAUG's (one forward+backward, FlopCounterMode);
-* each recipe's clips/s, seconds per step and FLOPs per clip.
+* each recipe's clips/s, seconds per step and FLOPs per clip;
+* ``projection``: each recipe's GPU-hours at paper scale, from the FLOPs per clip of the
+  ``cost.preset`` model (ViT-B/16) and the ``cost:`` assumptions of params.yaml. It is computed
+  here, not in the training runs, so changing an assumption retrains nothing.
 
 Both recipes build the same architecture from the same seed and train on the same real
 batches, read once from the pre-training shards before timing (so decoding is not measured).
@@ -28,7 +31,10 @@ from pathlib import Path
 
 import torch
 
+from pipeline import cli
+from pipeline.config import deep_merge, load_params, load_recipe, section
 from train import cost
+from train.config import CostConfig
 from train.pretrain import load_run_config
 from train.trainer import Trainer, default_loss
 
@@ -38,7 +44,6 @@ BASELINE, CANDIDATE = "dense", "smaug"
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m train.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--params", default=None)
     p.add_argument("--steps", type=int, default=4, help="timed steps per recipe")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps per recipe first")
     p.add_argument("--out", default="results/bench/pretrain.json")
@@ -48,8 +53,9 @@ def parse_args(argv):
                         "shared with other work)")
     p.add_argument("--candidate", default=CANDIDATE)
     p.add_argument("--baseline", default=BASELINE)
-    p.add_argument("overrides", nargs="*", metavar="key.path=value")
-    args = p.parse_args(argv)
+    p.add_argument("--no-projection", action="store_true", help="skip the paper-scale projection")
+    cli.add_config_arguments(p)
+    args = cli.parse(p, argv)
     if args.steps < 1 or args.warmup < 0:
         p.error("--steps must be >= 1 and --warmup >= 0")
     return args
@@ -95,7 +101,7 @@ def run_bench(args) -> dict:
     for name in names:
         torch.manual_seed(seed)
         model = SMAUG(runs[name]["model"])
-        cfg = runs[name]["pretrain"].trainer_config()
+        cfg = runs[name]["pretrain"]
         trainers[name] = Trainer(model, cfg, progress=False, seed=seed)
         f, _ = cost.count_step_flops(trainers[name].model, batches[0], default_loss,
                                      autocast_dtype=trainers[name].autocast_dtype)
@@ -160,10 +166,36 @@ def run_bench(args) -> dict:
     }
 
 
+def paper_scale_projection(args) -> dict:
+    """GPU-hours of each recipe at paper scale (``cost:`` in params.yaml), FLOPs counted on the
+    ``cost.preset`` model built with random weights (the count does not depend on them)."""
+    from train.data import LoaderConfig
+    from train.model import ModelConfig
+
+    params = load_params(args.params, overrides=args.overrides)
+    assumptions = section(params, CostConfig, "cost")
+    out: dict = {}
+    for name in (args.candidate, args.baseline):
+        recipe = deep_merge(load_params(args.params, recipe=name, overrides=args.overrides),
+                            load_recipe(assumptions.preset))
+        model, loader = section(recipe, ModelConfig, "model"), section(recipe, LoaderConfig, "loader")
+        flops = cost.preset_flops_per_clip(model, loader.frames_per_clip, loader.image_size, loader.max_len)
+        out[name] = cost.project_gpu_hours(flops, assumptions)
+    out["gpu_hours_ratio"] = out[args.baseline]["gpu_hours"] / out[args.candidate]["gpu_hours"]
+    return out
+
+
+@cli.config_errors_exit
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.print_config:
+        load_run_config(args.params, args.candidate, args.overrides)
+        section(load_params(args.params, overrides=args.overrides), CostConfig, "cost")
+        return cli.print_config(load_params(args.params, overrides=args.overrides))
     out = run_bench(args)
+    if not args.no_projection:
+        out["projection"] = paper_scale_projection(args)
     cost.write_json(Path(args.out), out)
     log.info("speedup %.2fx (clips/s %s %.2f vs %s %.2f), flops_ratio %.2f -> %s",
              out["speedup"], args.candidate, out[args.candidate]["clips_per_s"], args.baseline,

@@ -133,6 +133,12 @@ def _require(folder: Path, name: str) -> Path:
     return path
 
 
+def exists(folder: str | Path) -> bool:
+    """The one rule for "there is a checkpoint here": its three files are in place."""
+    folder = Path(folder)
+    return all((folder / name).is_file() for name in (MODEL_FILE, OPTIM_FILE, STATE_FILE))
+
+
 def read_state(folder: str | Path) -> dict[str, Any]:
     folder = Path(folder)
     if not folder.is_dir():

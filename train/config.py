@@ -1,11 +1,15 @@
-"""The ``pretrain:`` section of params.yaml as a frozen dataclass.
+"""Training sections of params.yaml as frozen dataclasses: ``pretrain:``, ``finetune:``, ``cost:``.
 
 The batch size, frame count and resolution belong to the ``loader:`` section and the
-architecture to ``model:``; this section says how long and how fast to train, where
-checkpoints and logs go, and which assumptions the cost projection uses.
+architecture to ``model:``; ``pretrain:`` says how long and how fast to train and where
+checkpoints and logs go. Its loop keys (steps, lr, schedule, clipping, precision, checkpoints)
+are :class:`TrainerConfig`, which fine-tuning's task sections share, so the two are run by one
+loop and checked by one set of rules. ``cost:`` holds the assumptions of the paper-scale
+GPU-hour projection, which the benchmark stage reports, so changing them retrains nothing.
 
 A recipe (``pipeline/recipes/<name>.yaml``) changes ``model:`` keys (masking, sparsification,
 objectives); it may also change ``pretrain:`` keys, e.g. a different number of steps.
+The defaults here equal params.yaml's (a test checks every section).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pipeline.config import check
 
 @dataclass(frozen=True)
 class CostConfig:
-    """Assumptions behind the paper-scale GPU-hour projection in ``results/metrics``.
+    """Assumptions behind the paper-scale GPU-hour projection in ``results/bench/pretrain.json``.
 
     The projection multiplies FLOPs per clip of the paper-scale model (``preset``, a recipe
     overlay such as ViT-B/16 at 224 px) by the number of clips seen, and divides by a sustained
@@ -41,11 +45,16 @@ class CostConfig:
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
-    steps: int = 120  # optimiser steps (each of `accum` micro-batches of loader.batch_size)
-    lr: float = 3e-4  # peak learning rate after warm-up
+class TrainerConfig:
+    """The loop settings of :class:`train.trainer.Trainer`, shared by pre-training and fine-tuning.
+
+    Not a params section of its own: ``pretrain:`` and each ``finetune.<task>:`` extend it.
+    """
+
+    steps: int = 240  # optimiser steps (each of `accum` micro-batches)
+    lr: float = 1e-3  # peak learning rate after warm-up
     min_lr: float = 1e-5  # floor of the cosine decay
-    warmup: int = 12  # linear warm-up steps (from 0 to lr)
+    warmup: int = 24  # linear warm-up steps (from 0 to lr)
     weight_decay: float = 0.05  # AdamW decay, not applied to norms, biases, embeddings
     betas: tuple[float, float] = (0.9, 0.98)  # AdamW betas
     clip: float = 1.0  # max global grad norm; 0 disables clipping
@@ -53,13 +62,7 @@ class PretrainConfig:
     compile: bool = False  # wrap the model in torch.compile
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
     ckpt_every: int = 60  # steps between checkpoints (0: only the final one)
-    log_every: int = 5  # steps between DVCLive log rows
-    seed: int | None = None  # None: the top-level `seed`
-    shards: str = "data/shards/pretrain"  # shard folder (or a glob / brace pattern)
-    out_dir: str = "models/pretrain"  # checkpoints go to <out_dir>/<recipe>/
-    results_dir: str = "results"  # dvclive/, metrics/ and plots/ go under it
-    threads: int = 0  # torch intra-op threads (0: torch's default)
-    cost: CostConfig = field(default_factory=CostConfig)
+    log_every: int = 5  # steps between log rows
 
     def __post_init__(self) -> None:
         check(self.steps > 0, "steps", "must be > 0")
@@ -67,50 +70,102 @@ class PretrainConfig:
         check(0 <= self.min_lr <= self.lr, "min_lr", "must be in [0, lr]")
         check(0 <= self.warmup < self.steps, "warmup", "must be in [0, steps)")
         check(self.weight_decay >= 0, "weight_decay", "must be >= 0")
-        check(all(0 <= b < 1 for b in self.betas), "betas", "each must be in [0, 1)")
+        check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas",
+              "must be two numbers, each in [0, 1)")
         check(self.clip >= 0, "clip", "must be >= 0 (0 disables clipping)")
         check(self.accum >= 1, "accum", "must be >= 1")
         check(self.ckpt_every >= 0, "ckpt_every", "must be >= 0 (0: final checkpoint only)")
         check(self.log_every >= 1, "log_every", "must be >= 1")
-        check(bool(self.shards), "shards", "must name a shard folder or pattern")
-        check(self.threads >= 0, "threads", "must be >= 0")
-
-    def trainer_config(self) -> "TrainerConfig":
-        """The loop settings the generic :class:`train.trainer.Trainer` needs."""
-        return TrainerConfig(
-            steps=self.steps, lr=self.lr, min_lr=self.min_lr, warmup=self.warmup,
-            weight_decay=self.weight_decay, betas=self.betas, clip=self.clip,
-            accum=self.accum, compile=self.compile, precision=self.precision,
-            ckpt_every=self.ckpt_every, log_every=self.log_every,
-        )
 
 
 @dataclass(frozen=True)
-class TrainerConfig:
-    """What :class:`train.trainer.Trainer` needs; not a params section of its own.
-
-    Pre-training builds it from ``pretrain:`` (:meth:`PretrainConfig.trainer_config`);
-    fine-tuning builds it from its own section with the same field names.
-    """
-
-    steps: int
-    lr: float
-    min_lr: float = 0.0
-    warmup: int = 0
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.98)
-    clip: float = 1.0
-    accum: int = 1
-    compile: bool = False
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    ckpt_every: int = 0
-    log_every: int = 10
+class PretrainConfig(TrainerConfig):
+    seed: int | None = None  # None: the top-level `seed`
+    shards: str = "data/shards/pretrain"  # shard folder (or a glob / brace pattern)
+    out_dir: str = "models/pretrain"  # checkpoints go to <out_dir>/<run name>/
+    results_dir: str = "results"  # dvclive/, metrics/ and plots/ go under it
+    threads: int = 0  # torch intra-op threads (0: torch's default)
 
     def __post_init__(self) -> None:
-        check(self.steps > 0, "steps", "must be > 0")
-        check(self.lr > 0, "lr", "must be > 0")
-        check(0 <= self.min_lr <= self.lr, "min_lr", "must be in [0, lr]")
-        check(self.warmup >= 0, "warmup", "must be >= 0")
-        check(self.clip >= 0, "clip", "must be >= 0")
-        check(self.accum >= 1, "accum", "must be >= 1")
-        check(self.precision in ("auto", "fp32", "bf16"), "precision", "must be auto, fp32 or bf16")
+        super().__post_init__()
+        check(bool(self.shards), "shards", "must name a shard folder or pattern")
+        check(self.threads >= 0, "threads", "must be >= 0")
+
+
+# --------------------------------------------------------------------------- finetune:
+
+TASKS = ("retrieval", "qa", "mc")
+Task = Literal["retrieval", "qa", "mc"]
+
+
+
+@dataclass(frozen=True)
+class FinetuneTaskConfig(TrainerConfig):
+    """One task's fine-tuning: the shared loop keys (with fine-tuning's defaults) + its shards."""
+
+    steps: int = 16
+    lr: float = 5e-5  # the new QA head uses head_lr_scale x this
+    min_lr: float = 0.0
+    warmup: int = 2
+    weight_decay: float = 0.01
+    ckpt_every: int = 8
+    log_every: int = 2
+    shards: str = "data/shards/ret_train"  # training shard folder of the task
+    batch_size: int = 8  # videos per step (each brings all its captions / questions)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(bool(self.shards), "shards", "must name a shard folder")
+        check(self.batch_size >= 1, "batch_size", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class RetrievalFinetuneConfig(FinetuneTaskConfig):
+    shards: str = "data/shards/ret_train"
+    vtc: float = 1.0  # weight of the contrastive loss
+    vtm: float = 1.0  # weight of the matching loss (hard negatives from VTC similarity)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.vtc >= 0 and self.vtm >= 0 and self.vtc + self.vtm > 0, "vtc",
+              "vtc and vtm must be >= 0 and not both 0")
+
+
+@dataclass(frozen=True)
+class QAFinetuneConfig(FinetuneTaskConfig):
+    shards: str = "data/shards/qa_train"
+    vocab_size: int = 1500  # answers kept: the most frequent training answers (ClipBERT/ALPRO)
+    head_lr_scale: float = 10.0  # the freshly initialised classifier learns this much faster
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.vocab_size >= 2, "vocab_size", "must be >= 2")
+        check(self.head_lr_scale > 0, "head_lr_scale", "must be > 0")
+
+
+@dataclass(frozen=True)
+class MCFinetuneConfig(FinetuneTaskConfig):
+    shards: str = "data/shards/mc_train"
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    recipes: list[str] = field(default_factory=lambda: ["smaug"])  # pre-trained recipes to fine-tune
+    init_dir: str = "models/pretrain"  # starts from <init_dir>/<recipe> (a checkpoint folder)
+    out_dir: str = "models/finetune"  # writes <out_dir>/<recipe>/<task>/
+    num_frames: int | None = None  # frames per clip while fine-tuning (null: the checkpoint's loader)
+    seed: int | None = None  # null: the top-level `seed`
+    threads: int = 0  # torch intra-op threads (0: torch's default)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: the GPU if there is one (torchrun: DDP)
+    retrieval: RetrievalFinetuneConfig = field(default_factory=RetrievalFinetuneConfig)
+    qa: QAFinetuneConfig = field(default_factory=QAFinetuneConfig)
+    mc: MCFinetuneConfig = field(default_factory=MCFinetuneConfig)
+
+    def __post_init__(self) -> None:
+        check(bool(self.recipes), "recipes", "must name at least one recipe")
+        check(self.num_frames is None or self.num_frames >= 1, "num_frames", "must be null or >= 1")
+        check(self.threads >= 0, "threads", "must be >= 0")
+
+    def task(self, name: str) -> FinetuneTaskConfig:
+        check(name in TASKS, "task", f"must be one of {', '.join(TASKS)}, got {name!r}")
+        return getattr(self, name)

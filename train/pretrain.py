@@ -4,14 +4,17 @@ Reads ``params.yaml`` (``--params``), deep-merges ``pipeline/recipes/<recipe>.ya
 ``key.path=value`` overrides, then trains for ``pretrain.steps`` optimiser steps on the shards
 at ``pretrain.shards`` and writes:
 
-* ``<pretrain.out_dir>/<recipe>/`` the checkpoint (model.safetensors, optim.pt, state.json),
-  rewritten atomically every ``pretrain.ckpt_every`` steps; a rerun resumes from it
-  (``--fresh`` starts over);
-* ``<results_dir>/dvclive/pretrain-<recipe>/`` DVCLive metrics and loss curves
+* ``<pretrain.out_dir>/<run name>/`` the checkpoint (model.safetensors, optim.pt, state.json),
+  rewritten atomically every ``pretrain.ckpt_every`` steps. state.json records the resolved
+  configuration and the identity of the shards; a rerun resumes (or, finished, does nothing)
+  only when both match, and otherwise stops saying what differs (:func:`train.run.open_run`);
+  ``--fresh`` starts over;
+* ``<results_dir>/dvclive/pretrain-<run name>/`` DVCLive metrics and loss curves
   (``dvc metrics show`` / ``dvc plots show``);
-* ``<results_dir>/metrics/pretrain-<recipe>.json`` the cost accounting (:mod:`train.cost`).
+* ``<results_dir>/metrics/pretrain-<run name>.json`` the cost accounting (:mod:`train.cost`).
 
-``--run-name NAME`` puts all three under NAME instead of the recipe (several runs of one recipe).
+The run name is the recipe unless ``--run-name NAME`` is given (several runs of one recipe, or
+a run on other data beside the built-in benchmark's).
 ``--equal-time JSON [JSON]`` trains for the wall time the candidate (smaug) needs for
 ``pretrain.steps``: steps scaled by the two recipes' clips/s, read from ``train.bench``'s JSON or
 from the two finished runs' metrics files. The DVC stage ``pretrain-equal-time`` runs
@@ -20,8 +23,9 @@ the paper's claim (``results/tables/claim.md``).
 
 Exit codes (:func:`main` returns them; SLURM / submitit wrappers read them):
 0 finished; 75 (``EXIT_INTERRUPTED``) stopped by SIGTERM/SIGUSR1 after writing a checkpoint,
-so requeue and rerun the same command to continue; any exception (a bad config value, a
-non-finite loss naming its step and batch keys) propagates.
+so requeue and rerun the same command to continue; 2 a configuration problem (a bad or unknown
+key, a run folder made by other settings or data), printed as one ``error:`` line; any other
+exception (a non-finite loss naming its step and batch keys) propagates.
 
 Data-parallel: run under ``torchrun`` or submitit (``TorchDistributedEnvironment().export()``);
 each rank reads its own shard split and takes ``loader.batch_size`` clips per micro-batch, so the
@@ -37,14 +41,15 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
-from pipeline.config import ConfigError, deep_merge, load_params, load_yaml, recipe_path, section, to_dict
+from pipeline import cli
+from pipeline.config import ConfigError, load_params, section, to_dict
 from train import cost
-from train.checkpoint import read_state
 from train.config import PretrainConfig
+from train.run import data_identity, open_run, stream_from
 from train.distributed import DistInfo, init_distributed, shutdown
 from train.trainer import EXIT_INTERRUPTED, Trainer, TrainingInterrupted, default_loss
 
@@ -53,8 +58,7 @@ log = logging.getLogger("train.pretrain")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.pretrain", description=__doc__.split("\n")[0])
-    p.add_argument("--recipe", default="smaug", help="pipeline/recipes/<name>.yaml (default smaug)")
-    p.add_argument("--params", default=None, help="params file (default: the repository's params.yaml)")
+    p.add_argument("--recipe", default="smaug", help="pipeline/recipes/<name>.yaml (default smaug: params.yaml as it is)")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint, start over")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
@@ -68,8 +72,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="train for as long as the candidate recipe took for pretrain.steps: steps = "
                         "pretrain.steps x this recipe's clips/s / the candidate's. Either train.bench's JSON, "
                         "or two runs' metrics files (the candidate's, then this recipe's), as dvc.yaml does")
-    p.add_argument("overrides", nargs="*", metavar="key.path=value")
-    return p.parse_args(argv)
+    cli.add_config_arguments(p)
+    return cli.parse(p, argv)
 
 
 # --------------------------------------------------------------------------- config
@@ -150,52 +154,6 @@ def check_consistent(model, loader) -> None:
         )
 
 
-def preset_configs(run: dict[str, Any], params_path: str | None, overrides: list[str]):
-    """This recipe's model and loader at paper scale (the ``cost.preset`` overlay on top)."""
-    from train.data import LoaderConfig
-    from train.model import ModelConfig
-
-    pre: PretrainConfig = run["pretrain"]
-    params = load_params(params_path, recipe=run["recipe"], overrides=overrides)
-    overlay = load_yaml(recipe_path(pre.cost.preset))
-    overlay.pop("description", None)
-    params = deep_merge(params, overlay)
-    return section(params, ModelConfig, "model"), section(params, LoaderConfig, "loader")
-
-
-# --------------------------------------------------------------------------- data
-
-
-class BatchStream:
-    """Endless training batches, epoch after epoch, that can start mid-epoch.
-
-    The loader is deterministic given (seed, epoch), so the position ``(epoch, batch)`` is all
-    a checkpoint needs to resume the same stream; the batches before it are skipped.
-    """
-
-    def __init__(self, loader, *, epoch: int = 0, batch: int = 0) -> None:
-        self.loader = loader
-        self.epoch, self.batch = epoch, batch
-
-    def state(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "batch": self.batch}
-
-    def __iter__(self) -> Iterator[dict]:
-        while True:
-            self.loader.set_epoch(self.epoch)
-            skip, seen = self.batch, 0
-            for b in self.loader:
-                seen += 1
-                if seen <= skip:
-                    continue
-                self.batch += 1
-                yield b
-            if seen == 0:
-                raise RuntimeError(f"epoch {self.epoch} of the training shards yielded no batch; "
-                                   "are the shards empty or all samples broken?")
-            self.epoch, self.batch = self.epoch + 1, 0
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -223,45 +181,38 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
     run_dir = Path(pre.out_dir) / name
     results = Path(pre.results_dir)
 
+    identity = run_identity(run, pre.shards)  # missing shards: error naming pretrain.shards
+    status, state = open_run(run_dir, identity, fresh=args.fresh)
+    if status == "finished":
+        log.info("%s already finished at step %s with these settings and shards; nothing to do "
+                 "(--fresh to retrain, --run-name NAME for a new run)", run_dir, state.get("step"))
+        return 0
+
     torch.manual_seed(seed)  # identical initial weights on every rank
     model = SMAUG(run["model"])
     ckpt_state = {"recipe": recipe, "run_name": name, "equal_time": equal_time, "params": run["params"],
-                  "model_config": to_dict(run["model"]), "loader_config": to_dict(run["loader"])}
+                  "model_config": to_dict(run["model"]), "loader_config": to_dict(run["loader"]),
+                  "identity": identity}
 
     live = None
-    resume_from = None
-    if not args.fresh and (run_dir / "optim.pt").is_file():
-        resume_from = run_dir
     if dist.is_main:
         from dvclive import Live
 
-        # dvcyaml=None: our dvc.yaml is written by hand (pipeline/dvc_fragments), not by DVCLive.
+        # dvcyaml=None: dvc.yaml is written by hand, not by DVCLive.
         live = Live(dir=str(results / "dvclive" / f"pretrain-{name}"), save_dvc_exp=False,
-                    dvcyaml=None, resume=resume_from is not None)
+                    dvcyaml=None, resume=status == "resume")
         live.log_params({"recipe": recipe, "run_name": name, "steps": pre.steps, "lr": pre.lr,
                          "batch_size": run["loader"].batch_size, "accum": pre.accum,
                          "world_size": dist.world_size})
 
-    trainer = Trainer(model, pre.trainer_config(), dist=dist, ckpt_dir=run_dir,
+    trainer = Trainer(model, pre, dist=dist, ckpt_dir=run_dir,
                       ckpt_state=ckpt_state, live=live, progress=not args.no_progress,
                       desc=f"pretrain {name}", seed=seed)
-    position = {"epoch": 0, "batch": 0}
-    if resume_from is not None:
-        state = read_state(resume_from)
-        if state.get("finished") and state.get("step", 0) >= pre.steps:
-            log.info("%s already finished at step %s; nothing to do (--fresh to retrain)",
-                     run_dir, state["step"])
-            return 0
-        trainer.resume(resume_from)
-        position = dict(trainer.resumed_extra.get("data", position))
-        log.info("resumed %s at step %d (data epoch %d, batch %d)", run_dir, trainer.step,
-                 position["epoch"], position["batch"])
-
     loader = build_loader(run["loader"], pre.shards, train=True, seed=seed, rank=dist.rank,
                           world_size=dist.world_size)
-    stream = BatchStream(loader, **position)
-    trainer.extra_state = lambda: {"data": stream.state()}
-    batches = iter(stream)
+    batches = stream_from(trainer, loader, state)
+    if state is not None:
+        log.info("resumed %s at step %d", run_dir, trainer.step)
 
     # FLOPs of one real training step, counted on the first batch before training on it.
     first = next(batches)
@@ -282,26 +233,47 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
         return EXIT_INTERRUPTED
     trainer.save(finished=True, metrics={"final_loss": result.final_loss})
 
-    # Every rank counts (the model's VTC gathers across ranks, so all must run the step).
-    paper_model, paper_loader = preset_configs(run, args.params, args.overrides)
-    paper_flops = cost.preset_flops_per_clip(paper_model, paper_loader.frames_per_clip,
-                                             paper_loader.image_size, paper_loader.max_len,
-                                             device=dist.device)
     if dist.is_main:
-        summary = cost_summary(run, result, flops_per_clip, paper_flops, dist, t_main)
+        summary = cost_summary(run, result, flops_per_clip, dist, t_main)
         summary["run_name"] = name
         if equal_time is not None:
             summary["equal_time"] = equal_time
-        cost.write_json(results / "metrics" / f"pretrain-{name}.json", summary)
-        for key in ("clips_per_s", "data_wait_frac", "final_loss", "flops_per_clip",
-                    "projected_gpu_hours"):
+        metrics_file = results / "metrics" / f"pretrain-{name}.json"
+        cost.write_json(metrics_file, summary)
+        for key in ("clips_per_s", "data_wait_frac", "final_loss", "flops_per_clip"):
             live.summary[key] = summary[key]
         live.step = trainer.step  # next_step() has moved one past the last logged row
         live.make_summary()
         live.end()
+        tokens = summary["tokens"]
+        print(f"pretrain {name}: {result.steps} steps, final loss {result.final_loss:.4f}, "
+              f"{summary['clips_per_s']:.1f} clips/s; video tokens per clip "
+              f"{tokens.get('video_tokens_input', 0):.0f} -> {tokens.get('video_tokens_visible', 0):.0f} visible "
+              f"-> {tokens.get('video_tokens_final', 0):.0f} after sparsification\n"
+              f"  checkpoint: {run_dir}\n  metrics:    {metrics_file}", flush=True)
         if args.plot:
             draw_sparsification(trainer.model, first, args.plot)
     return 0
+
+
+# What decides what a run learns: a checkpoint is resumed only if these match. Threads, logging,
+# checkpoint cadence, folders, compilation and the loader's worker count change how it runs,
+# not what it learns, so they may differ between the first attempt and a resume.
+RUN_INDEPENDENT = {
+    "pretrain": ("threads", "log_every", "ckpt_every", "out_dir", "results_dir", "compile", "shards"),
+    "loader": ("num_workers", "prefetch", "backend"),
+}
+
+
+def run_identity(run: dict[str, Any], shards: str) -> dict[str, Any]:
+    """The settings and data that made this run (see :func:`train.run.open_run`)."""
+    config = {"seed": run["seed"], "recipe": run["recipe"]}
+    for name in ("pretrain", "model", "loader"):
+        values = to_dict(run[name])
+        for key in RUN_INDEPENDENT.get(name, ()):
+            values.pop(key, None)
+        config[name] = values
+    return {"config": config, "data": data_identity(shards, "pretrain.shards")}
 
 
 def _to(batch: dict, device: torch.device) -> dict:
@@ -318,11 +290,10 @@ def steady_clips_per_s(history: list[dict[str, float]], clips_per_step: int) -> 
     return clips_per_step * len(rows) / total if total > 0 else 0.0
 
 
-def cost_summary(run, result, flops_per_clip, paper_flops, dist, t_main) -> dict[str, Any]:
+def cost_summary(run, result, flops_per_clip, dist, t_main) -> dict[str, Any]:
     pre: PretrainConfig = run["pretrain"]
     batch = run["loader"].batch_size
     clips_per_step = batch * pre.accum * dist.world_size
-    projection = cost.project_gpu_hours(paper_flops, pre.cost)
     return {
         "recipe": run["recipe"],
         "steps": result.steps,
@@ -348,8 +319,6 @@ def cost_summary(run, result, flops_per_clip, paper_flops, dist, t_main) -> dict
         "tokens": {k: v for k, v in result.stats.items() if "tokens" in k},
         "model_stats": {k: v for k, v in result.stats.items() if "tokens" not in k},
         "final_loss": result.final_loss,
-        "projected_gpu_hours": projection["gpu_hours"],
-        "projection": projection,
     }
 
 
@@ -372,7 +341,7 @@ def plot_only(args: argparse.Namespace) -> int:
     from train.data import build_loader
 
     if not args.plot:
-        raise SystemExit("--plot-only needs --plot PATH")
+        raise ConfigError("--plot-only needs --plot PATH")
     run = load_run_config(args.params, args.recipe, args.overrides)
     model, _ = load_model(Path(run["pretrain"].out_dir) / (args.run_name or args.recipe))
     loader = build_loader(run["loader"], run["pretrain"].shards, train=False, seed=run["seed"])
@@ -380,10 +349,14 @@ def plot_only(args: argparse.Namespace) -> int:
     return 0
 
 
+@cli.config_errors_exit
 def main(argv: list[str] | None = None) -> int:
     """Entry point for the command line and for submitit jobs (``main(argv)``): see module doc."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.print_config:
+        load_run_config(args.params, args.recipe, args.overrides)  # every value checked
+        return cli.print_config(load_params(args.params, recipe=args.recipe, overrides=args.overrides))
     if args.plot_only:
         return plot_only(args)
     dist = init_distributed(args.device)

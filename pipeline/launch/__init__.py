@@ -14,7 +14,7 @@ slurm      a job array, ``shards_per_task``        one DDP job, ``nodes x tasks_
 
 Entry points: ``python -m pipeline.launch.preprocess`` and ``python -m pipeline.launch.train``;
 both wait for their jobs and exit with their status, so DVC stages work in every mode.
-``python -m pipeline.launch.local_slurm start|stop|status`` brings up a one-node SLURM here.
+``python tests/slurm/local_slurm.py start|stop|status`` brings up a one-node SLURM here.
 """
 
 from pipeline.launch.config import DaskConfig, LaunchConfig, SlurmConfig

@@ -43,26 +43,11 @@ class ShardTask:
 
 
 def launch_config(params: str | None, overrides: list[str], mode: str | None) -> LaunchConfig:
-    data = load_params(params, overrides=overrides) if params or _default_params_exist() else _only(overrides)
+    data = load_params(params, overrides=overrides)
     if mode:
         data.setdefault("launch", {})
         data["launch"] = {**(data["launch"] or {}), "mode": mode}
     return section(data, LaunchConfig, "launch")
-
-
-def _default_params_exist() -> bool:
-    from pipeline.config import DEFAULT_PARAMS
-
-    return DEFAULT_PARAMS.exists()
-
-
-def _only(overrides: list[str]) -> dict:
-    from pipeline.config import deep_merge, parse_override
-
-    data: dict = {}
-    for text in overrides:
-        data = deep_merge(data, parse_override(text))
-    return data
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     ours.add_argument("--launch", choices=["local", "dask", "slurm"], default=None)
     known, rest = ours.parse_known_args(argv)
     args = prep_cli.parse_args(rest)
+    if args.print_config:
+        return prep_cli.main(rest)
     try:
         cfg_launch = launch_config(args.params, args.overrides, known.launch)
     except ConfigError as err:

@@ -42,7 +42,7 @@ def require_slurm() -> None:
     if missing:
         raise SlurmUnavailable(
             f"launch.mode is slurm but {', '.join(missing)} not found on PATH; run on a SLURM login "
-            "node, or start the one-node test cluster: python -m pipeline.launch.local_slurm start"
+            "node, or start the one-node test cluster: python tests/slurm/local_slurm.py start"
         )
 
 

@@ -8,7 +8,7 @@ time limit and requeues itself (up to ``launch.slurm.max_num_timeout`` times), r
 checkpoint; this command returns once the training has finished (0) or failed (1).
 ``launch.mode: dask`` has no meaning for training and runs locally.
 
-Fine-tuning (``eval.finetune``) is one process: ``--entry eval.finetune --nodes 1
+Fine-tuning (``train.finetune``) is one process: ``--entry train.finetune --nodes 1
 --tasks-per-node 1``, so a DDP-sized ``launch.slurm`` does not start copies of it.
 """
 
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if cfg.mode != "slurm":
+    if cfg.mode != "slurm" or "--print-config" in rest:
         return run_local(known.entry, rest)
     name = known.name or known.entry.split(":")[0].rsplit(".", 1)[-1]
     job = submit(cfg, known.entry, rest, name)

@@ -12,9 +12,9 @@ from eval import tables as tables_mod
 from eval.checkpoints import load_task_model
 from eval.config import TablesConfig
 from eval.evaluate import evaluate_recipe
-from eval.finetune import main as finetune_main
-from eval.finetune import run_finetune
-from eval.qa import MultipleChoice, OpenEndedQA
+from train.finetune import main as finetune_main
+from train.finetune import run_finetune
+from train.tasks import MultipleChoice, OpenEndedQA
 from pipeline.config import section
 from train.checkpoint import read_state
 
@@ -48,21 +48,29 @@ def test_finetune_writes_loadable_task_checkpoints(finetuned):
     assert cfg["objectives"]["mlm"] == 0 and cfg["masking"]["video_ratio"] == 0
 
 
-def test_finetune_resumes_an_unfinished_run(workspace, finetuned, capsys):
+def test_finetune_resumes_only_its_own_run(workspace, finetuned, capsys):
+    from train.run import RunMismatch
+
     out = workspace["base"] / "resume-mc"
     params = workspace["params"]("finetune.mc.steps=2")
     run_finetune(params, "mc", "smaug", out=out, progress=False)
     first = sha(out / "model.safetensors")
-    # a finished run is left alone
-    run_finetune(workspace["params"]("finetune.mc.steps=3"), "mc", "smaug", out=out, progress=False)
+    # a finished run with the same settings is left alone
+    run_finetune(params, "mc", "smaug", out=out, progress=False)
     assert "already finished" in capsys.readouterr().out and sha(out / "model.safetensors") == first
+    # other settings: refused, naming the key; the run is untouched
+    with pytest.raises(RunMismatch, match=r"steps: 2 -> 3.*--fresh"):
+        run_finetune(workspace["params"]("finetune.mc.steps=3"), "mc", "smaug", out=out, progress=False)
+    assert sha(out / "model.safetensors") == first
     # an interrupted one (finished: false) continues from its step
     state = json.loads((out / "state.json").read_text())
     state["finished"] = False
     (out / "state.json").write_text(json.dumps(state))
-    # (4 steps: the cosine schedule ends at min_lr = 0, so a run's last step does not move the weights)
-    run_finetune(workspace["params"]("finetune.mc.steps=4"), "mc", "smaug", out=out, progress=False)
+    run_finetune(params, "mc", "smaug", out=out, progress=False)
     assert "resuming" in capsys.readouterr().out
+    assert read_state(out)["step"] == 2 and read_state(out)["finished"] is True
+    # --fresh starts over with the new settings
+    run_finetune(workspace["params"]("finetune.mc.steps=4"), "mc", "smaug", out=out, progress=False, fresh=True)
     assert read_state(out)["step"] == 4 and sha(out / "model.safetensors") != first
 
 

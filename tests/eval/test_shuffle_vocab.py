@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from eval.qa import AnswerVocab, option_texts
+from train.tasks import AnswerVocab, option_texts
 from eval.shuffle import clip_permutation, shuffle_drop, shuffle_frames
 
 

@@ -8,7 +8,7 @@ def test_bench_writes_ratios_against_the_naive_baseline(h264_shards, tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("loader:\n  batch_size: 4\n  shuffle_buffer: 4\n")
     bench.main(["--shards", str(h264_shards.folder), "--out", str(out), "--clips", "4", "--batches", "2",
-                "--no-trainer", "--params", str(params)])
+                "--params", str(params)])
     report = json.loads(out.read_text())
     per_clip = report["per_clip_decode"]
     assert per_clip["naive"]["frames_converted"] > per_clip["seek"]["frames_converted"] == 4 * 8

@@ -73,11 +73,15 @@ def test_optional_accepts_none_and_int():
 
 
 def test_overrides_and_recipes_merge(tmp_path):
+    from train.model import ModelConfig
+
     params = tmp_path / "params.yaml"
-    params.write_text("sec:\n  steps: 5\n  inner:\n    ratio: 0.1\n")
-    data = load_params(params, overrides=["sec.inner.ratio=0.3", "sec.name=abc"])
-    cfg = section(data, Outer, "sec")
-    assert (cfg.steps, cfg.inner.ratio, cfg.name) == (5, 0.3, "abc")
+    params.write_text("model:\n  embed_dim: 128\n  masking:\n    video_ratio: 0.1\n")
+    data = load_params(params, overrides=["model.masking.video_ratio=0.3", "model.masking.video_mode=tube"])
+    cfg = section(data, ModelConfig, "model")
+    assert (cfg.embed_dim, cfg.masking.video_ratio, cfg.masking.video_mode) == (128, 0.3, "tube")
+    dense = section(load_params(params, recipe="dense"), ModelConfig, "model")
+    assert (dense.embed_dim, dense.masking.video_ratio, dense.sparsify.enabled) == (128, 0.0, False)
     assert parse_override("a.b=[1, 2]") == {"a": {"b": [1, 2]}}
     assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
     with pytest.raises(ConfigError, match="override must look like"):
@@ -86,17 +90,38 @@ def test_overrides_and_recipes_merge(tmp_path):
 
 def test_exponent_without_a_dot_is_a_number(tmp_path):
     # YAML 1.1 reads 3e-4 as a string; on the command line people write it that way
+    from train.config import PretrainConfig
+
     params = tmp_path / "params.yaml"
-    params.write_text("sec: {}\n")
-    cfg = section(load_params(params, overrides=["sec.inner.ratio=3e-4"]), Outer, "sec")
-    assert cfg.inner.ratio == pytest.approx(3e-4)
+    params.write_text("pretrain: {}\n")
+    cfg = section(load_params(params, overrides=["pretrain.lr=3e-4"]), PretrainConfig, "pretrain")
+    assert cfg.lr == pytest.approx(3e-4)
 
 
 def test_unknown_recipe_names_the_known_ones(tmp_path):
+    with pytest.raises(ConfigError, match="unknown recipe 'nope'; known recipes: dense, "):
+        load_params(recipe="nope")
+
+
+@pytest.mark.parametrize("text, where, message", [
+    ("pretrian:\n  steps: 3\n", "file", "pretrian: unknown section (in {file}); did you mean pretrain?"),
+    ("model:\n  masking:\n    vidoe_ratio: 0.9\n", "file",
+     "model.masking.vidoe_ratio: unknown key (in {file}); did you mean video_ratio?"),
+    ("pretrian.steps=3", "override", "pretrian: unknown section (in override pretrian.steps=3); did you mean pretrain?"),
+    ("model.masking.vidoe_ratio=0.9", "override",
+     "model.masking.vidoe_ratio: unknown key (in override model.masking.vidoe_ratio=0.9); did you mean video_ratio?"),
+    ("launch.slurm.additional_parameters.account=me", "override", None),  # free-form below: allowed
+])
+def test_unknown_names_are_errors_with_a_suggestion(tmp_path, text, where, message):
     params = tmp_path / "params.yaml"
-    params.write_text("sec: {}\n")
-    with pytest.raises(ConfigError, match="unknown recipe 'nope'"):
-        load_params(params, recipe="nope")
+    params.write_text(text if where == "file" else "seed: 0\n")
+    overrides = [text] if where == "override" else []
+    if message is None:
+        assert load_params(params, overrides=overrides)["launch"]["slurm"]["additional_parameters"] == {"account": "me"}
+        return
+    with pytest.raises(ConfigError) as err:
+        load_params(params, overrides=overrides)
+    assert str(err.value) == message.format(file=params)
 
 
 def test_missing_params_file(tmp_path):

@@ -80,7 +80,7 @@ def test_cache_reuses_transcodes_and_big_shards_split(media, tmp_path):
 
 def test_cli_rejects_bad_settings(tmp_path, repo):
     proc = subprocess.run(["python", "-m", "preprocess", "--out", str(tmp_path), "--stage", "shard",
-                           "--set", "preprocess.keyint=0"], cwd=repo, capture_output=True, text=True)
+                           "preprocess.keyint=0"], cwd=repo, capture_output=True, text=True)
     assert proc.returncode == 2 and "preprocess.keyint: must be >= 1" in proc.stderr
 
 

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from pipeline.launch import local_slurm  # noqa: E402
+from tests.slurm import local_slurm  # noqa: E402
 from tests.support import params_dict
 
 CLIPS = 8  # good clips; one broken file follows them
@@ -116,7 +116,7 @@ def preprocess_args(data: Path, out: Path) -> list[str]:
     return ["--annotations", str(data / "webvid.csv"), "--videos", str(data / "videos"),
             "--out", str(out), "--shard-size", str(SHARD_SIZE), "--no-progress",
             # no transcode cache: each run must really transcode (and the repo stays clean)
-            "--set", "preprocess.cache_dir=null"]
+            "preprocess.cache_dir=null"]
 
 
 @pytest.fixture(scope="session")
@@ -137,10 +137,10 @@ def slurm_shards(slurm_cluster, webvid_set, tmp_path_factory):
     root = tmp_path_factory.mktemp("shards_slurm")
     out = root / "pretrain"
     code = main(["--launch", "slurm", *preprocess_args(webvid_set, out),
-                 "--set", f"launch.log_dir={root / 'logs'}", "--set", "launch.slurm.shards_per_task=2",
-                 "--set", "launch.slurm.array_parallelism=2", "--set", "launch.slurm.cpus_per_task=1",
-                 "--set", "launch.slurm.poll_s=1", "--set", "launch.slurm.timeout_min=10",
-                 "--set", "launch.slurm.signal_delay_s=30"])
+                 f"launch.log_dir={root / 'logs'}", "launch.slurm.shards_per_task=2",
+                 "launch.slurm.array_parallelism=2", "launch.slurm.cpus_per_task=1",
+                 "launch.slurm.poll_s=1", "launch.slurm.timeout_min=10",
+                 "launch.slurm.signal_delay_s=30"])
     return out, root / "logs", code
 
 

@@ -7,20 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from pipeline.config import REPO_ROOT, ConfigError, section, to_dict
+from pipeline.config import REPO_ROOT, ConfigError, section
 from pipeline.launch import LaunchConfig
 from pipeline.launch.distributed import DistributedTask
 
 
 def launch(**raw) -> LaunchConfig:
     return section({"launch": raw}, LaunchConfig, "launch")
-
-
-def test_fragment_is_the_defaults():
-    raw = yaml.safe_load((REPO_ROOT / "pipeline" / "params_fragments" / "launch.yaml").read_text())
-    assert to_dict(section(raw, LaunchConfig, "launch")) == to_dict(LaunchConfig())
 
 
 @pytest.mark.parametrize("raw, message", [
@@ -65,7 +59,7 @@ def test_slurm_mode_without_slurm_says_what_to_do(monkeypatch, tmp_path):
     from pipeline.launch.slurm import SlurmUnavailable, executor
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch/srun here
-    with pytest.raises(SlurmUnavailable, match="pipeline.launch.local_slurm start"):
+    with pytest.raises(SlurmUnavailable, match="tests/slurm/local_slurm.py start"):
         executor(launch(mode="slurm"), "x")
 
 

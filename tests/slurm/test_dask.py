@@ -28,8 +28,8 @@ def test_dask_mode_gives_the_single_machine_samples(local_shards, dataset, tmp_p
     from pipeline.launch.preprocess import main
 
     out = tmp_path / "pretrain"
-    code = main(["--launch", "dask", *dataset.args(out), "--set", "launch.dask.workers=2",
-                 "--set", "launch.dask.dashboard_address=:0"])
+    code = main(["--launch", "dask", *dataset.args(out), "launch.dask.workers=2",
+                 "launch.dask.dashboard_address=:0"])
     assert code == 0
     assert keys_and_meta(out) == keys_and_meta(local_shards)
     assert json.loads((out / "stats_summary.json").read_text())["ok"] == dataset.clips

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import REPO_ROOT
-from pipeline.launch import local_slurm
+from tests.slurm import local_slurm
 
 
 def test_config_names_one_node_and_keeps_state_in_its_folder(tmp_path):
@@ -26,7 +26,7 @@ def test_config_names_one_node_and_keeps_state_in_its_folder(tmp_path):
 
 @pytest.mark.slurm
 def test_cli_start_is_idempotent_and_status_shows_the_node(slurm_cluster):
-    run = lambda *a: subprocess.run([sys.executable, "-m", "pipeline.launch.local_slurm", *a],
+    run = lambda *a: subprocess.run([sys.executable, str(Path(local_slurm.__file__)), *a],
                                     capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     started = run("start")
     assert started.returncode == 0, started.stderr

@@ -73,8 +73,8 @@ def test_rerun_after_a_lost_shard_redoes_only_that_shard(slurm_shards, dataset, 
     for p in [out / "shard-000001.tar", *stats]:
         p.unlink()
     code = main(["--launch", "slurm", *dataset.args(out), "--stage", "shard",
-                 "--set", f"launch.log_dir={tmp_path / 'logs'}", "--set", "launch.slurm.cpus_per_task=1",
-                 "--set", "launch.slurm.poll_s=1", "--set", "launch.slurm.shards_per_task=5"])
+                 f"launch.log_dir={tmp_path / 'logs'}", "launch.slurm.cpus_per_task=1",
+                 "launch.slurm.poll_s=1", "launch.slurm.shards_per_task=5"])
     assert code == 0
     after = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.tar")}
     assert sorted(after) == sorted(before)

@@ -1,8 +1,7 @@
-"""SyntheticConfig: defaults match the params fragment; bad values are named."""
+"""SyntheticConfig: presets, and bad values are named."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import yaml
@@ -11,12 +10,7 @@ from pipeline.config import ConfigError, section
 from pipeline.synthetic.__main__ import main
 from pipeline.synthetic.config import SyntheticConfig
 
-FRAGMENT = Path(__file__).resolve().parents[2] / "pipeline" / "params_fragments" / "synthetic.yaml"
-
-
-def test_fragment_holds_the_defaults():
-    data = yaml.safe_load(FRAGMENT.read_text())
-    assert section(data, SyntheticConfig, "synthetic") == SyntheticConfig()
+def test_presets_set_the_clip_count():
     assert SyntheticConfig().clip_count == 500
     assert SyntheticConfig(preset="large").clip_count > 2000
 

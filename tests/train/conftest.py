@@ -140,7 +140,7 @@ def build_tiny():
         if key not in cache:  # building loads the text tower from disk: do it once per config
             torch.manual_seed(0)
             cache[key] = SMAUG(cfg)
-        return copy.deepcopy(cache[key]), section(params, PretrainConfig, "pretrain").trainer_config()
+        return copy.deepcopy(cache[key]), section(params, PretrainConfig, "pretrain")
 
     return make
 

@@ -25,7 +25,7 @@ def _free_port() -> int:
 def test_main_on_two_gloo_ranks(tmp_path, params_file, overrides):
     port = _free_port()
     cmd = [sys.executable, "-m", "train.pretrain", "--params", str(params_file), "--no-progress",
-           "--device", "cpu", *overrides("pretrain.steps=2", "pretrain.cost.preset=smaug")]
+           "--device", "cpu", *overrides("pretrain.steps=2")]
     procs = []
     for rank in range(2):
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "RANK": str(rank), "WORLD_SIZE": "2",

@@ -73,13 +73,11 @@ def test_recipe_builds_and_takes_a_step(recipe, tiny_params, build_tiny, pretrai
         assert s["video_tokens_visible"] <= 0.1 * s["video_tokens_input"] + 1
 
 
-def test_vit_b16_preset_is_paper_scale(tiny_params):
-    from pipeline.config import deep_merge, load_params
+def test_vit_b16_preset_is_paper_scale():
+    from pipeline.config import deep_merge, load_params, load_recipe
     from train.model import ModelConfig
 
-    overlay = load_yaml(RECIPES_DIR / "vit-b16.yaml")
-    overlay.pop("description")
-    params = deep_merge(tiny_params("smaug"), overlay)
+    params = deep_merge(load_params(), load_recipe("vit-b16"))
     cfg = section(params, ModelConfig, "model").video
     assert (cfg.image_size, cfg.patch_size, cfg.width, cfg.depth, cfg.heads) == (224, 16, 768, 12, 12)
 
@@ -88,4 +86,4 @@ def test_unknown_recipe_named():
     from pipeline.config import load_params
 
     with pytest.raises(ConfigError, match="unknown recipe 'nope'"):
-        load_params(RECIPES_DIR / "smaug.yaml", recipe="nope")
+        load_params(recipe="nope")

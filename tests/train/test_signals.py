@@ -29,7 +29,7 @@ def loss_rows(results):
 
 def test_sigterm_writes_checkpoint_and_exits_75(tmp_path, params_file, overrides):
     cmd = [sys.executable, "-m", "train.pretrain", "--params", str(params_file), "--no-progress",
-           *overrides("pretrain.steps=500", "pretrain.cost.preset=smaug")]
+           *overrides("pretrain.steps=500")]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -60,7 +60,7 @@ def test_interrupt_then_rerun_continues_same_curve(tmp_path, params_file, overri
     args = ["--params", str(params_file), "--no-progress"]
     straight = tmp_path / "straight"
     assert pretrain.main(args + overrides(
-        f"pretrain.steps={steps}", "pretrain.cost.preset=smaug",
+        f"pretrain.steps={steps}",
         f"pretrain.out_dir={straight / 'models'}", f"pretrain.results_dir={straight / 'results'}")) == 0
     expected = loss_rows(straight / "results")
     assert [s for s, _ in expected] == list(range(1, steps + 1))
@@ -74,7 +74,7 @@ def test_interrupt_then_rerun_continues_same_curve(tmp_path, params_file, overri
         return original(self, micro)
 
     resumed = tmp_path / "resumed"
-    run = overrides(f"pretrain.steps={steps}", "pretrain.cost.preset=smaug",
+    run = overrides(f"pretrain.steps={steps}",
                     f"pretrain.out_dir={resumed / 'models'}",
                     f"pretrain.results_dir={resumed / 'results'}")
     monkeypatch.setattr(Trainer, "train_step", train_step_with_signal)

@@ -102,7 +102,7 @@ def _ddp_worker(rank, world, port, params, batches, out_path):
 
         torch.manual_seed(0)
         model = SMAUG(section(params, ModelConfig, "model"))
-        cfg = section(params, PretrainConfig, "pretrain").trainer_config()
+        cfg = section(params, PretrainConfig, "pretrain")
         trainer = Trainer(model, cfg, dist=dist, progress=False, seed=11)
         trainer.fit(iter(_halves(batches, rank, world)))
         torch.save({"losses": [r["loss"] for r in trainer.history],

@@ -4,14 +4,17 @@ Measured in one run, on the same clips:
 - ``naive``: decode every frame of each clip with PyAV, then keep the sampled ones (baseline);
 - ``seek``: PyAV seeking to the sampled frames only (what the CPU backend does per clip);
 - ``cpu``: the whole CPU loader (workers, augmentation, tokenisation, batching);
-- ``dali``: the DALI loader, when a GPU and DALI are present (else the reason it is not);
-- ``trainer``: forward+backward steps of the default SMAUG model fed by the default loader,
-  with the time the trainer waits for data per step (``wait_fraction``; goal < 0.05).
+- ``dali``: the DALI loader, when a GPU and DALI are present (else the reason it is not).
+
+The loader alone: how long training waits for data is measured by the training runs themselves
+(``data_wait_frac`` in ``results/metrics/pretrain-<run>.json``), and the trainer's speed, SMAUG
+against dense, by the one training benchmark, ``python -m train.bench``.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import dataclasses
 import json
 import logging
@@ -19,10 +22,10 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
-from pipeline.config import DEFAULT_PARAMS, load_params, section
+from pipeline import cli
+from pipeline.config import load_params, section
 from train.data.config import LoaderConfig
 from train.data.decode import decode_all_frames, decode_sampled_frames
 from train.data.loader import VideoTextLoader, choose_backend
@@ -93,65 +96,7 @@ def bench_loader(cfg: LoaderConfig, urls, backend: str, max_batches: int, seed: 
             "num_workers": cfg.num_workers, "batch_size": cfg.batch_size}
 
 
-def bench_trainer(params: dict, cfg: LoaderConfig, urls, backend: str, steps: int, seed: int,
-                  budget_s: float) -> dict:
-    """Real forward+backward steps fed by the loader: step time and the share spent waiting."""
-    try:
-        import torch
-
-        from train.model import SMAUG, ModelConfig
-    except ImportError as err:
-        return {"available": False, "reason": f"train.model not importable: {err}"}
-    model_cfg = section(params, ModelConfig, "model")
-    torch.manual_seed(seed)
-    model = SMAUG(model_cfg)
-    model.train()
-    optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    loader = VideoTextLoader(endless(cfg, steps + 1), urls, train=True, seed=seed, backend=backend)
-    it = iter(loader)
-    for _ in range(1):  # warm-up: worker start, first allocations
-        batch = next(it)
-        model(batch).loss.backward()
-        optim.step()
-        optim.zero_grad(set_to_none=True)
-    wait, compute, done = 0.0, 0.0, 0
-    for _ in tqdm(range(steps), desc="bench trainer", leave=False):
-        if done >= 2 and wait + compute > budget_s:
-            break
-        t0 = time.perf_counter()
-        try:
-            batch = next(it)
-        except StopIteration:
-            break
-        t1 = time.perf_counter()
-        model(batch).loss.backward()
-        optim.step()
-        optim.zero_grad(set_to_none=True)
-        t2 = time.perf_counter()
-        wait, compute, done = wait + (t1 - t0), compute + (t2 - t1), done + 1
-    total, steps = wait + compute, done
-    return {"available": True, "steps": steps, "batch_size": cfg.batch_size,
-            "step_s": round(total / steps, 4), "compute_s_per_step": round(compute / steps, 4),
-            "wait_s_per_step": round(wait / steps, 4), "wait_fraction": round(wait / total, 4),
-            "trainer_clips_per_s": round(steps * cfg.batch_size / total, 2),
-            "goal_wait_fraction_below": 0.05, "meets_goal": wait / total < 0.05}
-
-
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shards", default="data/shards/pretrain")
-    parser.add_argument("--out", default="results/bench/loader.json")
-    parser.add_argument("--clips", type=int, default=24, help="clips for the per-clip decode comparison")
-    parser.add_argument("--batches", type=int, default=8, help="batches timed per loader backend")
-    parser.add_argument("--steps", type=int, default=10, help="trainer steps timed (at most)")
-    parser.add_argument("--trainer-seconds", type=float, default=30.0, help="stop timing trainer steps after this")
-    parser.add_argument("--params", default=None)
-    parser.add_argument("--no-trainer", action="store_true", help="skip the model steps (quick check)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-
-    params_path = Path(args.params) if args.params else DEFAULT_PARAMS
-    params = load_params(params_path) if params_path.exists() else {}
+def run_bench(args: argparse.Namespace, params: dict) -> dict:
     cfg = section(params, LoaderConfig, "loader")
     seed = int(params.get("seed", 0) or 0)
     urls = expand_shards(args.shards)
@@ -179,21 +124,32 @@ def main(argv=None) -> dict:
     for name, res in report["backends"].items():
         if "clips_per_s" in res:
             res["speedup_vs_naive_loader"] = round(res["clips_per_s"] / naive, 2)
-    if args.no_trainer:
-        report["trainer"] = {"available": False, "reason": "skipped (--no-trainer)"}
-    else:
-        report["trainer"] = bench_trainer(params, cfg, urls, auto, args.steps, seed, args.trainer_seconds)
-    if report["trainer"].get("available"):
-        loader_rate = report["backends"][auto]["clips_per_s"]
-        report["trainer"]["loader_headroom"] = round(loader_rate / report["trainer"]["trainer_clips_per_s"], 1)
+    return report
 
+
+@cli.config_errors_exit
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.data.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shards", default="data/shards/pretrain")
+    parser.add_argument("--out", default="results/bench/loader.json")
+    parser.add_argument("--clips", type=int, default=24, help="clips for the per-clip decode comparison")
+    parser.add_argument("--batches", type=int, default=8, help="batches timed per loader backend")
+    cli.add_config_arguments(parser)
+    args = cli.parse(parser, argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    params = load_params(args.params, overrides=args.overrides)
+    section(params, LoaderConfig, "loader")
+    if args.print_config:
+        return cli.print_config(params)
+    report = run_bench(args, params)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     log.info("wrote %s", out)
-    print(json.dumps({k: report[k] for k in ("per_clip_decode", "backends", "trainer")}, indent=2))
-    return report
+    print(json.dumps({k: report[k] for k in ("per_clip_decode", "backends")}, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -60,7 +60,13 @@ def pick_text(meta: dict[str, Any], field: str, *, seed: int, epoch: int, train:
     return options[int(rng.integers(len(options)))]
 
 
-def tokenize(tokenizer, texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``input_ids`` and ``attention_mask``, both long ``[B, max_len]`` (padded, truncated)."""
-    enc = tokenizer(texts, padding="max_length", truncation=True, max_length=max_len, return_tensors="pt")
+def tokenize(tokenizer, texts: list[str], max_len: int, *,
+             longest: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``input_ids`` and ``attention_mask``, both long ``[B, max_len]`` (padded, truncated).
+
+    ``longest``: pad only to the longest of ``texts`` (at most ``max_len``), which makes short
+    captions cheaper at evaluation; training batches keep one fixed shape.
+    """
+    padding = "longest" if longest else "max_length"
+    enc = tokenizer(texts, padding=padding, truncation=True, max_length=max_len, return_tensors="pt")
     return enc["input_ids"].long(), enc["attention_mask"].long()

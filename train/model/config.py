@@ -56,7 +56,7 @@ class TextConfig:
     path: str | None = None       # local BERT checkpoint folder; null = offline all-MiniLM-L6-v2
     max_len: int = 32             # longest tokenised text the model accepts
     num_layers: int | None = None  # use only the first N BERT layers (null = all)
-    freeze_layers: int = 5        # embeddings + the first N layers frozen and run under no_grad
+    freeze_layers: int = 6        # embeddings + the first N layers frozen and run under no_grad
     pooling: str = "cls"          # VTC text feature: cls (BERT's [CLS]) | mean (masked mean of tokens)
 
     def __post_init__(self) -> None:

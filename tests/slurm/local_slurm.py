@@ -1,6 +1,6 @@
 """A real one-node SLURM cluster on this machine, for trying the cluster launchers and for tests.
 
-``python -m pipeline.launch.local_slurm start|stop|status`` installs Debian's ``slurm-wlm`` and
+``python tests/slurm/local_slurm.py start|stop|status`` installs Debian's ``slurm-wlm`` and
 ``munge`` when they are missing (apt-get, needs root), starts ``munged``, ``slurmctld`` and
 ``slurmd`` for a single node named after this host, and waits until the node is idle. Everything
 the daemons write (state, spool, logs, pid files) lives in one folder, ``STATE_DIR`` by default.
@@ -16,7 +16,9 @@ What this cluster lacks compared with a production one: accounting (no ``slurmdb
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 import shutil
 import signal
 import socket
@@ -278,3 +280,27 @@ def status(state_dir: Path | None = None) -> str:
 def is_running(state_dir: Path | None = None) -> bool:
     c = cluster(state_dir)
     return bool(_pid(c.state_dir / "slurmctld.pid") and _pid(c.state_dir / "slurmd.pid"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python tests/slurm/local_slurm.py", description=__doc__)
+    parser.add_argument("action", choices=["start", "stop", "status"])
+    parser.add_argument("--dir", type=Path, default=STATE_DIR,
+                        help="folder for the daemons' state, spool, logs and pid files")
+    parser.add_argument("--cpus", type=int, default=None, help="CPUs of the node (default: all)")
+    parser.add_argument("--memory-mb", type=int, default=20000, help="RealMemory of the node")
+    args = parser.parse_args(argv)
+    try:
+        if args.action == "start":
+            start(args.dir, cpus=args.cpus, memory_mb=args.memory_mb)
+        elif args.action == "stop":
+            stop(args.dir)
+    except LocalSlurmError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(status(args.dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

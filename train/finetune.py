@@ -1,20 +1,22 @@
 """Fine-tune a pre-trained checkpoint on a downstream task, with the trainer's own loop.
 
-    python -m eval.finetune --task retrieval|qa|mc [--recipe smaug] [--params params.yaml]
+    python -m train.finetune --task retrieval|qa|mc [--recipe smaug] [--params params.yaml]
                             [--init models/pretrain/smaug] [--out models/finetune/smaug/qa]
                             [--fresh] [key.path=value ...]
 
 * ``retrieval``: the model's own VTC + VTM objectives (its forward), with MLM/MVM switched off
   and no video masking; one caption per video per step, drawn anew each epoch.
 * ``qa``: open-ended QA as classification over the ``finetune.qa.vocab_size`` most frequent
-  training answers (:class:`eval.qa.OpenEndedQA`); the answer list is stored in state.json.
+  training answers (:class:`train.tasks.OpenEndedQA`); the answer list is stored in state.json.
 * ``mc``: multiple choice by VTM over question+option, cross-entropy over the options
-  (:class:`eval.qa.MultipleChoice`).
+  (:class:`train.tasks.MultipleChoice`).
 
-Safety and resume come from :class:`train.trainer.Trainer`: atomic checkpoints every
-``ckpt_every`` steps, SIGTERM/SIGUSR1 write one and exit 75, a non-finite loss stops the run
-naming the batch. Rerunning the same command continues an unfinished run; a finished one is
-left alone unless ``--fresh``. The weights are read from safetensors only.
+Safety and resume come from :class:`train.trainer.Trainer` and :mod:`train.run`, as in
+pre-training: atomic checkpoints every ``ckpt_every`` steps, SIGTERM/SIGUSR1 write one and exit
+75, a non-finite loss stops the run naming the batch. Rerunning the same command continues an
+unfinished run and leaves a finished one alone, but only when the folder was made from the same
+pre-trained checkpoint, settings and shards; otherwise it stops and says what differs
+(``--fresh`` starts over). The weights are read from safetensors only.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from pathlib import Path
 import torch
 
 from eval.checkpoints import fingerprint, load_weights_into, loader_config_of, model_config_of, resolve_checkpoint
-from eval.config import TASKS, FinetuneConfig
+from train.config import TASKS, FinetuneConfig
+from pipeline import cli
 from pipeline.config import ConfigError, load_params, section, to_dict
 
 LOADER_TEXT = {"retrieval": "caption", "qa": "question", "mc": "question"}
@@ -38,7 +41,7 @@ def training_answers(shards) -> list[str]:
     """Every open-ended answer in the training shards (JSON members only; no decoding)."""
     from train.data.shards import RawSample, expand_shards, iter_samples
 
-    from eval.qa import open_ended_questions
+    from train.tasks import open_ended_questions
 
     answers = []
     for s in iter_samples(expand_shards(shards), rank=0, world_size=1, worker=0, num_workers=1, seed=0,
@@ -89,10 +92,10 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
     from train.data.text import load_tokenizer
     from train.model import SMAUG
     from train.distributed import init_distributed, shutdown
-    from train.pretrain import BatchStream
+    from train.run import data_identity, open_run, stream_from
     from train.trainer import Trainer
 
-    from eval.qa import AnswerVocab, MultipleChoice, OpenEndedQA
+    from train.tasks import AnswerVocab, MultipleChoice, OpenEndedQA
 
     if task not in TASKS:
         raise ConfigError(f"task: must be one of {', '.join(TASKS)}, got {task!r}")
@@ -104,15 +107,6 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
     init = resolve_checkpoint(init or Path(cfg.init_dir) / recipe)
     out = Path(out or Path(cfg.out_dir) / recipe / task)
 
-    # --- finished already? unfinished: resume
-    resume_from = None
-    if (out / "state.json").exists() and not fresh:
-        state = ckpt.read_state(out)
-        if state.get("finished"):
-            print(f"{out}: fine-tuning already finished at step {state.get('step')}; pass --fresh to redo it")
-            return state.get("summary", {})
-        resume_from = out
-
     init_state = ckpt.read_state(init)
     model_cfg = finetune_model_config(model_config_of(init_state), task, task_cfg)
     model = SMAUG(model_cfg)
@@ -120,6 +114,17 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
     load_weights_into(model, init, allow_unexpected=True)
     loader_cfg = loader_config_of(init_state, params, num_frames=cfg.num_frames, batch_size=task_cfg.batch_size)
     tokenizer = load_tokenizer(model_cfg.text.path)
+
+    identity = {"config": {"seed": seed, "recipe": recipe, "task": task, "init_model_sha256":
+                           fingerprint(init)["sha256"], "num_frames": cfg.num_frames,
+                           **{k: v for k, v in to_dict(task_cfg).items() if k not in ("ckpt_every", "log_every", "shards")}},
+                "data": data_identity(task_cfg.shards, f"finetune.{task}.shards")}
+    status, state = open_run(out, identity, fresh=fresh)
+    if status == "finished":
+        print(f"{out}: fine-tuning already finished at step {state.get('step')} with these settings; "
+              "pass --fresh to redo it")
+        return state.get("summary", {})
+    resume_from = out if status == "resume" else None
 
     extra_state: dict = {}
     if task == "qa":
@@ -137,27 +142,21 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
     ckpt_state = {
         "recipe": recipe, "task": task, "init": fingerprint(init), "max_len": loader_cfg.max_len,
         "model_config": to_dict(model_cfg), "params": params, "finetune": to_dict(task_cfg),
-        **extra_state,
+        "identity": identity, **extra_state,
     }
     torch.manual_seed(seed)  # the new QA head's initial weights
     if task == "qa":
         module.head.reset_parameters()
     dist = init_distributed(cfg.device)
-    trainer = Trainer(module, task_cfg.trainer_config(), dist=dist, ckpt_dir=out, ckpt_state=ckpt_state,
+    trainer = Trainer(module, task_cfg, dist=dist, ckpt_dir=out, ckpt_state=ckpt_state,
                       progress=progress, desc=f"finetune {recipe}/{task}", seed=seed)
     if task == "qa":
         scale_lr_of(trainer.optimizer, module.head, task_cfg.head_lr_scale)
-    position = {"epoch": 0, "batch": 0}
-    if resume_from is not None:
-        trainer.resume(resume_from)
-        extra = ckpt.load_training_state(resume_from).get("extra") or {}
-        position = dict(extra.get("data", position))
-        print(f"resuming {out} at step {trainer.step} (data epoch {position['epoch']}, batch {position['batch']})")
     loader = build_loader(loader_cfg, task_cfg.shards, train=True, text=LOADER_TEXT[task], seed=seed,
                           rank=dist.rank, world_size=dist.world_size)
-    stream = BatchStream(loader, **position)  # the pre-training stream: endless, resumable mid-epoch
-    trainer.extra_state = lambda: {"data": stream.state()}
-    batches = iter(stream)
+    batches = stream_from(trainer, loader, state)
+    if state is not None:
+        print(f"resuming {out} at step {trainer.step}")
     result = trainer.fit(batches)
     summary = {"steps": trainer.step, "final_loss": result.final_loss, "clips_per_s": result.clips_per_s,
                "wall_s": result.wall_s}
@@ -169,26 +168,33 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
     return summary
 
 
+@cli.config_errors_exit
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m eval.finetune", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m train.finetune", description=__doc__.split("\n\n")[0])
     p.add_argument("--task", required=True, choices=TASKS)
-    p.add_argument("--recipe", default=None, help="pre-trained recipe (default: first of finetune.recipes)")
-    p.add_argument("--params", default=None, help="params file (default: params.yaml)")
+    p.add_argument("--recipe", default=None, help="pre-trained run (default: first of finetune.recipes)")
     p.add_argument("--init", default=None, help="checkpoint folder to start from")
     p.add_argument("--out", default=None, help="output checkpoint folder")
-    p.add_argument("--preset", default=None, help="a real-benchmark preset (eval/presets/NAME.yaml)")
-    p.add_argument("--fresh", action="store_true", help="start over even if a finished run is there")
-    p.add_argument("overrides", nargs="*", help="key.path=value overrides of params")
-    args = p.parse_args(argv)
-    try:
-        from eval.benchmarks import preset_overrides
+    p.add_argument("--preset", default=None, metavar="NAME|FILE",
+                   help="a benchmark preset: a name from eval/presets/ or your own preset file")
+    p.add_argument("--fresh", action="store_true", help="start over even if a run is there")
+    p.add_argument("--no-progress", action="store_true")
+    cli.add_config_arguments(p)
+    args = cli.parse(p, argv)
+    from eval.benchmarks import preset_overrides
 
-        params = load_params(args.params, overrides=preset_overrides(args.preset) + args.overrides)
-        recipe = args.recipe or section(params, FinetuneConfig, "finetune").recipes[0]
-        summary = run_finetune(params, args.task, recipe, init=args.init, out=args.out, fresh=args.fresh)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    params = load_params(args.params, overrides=preset_overrides(args.preset) + args.overrides)
+    recipe = args.recipe or section(params, FinetuneConfig, "finetune").recipes[0]
+    if args.print_config:
+        section(params, FinetuneConfig, "finetune")
+        return cli.print_config(params)
+    try:
+        summary = run_finetune(params, args.task, recipe, init=args.init, out=args.out, fresh=args.fresh,
+                               progress=not args.no_progress)
+    except (FileNotFoundError, ValueError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        return cli.fail(err)
     except Exception as err:  # CheckpointError, TrainingInterrupted carry their own exit meaning
         from train.checkpoint import CheckpointError
         from train.trainer import EXIT_INTERRUPTED, TrainingInterrupted
@@ -197,8 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"interrupted: {err}", file=sys.stderr)
             return EXIT_INTERRUPTED
         if isinstance(err, CheckpointError):
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+            return cli.fail(err)
         raise
     print(json.dumps(summary, indent=2))
     return 0

@@ -1,0 +1,141 @@
+"""What pre-training and fine-tuning share around the loop: the run folder, its identity, resuming.
+
+A run lives in one folder (``models/pretrain/<run name>/``, ``models/finetune/<run>/<task>/``).
+The folder records what made it: the resolved configuration that decides what is learnt and
+the identity of its data (every shard's name, size and a hash of its head). The one rule for an
+existing folder (:func:`open_run`):
+
+* nothing there, or ``--fresh``: a new run;
+* a checkpoint made by the same configuration on the same data: resume it, or, if it finished,
+  do nothing;
+* anything else: stop and say what differs, offering ``--fresh`` (start over here) or a new
+  ``--run-name`` (train beside it). A run is never continued, or skipped as finished, on
+  other data or other settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+from pipeline.config import ConfigError
+from train import checkpoint
+
+HEAD_BYTES = 1 << 16  # hash of a shard's first 64 KiB: cheap on terabytes, catches rewritten shards
+
+
+class RunMismatch(ConfigError):
+    """An existing run folder was made by other settings or other data."""
+
+
+def data_identity(shards: str | list, key: str = "shards") -> list[dict[str, Any]]:
+    """Every shard of ``shards`` (folder, glob, brace pattern, list): name, size, head hash.
+
+    A remote shard (``s3://``, ``pipe:``...) is recorded by its URL alone. Missing shards are a
+    configuration error naming ``key`` (the setting that pointed at them).
+    """
+    from train.data.shards import expand_shards
+
+    try:
+        urls = expand_shards(shards)
+    except FileNotFoundError as err:
+        raise ConfigError(f"{key}: {err}") from None
+    out = []
+    for url in urls:
+        if "://" in url or url.startswith("pipe:"):
+            out.append({"path": url})
+            continue
+        path = Path(url)
+        with path.open("rb") as f:
+            head = hashlib.sha256(f.read(HEAD_BYTES)).hexdigest()[:16]
+        out.append({"path": str(path), "bytes": path.stat().st_size, "head_sha256": head})
+    return out
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    if isinstance(tree, tuple):
+        tree = list(tree)
+    return {prefix[:-1]: tree}
+
+
+def differences(recorded: dict[str, Any], current: dict[str, Any], limit: int = 6) -> list[str]:
+    """``key: recorded -> current`` for each setting that differs (data: the shards that differ)."""
+    out = []
+    old_data, new_data = recorded.get("data"), current.get("data")
+    if old_data != new_data:
+        old = {d["path"]: d for d in old_data or []}
+        new = {d["path"]: d for d in new_data or []}
+        changed = sorted(p for p in set(old) | set(new) if old.get(p) != new.get(p))
+        names = ", ".join(changed[:limit]) + (f" and {len(changed) - limit} more" if len(changed) > limit else "")
+        out.append(f"shards differ ({len(old)} recorded, {len(new)} now): {names}")
+    old_cfg, new_cfg = _flatten(recorded.get("config", {})), _flatten(current.get("config", {}))
+    for key in sorted(set(old_cfg) | set(new_cfg)):
+        if old_cfg.get(key, "<unset>") != new_cfg.get(key, "<unset>"):
+            out.append(f"{key}: {old_cfg.get(key, '<unset>')!r} -> {new_cfg.get(key, '<unset>')!r}")
+    return out
+
+
+def open_run(folder: str | Path, identity: dict[str, Any], *, fresh: bool,
+             ) -> tuple[Literal["new", "resume", "finished"], dict[str, Any] | None]:
+    """The one rule for an existing run folder (module doc): ``(what to do, its state)``."""
+    folder = Path(folder)
+    if fresh or not checkpoint.exists(folder):
+        return "new", None
+    state = checkpoint.read_state(folder)
+    recorded = state.get("identity")
+    diff = differences(recorded, identity) if recorded is not None else [
+        "the checkpoint records no configuration or data (written by an older version)"]
+    if diff:
+        shown = "; ".join(diff[:8]) + (f"; and {len(diff) - 8} more" if len(diff) > 8 else "")
+        raise RunMismatch(
+            f"{folder}: this run was made with other settings or data ({shown}). "
+            "Pass --fresh to start it over, or --run-name NAME to train a new run beside it")
+    return ("finished" if state.get("finished") else "resume"), state
+
+
+class BatchStream:
+    """Endless training batches, epoch after epoch, that can start mid-epoch.
+
+    The loader is deterministic given (seed, epoch), so the position ``(epoch, batch)`` is all
+    a checkpoint needs to resume the same stream; the batches before it are skipped.
+    """
+
+    def __init__(self, loader, *, epoch: int = 0, batch: int = 0) -> None:
+        self.loader = loader
+        self.epoch, self.batch = epoch, batch
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batch": self.batch}
+
+    def __iter__(self) -> Iterator[dict]:
+        while True:
+            self.loader.set_epoch(self.epoch)
+            skip, seen = self.batch, 0
+            for b in self.loader:
+                seen += 1
+                if seen <= skip:
+                    continue
+                self.batch += 1
+                yield b
+            if seen == 0:
+                raise RuntimeError(f"epoch {self.epoch} of the training shards yielded no batch; "
+                                   "are the shards empty or all samples broken?")
+            self.epoch, self.batch = self.epoch + 1, 0
+
+
+def stream_from(trainer, loader, state: dict[str, Any] | None) -> Iterator[dict]:
+    """Resume ``trainer`` from its folder (if ``state``) and wire the data position into its
+    checkpoints; returns the batches from where the checkpoint left off."""
+    position = {"epoch": 0, "batch": 0}
+    if state is not None:
+        trainer.resume(trainer.ckpt_dir)
+        position = dict((trainer.resumed_extra or {}).get("data", position))
+    stream = BatchStream(loader, **position)
+    trainer.extra_state = lambda: {"data": stream.state()}
+    return iter(stream)
