@@ -7,6 +7,16 @@
 
 A launcher may split ``ids`` across jobs (each job calls :func:`process_shards` on its share),
 then call :func:`finalize` once. ``manifest`` defaults to ``out/manifest.parquet``.
+
+Everything a run writes lives under ``out``: the transcode cache too, when
+``preprocess.cache_dir`` is relative (default ``_cache``: ``out/_cache``), so a command run from
+another folder never litters it, and deleting ``out`` deletes all of it. An absolute
+``cache_dir`` is used as is, so that several outputs of the same videos can share one cache
+(entries are written under temporary names and renamed whole, so sharing is safe).
+
+Reliability (see :mod:`preprocess.faults` and :mod:`preprocess.lock`): an error of the machine
+stops the shard without its stats, so the rerun redoes it and no good video is marked failed;
+one job writes a folder at a time, while SLURM array tasks write different shards of it.
 """
 
 from __future__ import annotations

@@ -7,9 +7,12 @@ mode 0644), so the same input gives byte-identical tars. A shard whose tar would
 ``shard_bytes`` continues in ``shard-<i>-p1.tar``, ``-p2`` ...
 
 A shard is finished when its stats file ``_stats/shard-<i>.parquet`` exists. Every file is
-written under a hidden temporary name and renamed when whole, stats last, so a run killed at
-any moment leaves no half-written visible file, and a rerun redoes exactly the unfinished
-shards (it recreates the same bytes).
+written under a hidden temporary name unique to its process and renamed when whole, stats
+last, so a run killed at any moment leaves no half-written visible file, and a rerun redoes
+exactly the unfinished shards (it recreates the same bytes). An error of the machine (an
+OSError, a killed ffmpeg: :mod:`preprocess.faults`) raises before the stats are written, so it
+never turns into failed rows. A shard is cleared and written only under its lock
+(:mod:`preprocess.lock`).
 """
 
 from __future__ import annotations
