@@ -9,11 +9,17 @@
 existing manifest (DVC stage ``shard``); ``all`` (default) does both. Settings come from the
 ``preprocess:`` section of params.yaml; the flags override it. Rerunning the same command
 finishes an interrupted run.
+
+Errors for people: bad settings exit 2; an error of the machine (a full disk, a removed
+folder, a killed ffmpeg) or a second job writing the same ``--out`` exits 1. Each prints one
+``error: ...`` line. No video is marked failed for the machine's fault: its shard is left
+unfinished, and the rerun redoes it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -23,7 +29,9 @@ from pipeline import cli
 from pipeline.config import ConfigError, load_params, section
 from preprocess.api import build_manifest, finalize, plan_shards, process_shards
 from preprocess.config import PreprocessConfig
+from preprocess.faults import StopRun, describe
 from preprocess.formats import FORMATS, AnnotationError
+from preprocess.lock import hold_folder
 
 
 def load_config(params: str | None, overrides: list[str]) -> PreprocessConfig:
@@ -68,15 +76,30 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out) if args.out else None
     manifest = Path(args.manifest) if args.manifest else out / "manifest.parquet"
+    if args.stage in ("all", "ingest") and (not args.annotations or not args.videos):
+        print("error: --annotations and --videos are needed to build the manifest", file=sys.stderr)
+        return 2
+    try:
+        # One job writes an output folder at a time (preprocess.lock); a second is refused.
+        with hold_folder(out) if out is not None else contextlib.nullcontext():
+            return run_stages(args, cfg, out, manifest)
+    except AnnotationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except StopRun as err:  # a full disk, a killed ffmpeg, a second job: the rerun finishes the work
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as err:  # a wrong --videos / --manifest path
+        print(f"error: {describe(err) if err.strerror else err}", file=sys.stderr)
+        return 2
+    except (OSError, MemoryError) as err:
+        print(f"error: {describe(err)}; rerun the same command once this is fixed", file=sys.stderr)
+        return 1
+
+
+def run_stages(args: argparse.Namespace, cfg: PreprocessConfig, out: Path | None, manifest: Path) -> int:
     if args.stage in ("all", "ingest"):
-        if not args.annotations or not args.videos:
-            print("error: --annotations and --videos are needed to build the manifest", file=sys.stderr)
-            return 2
-        try:
-            build_manifest(args.annotations, args.videos, manifest, args.format, args.split, cfg)
-        except (AnnotationError, FileNotFoundError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        build_manifest(args.annotations, args.videos, manifest, args.format, args.split, cfg)
         print(f"manifest: {manifest}", file=sys.stderr)
     if args.stage in ("all", "shard"):
         ids = plan_shards(out, cfg, manifest=manifest)

@@ -7,10 +7,22 @@
 
 A launcher may split ``ids`` across jobs (each job calls :func:`process_shards` on its share),
 then call :func:`finalize` once. ``manifest`` defaults to ``out/manifest.parquet``.
+
+Everything a run writes lives under ``out``: the transcode cache too, when
+``preprocess.cache_dir`` is relative (default ``_cache``: ``out/_cache``), so a command run from
+another folder never litters it, and deleting ``out`` deletes all of it. An absolute
+``cache_dir`` is used as is, so that several outputs of the same videos can share one cache
+(entries are written under temporary names and renamed whole, so sharing is safe).
+
+Reliability (see :mod:`preprocess.faults` and :mod:`preprocess.lock`): an error of the machine
+stops the shard without its stats, so the rerun redoes it and no good video is marked failed;
+one job writes a folder at a time, while SLURM array tasks write different shards of it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -23,9 +35,11 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from preprocess.config import PreprocessConfig
+from preprocess.faults import StopRun
 from preprocess.ingest import build_manifest, manifest_rows, read_slice
 from preprocess.shard import (STATS_DIR, WORK_DIR, STATS_SCHEMA, clear_unfinished, process_sample,
-                              shard_done, shard_name, stats_path, write_shard)
+                              shard_done, shard_name, stats_path, temp_name, write_shard)
+from preprocess.lock import hold, hold_folder
 
 __all__ = ["build_manifest", "plan_shards", "process_shards", "finalize"]
 
@@ -57,13 +71,16 @@ def plan_shards(out: Path | str, cfg: PreprocessConfig = PreprocessConfig(), *,
             "shards": math.ceil(n / cfg.shard_samples)}
     out.mkdir(parents=True, exist_ok=True)
     plan_file = out / PLAN_FILE
-    if plan_file.exists():
-        old = json.loads(plan_file.read_text())
-        if old != plan and any((out / STATS_DIR).glob("shard-*.parquet")):
-            raise RuntimeError(f"{out} holds shards of another plan ({old}); use an empty --out or delete it")
-    tmp = out / f".{PLAN_FILE}.tmp"
-    tmp.write_text(json.dumps(plan, indent=1))
-    os.replace(tmp, plan_file)
+    with hold_folder(out):
+        if plan_file.exists():
+            old = json.loads(plan_file.read_text())
+            if old != plan and any((out / STATS_DIR).glob("shard-*.parquet")):
+                raise StopRun(f"{out} holds shards of another plan ({old}); use an empty --out or delete it")
+        for stale in out.glob(f".{PLAN_FILE}.*.tmp"):  # left by a killed run
+            stale.unlink(missing_ok=True)
+        tmp = temp_name(plan_file)
+        tmp.write_text(json.dumps(plan, indent=1))
+        os.replace(tmp, plan_file)
     return list(range(plan["shards"]))
 
 
@@ -90,6 +107,7 @@ def process_shards(out: Path | str, shard_ids: list[int], cfg: PreprocessConfig 
     a few shards in flight.
     """
     out, manifest = Path(out), _manifest_path(out, manifest)
+    cfg = dataclasses.replace(cfg, cache_dir=resolve_cache_dir(out, cfg.cache_dir))
     workers = workers or cfg.num_workers
     todo = [i for i in shard_ids if not shard_done(out, i)]
     if not todo:
@@ -109,8 +127,19 @@ def process_shards(out: Path | str, shard_ids: list[int], cfg: PreprocessConfig 
             pass
 
 
-def _open_shard(out: Path, manifest: Path, shard_id: int, cfg: PreprocessConfig) -> tuple[list[dict], str]:
-    """Clear what a killed run left of this shard; return its samples and its work folder."""
+def resolve_cache_dir(out: Path, cache_dir: str | None) -> str | None:
+    """The transcode cache folder: an absolute ``cache_dir`` as is (one cache may serve several
+    outputs), a relative one under ``out`` (never under whatever folder the command ran in)."""
+    if not cache_dir:
+        return None
+    return str(Path(cache_dir) if Path(cache_dir).is_absolute() else Path(out) / cache_dir)
+
+
+def _open_shard(out: Path, manifest: Path, shard_id: int, cfg: PreprocessConfig,
+                locks: contextlib.ExitStack) -> tuple[list[dict], str]:
+    """Lock this shard (held until ``locks`` closes), clear what a killed run left of it, and
+    return its samples and its work folder."""
+    locks.enter_context(hold(out / WORK_DIR / f"{shard_name(shard_id)}.lock", f"{out} ({shard_name(shard_id)})"))
     clear_unfinished(out, shard_id)
     work = out / WORK_DIR / shard_name(shard_id)
     work.mkdir(parents=True, exist_ok=True)
@@ -127,14 +156,15 @@ def _process_threaded(out, todo, cfg, workers, manifest, bar) -> list[dict]:
     results, queue = [], list(todo)
     while queue:
         writers, size = [], 0
-        while queue and (not writers or size < max(32 * workers, cfg.shard_samples)):
-            shard_id = queue.pop(0)
-            samples, work = _open_shard(out, manifest, shard_id, cfg)
-            done = [dask.delayed(process_sample, pure=False)(s, work, cfg) for s in samples]
-            writers.append(dask.delayed(write_shard, pure=False)(out, shard_id, samples, done, cfg))
-            size += len(samples)
-        with Callback(posttask=count):
-            results += dask.compute(*writers, scheduler="threads", num_workers=workers)
+        with contextlib.ExitStack() as locks:  # this wave's shard locks
+            while queue and (not writers or size < max(32 * workers, cfg.shard_samples)):
+                shard_id = queue.pop(0)
+                samples, work = _open_shard(out, manifest, shard_id, cfg, locks)
+                done = [dask.delayed(process_sample, pure=False)(s, work, cfg) for s in samples]
+                writers.append(dask.delayed(write_shard, pure=False)(out, shard_id, samples, done, cfg))
+                size += len(samples)
+            with Callback(posttask=count):
+                results += dask.compute(*writers, scheduler="threads", num_workers=workers)
     return sorted(results, key=lambda r: r["shard"])
 
 
@@ -142,23 +172,28 @@ def _process_distributed(out, todo, cfg, workers, manifest, bar, client) -> list
     from distributed import as_completed
 
     max_in_flight = max(2, math.ceil(2 * workers / cfg.shard_samples) + 1)
-    results, queue, shard_futures, done = [], list(todo), set(), as_completed()
-    while queue or shard_futures:
-        while queue and len(shard_futures) < max_in_flight:
-            shard_id = queue.pop(0)
-            samples, work = _open_shard(out, manifest, shard_id, cfg)
-            futures = [client.submit(process_sample, s, work, cfg, pure=False) for s in samples]
-            for f in futures:
-                done.add(f)
-            writer = client.submit(write_shard, out, shard_id, samples, futures, cfg, pure=False)
-            shard_futures.add(writer)
-            done.add(writer)
-        future = next(done)
-        if future in shard_futures:
-            shard_futures.discard(future)
-            results.append(future.result())  # a failed write is a real error: raise it
-        else:
-            bar.update(1)
+    results, queue, shard_locks, done = [], list(todo), {}, as_completed()
+    try:
+        while queue or shard_locks:
+            while queue and len(shard_locks) < max_in_flight:
+                shard_id = queue.pop(0)
+                locks = contextlib.ExitStack()  # this process holds the shard's lock for the cluster
+                samples, work = _open_shard(out, manifest, shard_id, cfg, locks)
+                futures = [client.submit(process_sample, s, work, cfg, pure=False) for s in samples]
+                for f in futures:
+                    done.add(f)
+                writer = client.submit(write_shard, out, shard_id, samples, futures, cfg, pure=False)
+                shard_locks[writer] = locks
+                done.add(writer)
+            future = next(done)
+            if future in shard_locks:
+                with shard_locks.pop(future):
+                    results.append(future.result())  # a failed write is a real error: raise it
+            else:
+                bar.update(1)
+    finally:
+        for locks in shard_locks.values():
+            locks.close()
     return sorted(results, key=lambda r: r["shard"])
 
 
@@ -169,18 +204,25 @@ def finalize(out: Path | str, *, manifest: Path | str | None = None) -> dict:
     With a plan on disk, every planned shard must be finished first.
     """
     out = Path(out)
+    with hold_folder(out):
+        return _finalize(out)
+
+
+def _finalize(out: Path) -> dict:
+    for stale in out.glob(".stats.parquet.*.tmp"):  # left by a killed finalize
+        stale.unlink(missing_ok=True)
     plan_file = out / PLAN_FILE
     if plan_file.exists():
         planned = json.loads(plan_file.read_text())["shards"]
         missing = [i for i in range(planned) if not shard_done(out, i)]
         if missing:
-            raise RuntimeError(f"{len(missing)} shard(s) not finished yet (first: {shard_name(missing[0])}); "
+            raise StopRun(f"{len(missing)} shard(s) not finished yet (first: {shard_name(missing[0])}); "
                                "rerun process_shards")
         files = [stats_path(out, i) for i in range(planned)]
     else:
         files = sorted((out / STATS_DIR).glob("shard-*.parquet"))
     status, reasons, n = Counter(), Counter(), 0
-    tmp = out / ".stats.parquet.tmp"
+    tmp = temp_name(out / "stats.parquet")
     with pq.ParquetWriter(tmp, STATS_SCHEMA) as writer:
         for path in files:
             table = pq.read_table(path, schema=STATS_SCHEMA).sort_by("row")

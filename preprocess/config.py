@@ -39,7 +39,7 @@ class PreprocessConfig:
     shard_samples: int = 256  # samples (videos, before windowing) per shard
     shard_bytes: int = 512 * 1024**2  # a shard's tar is split into parts past this size
     workers: int | None = None  # parallel transcodes; null: all cores
-    cache_dir: str | None = "data/cache/preprocess"  # transcode cache; null disables it
+    cache_dir: str | None = "_cache"  # transcode cache; relative: under --out; null disables it
     probe: Literal["pyav", "ffprobe"] = "pyav"  # pyav: in-process (ffprobe explains failures); ffprobe: always
     ffmpeg: str = "ffmpeg"  # binaries (argument lists only, never a shell)
     ffprobe: str = "ffprobe"

@@ -33,6 +33,8 @@ from __future__ import annotations
 import csv
 import json
 import re
+import sys
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,87 @@ def clean_text(value: Any) -> tuple[str | None, str | None]:
     if not text:
         return "", "empty caption"
     return text, None
+
+
+class _Lines:
+    """A file's physical lines for ``csv.reader``, numbered, with the lines of the record being
+    read kept in ``record`` -- so a record knows the file line it starts on, and the lines an
+    unterminated quote swallowed can be put back (``pending``) and read as rows of their own."""
+
+    def __init__(self, f):
+        self.f, self.n, self.pending, self.record = f, 0, deque(), []
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        if self.pending:
+            item = self.pending.popleft()
+        else:
+            raw = self.f.readline()
+            if not raw:
+                raise StopIteration
+            self.n += 1
+            text = raw.decode("utf-8", errors="surrogateescape")
+            item = (self.n, text.lstrip("\ufeff") if self.n == 1 else text)
+        self.record.append(item)
+        return item[1]
+
+
+def _is_whole_record(line: str, columns: int, delimiter: str) -> bool:
+    """Does this line alone parse as a complete record of ``columns`` fields?"""
+    try:
+        return len(next(csv.reader([line], delimiter=delimiter, strict=True), [])) == columns
+    except csv.Error:
+        return False
+
+
+def _csv_records(path: Path, needed: set[str], what: str,
+                 delimiter: str = ",") -> Iterator[tuple[str, dict | None, str | None]]:
+    """(origin, record, error) for every record of a CSV / TSV file; a bad row never raises.
+
+    Origins name the file line a record starts on (a quoted caption may span lines). A row
+    whose field count is not the header's, a quoting error, and a quote that never closes
+    (found because the following lines, each a whole record, were swallowed into one field)
+    are errors of that row; the swallowed lines are read again as rows of their own.
+    """
+    csv.field_size_limit(sys.maxsize)  # a 1 MB caption is a "caption too long" row, not a crash
+    with path.open("rb") as f:
+        lines = _Lines(f)
+        reader = csv.reader(lines, delimiter=delimiter)
+        try:
+            header = [c.strip() for c in next(reader, [])]
+        except csv.Error as err:
+            raise AnnotationError(f"{path}: cannot read the header line ({err})") from None
+        if not needed <= set(header):
+            raise AnnotationError(f"{path}: {what} needs columns {', '.join(sorted(needed))}, has {sorted(header)}")
+        while True:
+            lines.record = []
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as err:
+                yield f"{path.name}:line {lines.record[0][0] if lines.record else lines.n}", None, \
+                    f"CSV quoting error ({err})"
+                continue
+            first = lines.record[0][0]
+            origin = f"{path.name}:line {first}"
+            if not fields:  # a blank line
+                continue
+            swallowed = next((i for i, (_, text) in enumerate(lines.record[1:], 1)
+                              if _is_whole_record(text, len(header), delimiter)), None)
+            if swallowed is not None:
+                yield origin, None, (f"unterminated quote: a quoted field opened on line {first} never closes "
+                                     f"and swallowed line {lines.record[swallowed][0]}; that line is read "
+                                     "again on its own")
+                lines.pending.extendleft(reversed(lines.record[swallowed:]))
+                continue
+            if len(fields) != len(header):
+                yield origin, None, (f"row has {len(fields)} fields, the header names {len(header)} "
+                                     f"(an unquoted {delimiter!r} in a caption, or a missing field?)")
+                continue
+            yield origin, dict(zip(header, fields)), None
 
 
 def _load_json(path: Path) -> Any:
@@ -144,17 +227,14 @@ def _bad_record(origin: str, rec: Any, error: str | None, needed: str) -> dict |
 
 
 def read_webvid(path: Path, split: str | None = None) -> Iterator[dict]:
-    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as f:
-        reader = csv.DictReader(f)
-        fields = set(reader.fieldnames or [])
-        if not {"videoid", "name"} <= fields:
-            raise AnnotationError(f"{path}: WebVid CSV needs columns videoid and name, has {sorted(fields)}")
-        for i, rec in enumerate(reader, 2):
-            vid = (rec.get("videoid") or "").strip()
-            page = (rec.get("page_dir") or "").strip()
-            want = f"{page}/{vid}.mp4" if page and vid else None
-            yield _row(f"{path.name}:line {i}", vid, caption=rec.get("name"), want_path=want,
-                       split=rec.get("split") or split)
+    for origin, rec, err in _csv_records(path, {"videoid", "name"}, "WebVid CSV"):
+        if err:
+            yield _row(origin, None, error=err)
+            continue
+        vid = (rec.get("videoid") or "").strip()
+        page = (rec.get("page_dir") or "").strip()
+        want = f"{page}/{vid}.mp4" if page and vid else None
+        yield _row(origin, vid, caption=rec.get("name"), want_path=want, split=rec.get("split") or split)
 
 
 def read_msrvtt(path: Path, split: str | None = None) -> Iterator[dict]:
@@ -176,14 +256,11 @@ def read_msrvtt(path: Path, split: str | None = None) -> Iterator[dict]:
 
 
 def read_msrvtt_1ka(path: Path, split: str | None = None) -> Iterator[dict]:
-    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as f:
-        reader = csv.DictReader(f)
-        fields = set(reader.fieldnames or [])
-        if not {"video_id", "sentence"} <= fields:
-            raise AnnotationError(f"{path}: 1k-A list needs columns video_id and sentence, has {sorted(fields)}")
-        for i, rec in enumerate(reader, 2):
-            yield _row(f"{path.name}:line {i}", rec.get("video_id"), caption=rec.get("sentence"),
-                       split=split or "test")
+    for origin, rec, err in _csv_records(path, {"video_id", "sentence"}, "1k-A list"):
+        if err:
+            yield _row(origin, None, error=err)
+            continue
+        yield _row(origin, rec.get("video_id"), caption=rec.get("sentence"), split=split or "test")
 
 
 def read_clipbert(path: Path, split: str | None = None) -> Iterator[dict]:
@@ -291,13 +368,12 @@ def read_msvd_qa(path: Path, split: str | None = None) -> Iterator[dict]:
 
 def _tgif_records(path: Path) -> Iterator[tuple[str, Any, str | None]]:
     if path.suffix in (".csv", ".tsv"):  # the original TGIF-QA release is tab-separated
-        with path.open(newline="", encoding="utf-8", errors="surrogateescape") as f:
-            for i, rec in enumerate(csv.DictReader(f, delimiter="\t"), 2):
-                opts = [rec[f"a{k}"] for k in range(1, 6) if f"a{k}" in rec]
-                if opts:
-                    rec = dict(rec, options=opts)
-                    rec["answer"] = int(rec["answer"]) if str(rec.get("answer", "")).isdigit() else rec.get("answer")
-                yield f"{path.name}:line {i}", rec, None
+        for origin, rec, err in _csv_records(path, {"gif_name", "question"}, "TGIF-QA file", delimiter="\t"):
+            opts = [rec[f"a{k}"] for k in range(1, 6) if f"a{k}" in rec] if rec else []
+            if opts:
+                rec = dict(rec, options=opts)
+                rec["answer"] = int(rec["answer"]) if str(rec.get("answer", "")).isdigit() else rec.get("answer")
+            yield origin, rec, err
         return
     yield from _records(path)
 

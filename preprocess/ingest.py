@@ -95,7 +95,31 @@ def write_rows(annotations: Iterable[Path], fmt: str | None, split: str | None, 
     return used or (fmt or "unknown")
 
 
+_UNDECODABLE = re.compile("[\ud800-\udfff]")  # bytes that were not UTF-8 (surrogateescape), lone escapes
+# Fields that may hold such bytes, as people call them; Parquet stores UTF-8 only, so each is
+# shown with U+FFFD instead, and its row fails (a video id that is not text names no video).
+_TEXT_FIELDS = {"video_id": "video id", "want_path": "video path (page_dir / file name)", "split": "split"}
+
+
+def _undecodable_to_errors(r: dict) -> dict:
+    """The row with every string storable: undecodable text replaced, the row failed for it."""
+    r = dict(r)
+    for field, label in _TEXT_FIELDS.items():
+        value = r[field]
+        if isinstance(value, str) and _UNDECODABLE.search(value):
+            shown = _UNDECODABLE.sub("\ufffd", value)
+            r["row_error"] = r["row_error"] or f"{label} {shown!r} is not valid UTF-8 (undecodable bytes)"
+            r[field] = None if field == "video_id" else shown
+    if r["qa"] is not None and _UNDECODABLE.search(json.dumps(r["qa"], ensure_ascii=False)):
+        r["row_error"] = r["row_error"] or "question record is not valid UTF-8 (undecodable bytes)"
+    r["origin"] = _UNDECODABLE.sub("\ufffd", r["origin"])
+    if isinstance(r["caption"], str):
+        r["caption"] = _UNDECODABLE.sub("\ufffd", r["caption"])
+    return r
+
+
 def _finish_row(r: dict, n: int, fmt: str, cfg: PreprocessConfig) -> dict:
+    r = _undecodable_to_errors(r)
     text = r["caption"] if r["qa"] is None else r["qa"].get("question")
     error = r["row_error"]
     if error is None and text is not None and len(text) > cfg.max_caption_chars:
@@ -105,8 +129,14 @@ def _finish_row(r: dict, n: int, fmt: str, cfg: PreprocessConfig) -> dict:
     # Rows that name no video become one-row samples of their own, so they still reach stats.
     key = sanitise_key(vid) if vid else f"_norow{n:09d}"
     return {"row": n, "origin": r["origin"], "video_id": vid, "want_path": r["want_path"],
-            "caption": r["caption"], "qa": None if r["qa"] is None else json.dumps(r["qa"], ensure_ascii=False),
+            "caption": r["caption"], "qa": _qa_json(r["qa"]),
             "split": r["split"], "row_error": error, "format": fmt, "key": key}
+
+
+def _qa_json(qa: dict | None) -> str | None:
+    """The question record as JSON text; undecodable bytes in it (the question is already
+    checked by the adapter, answers and options are not) are shown as U+FFFD."""
+    return None if qa is None else _UNDECODABLE.sub("\ufffd", json.dumps(qa, ensure_ascii=False))
 
 
 # --------------------------------------------------------------------------- samples

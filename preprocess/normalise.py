@@ -25,6 +25,7 @@ from pathlib import Path
 import av
 
 from preprocess.config import PreprocessConfig
+from preprocess.faults import MachineFault, machine_words
 from preprocess.probe import BadVideo, stderr_tail
 
 
@@ -88,7 +89,13 @@ def transcode_args(src: Path, dst: Path, probe: dict, window: tuple[float, float
 
 def count_output(path: Path) -> dict:
     """Facts of a normalised mp4, read from its index (no decoding)."""
-    with av.open(str(path)) as c:
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError as err:
+        if not path.exists():  # our own file vanished: the machine's doing
+            raise MachineFault(f"the transcode's output {str(path)!r} vanished") from None
+        raise BadVideo(f"truncated or corrupt video: the transcode's output cannot be read ({err})") from None
+    with container as c:
         s = c.streams.video[0]
         return {"num_frames": int(s.frames), "width": s.codec_context.width,
                 "height": s.codec_context.height, "codec": s.codec_context.name,
@@ -102,6 +109,7 @@ def transcode(src: Path, dst: Path, probe: dict, window, cfg: PreprocessConfig) 
         proc = subprocess.run(args, capture_output=True, timeout=cfg.transcode_timeout_s)
     except subprocess.TimeoutExpired:
         raise BadVideo(f"transcode timed out after {cfg.transcode_timeout_s:.0f} s") from None
+    _stop_on_machine_fault(proc, dst)
     tail = stderr_tail(proc.stderr, hide=str(src))
     empty = not dst.exists() or dst.stat().st_size == 0
     if proc.returncode != 0 or empty:
@@ -123,6 +131,24 @@ def transcode(src: Path, dst: Path, probe: dict, window, cfg: PreprocessConfig) 
     return {"fps": cfg.target_fps, "num_frames": facts["num_frames"], "width": facts["width"],
             "height": facts["height"], "duration": round(decoded, 4), "codec": facts["codec"],
             "pix_fmt": facts["pix_fmt"], "keyint": cfg.keyint}
+
+
+def _stop_on_machine_fault(proc: subprocess.CompletedProcess, dst: Path) -> None:
+    """Raise MachineFault when ffmpeg failed because of the machine, not the video.
+
+    ffmpeg exits 255 when a signal stopped it (and the signal's negative when it could not
+    catch it), and it may exit 0 after "Error writing trailer ...: No space left on device",
+    so its stderr is read whatever the exit status.
+    """
+    if proc.returncode < 0 or proc.returncode == 255:
+        sig = -proc.returncode if proc.returncode < 0 else "TERM/INT"
+        raise MachineFault(f"ffmpeg was killed by signal {sig} while writing {str(dst)!r}")
+    words = machine_words(proc.stderr.decode("utf-8", "replace"))
+    if words:
+        raise MachineFault(f"{words}: ffmpeg could not write {str(dst)!r}")
+    if not dst.parent.is_dir():
+        raise MachineFault(f"No such file or directory: the work folder {str(dst.parent)!r} was removed "
+                           "under the running job")
 
 
 def normalise_video(src: Path, probe: dict, out_dir: Path, stem: str, cfg: PreprocessConfig) -> list[dict]:

@@ -8,6 +8,7 @@ file", "truncated or corrupt", "no video stream (audio only)", ...).
 from __future__ import annotations
 
 import functools
+import re
 import subprocess
 from fractions import Fraction
 from pathlib import Path
@@ -16,6 +17,9 @@ import av
 import ffmpeg
 
 from preprocess.config import PreprocessConfig
+
+
+_INVALID_SIZE = re.compile(r"Picture size (\d+)x(\d+) is invalid")
 
 
 class BadVideo(Exception):
@@ -116,6 +120,12 @@ def _facts_ffprobe(path: Path, cfg: PreprocessConfig) -> dict:
         info = ffmpeg.probe(str(path), cmd=cfg.ffprobe)
     except ffmpeg.Error as err:
         detail = stderr_tail(err.stderr, 2, hide=str(path))
+        # FFmpeg refuses to allocate a frame past its size limit before any stream is listed, so
+        # an absurd frame size would otherwise read as "not a video file".
+        size = _INVALID_SIZE.search(err.stderr.decode("utf-8", "replace") if err.stderr else "")
+        if size:
+            raise BadVideo(f"absurd size: {size[1]}x{size[2]} is outside [min_side {cfg.min_side}, max_side "
+                           f"{cfg.max_side}] (FFmpeg cannot even allocate such a frame)") from None
         with open(path, "rb") as f:
             kind = container_signature(f.read(256))
         if kind:

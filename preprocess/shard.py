@@ -7,9 +7,12 @@ mode 0644), so the same input gives byte-identical tars. A shard whose tar would
 ``shard_bytes`` continues in ``shard-<i>-p1.tar``, ``-p2`` ...
 
 A shard is finished when its stats file ``_stats/shard-<i>.parquet`` exists. Every file is
-written under a hidden temporary name and renamed when whole, stats last, so a run killed at
-any moment leaves no half-written visible file, and a rerun redoes exactly the unfinished
-shards (it recreates the same bytes).
+written under a hidden temporary name unique to its process and renamed when whole, stats
+last, so a run killed at any moment leaves no half-written visible file, and a rerun redoes
+exactly the unfinished shards (it recreates the same bytes). An error of the machine (an
+OSError, a killed ffmpeg: :mod:`preprocess.faults`) raises before the stats are written, so it
+never turns into failed rows. A shard is cleared and written only under its lock
+(:mod:`preprocess.lock`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from preprocess.config import PreprocessConfig
+from preprocess.faults import MachineFault, describe
 from preprocess.normalise import cached_normalise
 from preprocess.probe import BadVideo, probe_source
 from preprocess.sources import local_copy
@@ -72,10 +76,19 @@ def process_sample(sample: dict, work_dir: str, cfg: PreprocessConfig) -> dict:
             result["outputs"] = cached_normalise(src, result["probe"], Path(work_dir), sample["key"], cfg)
     except BadVideo as err:
         result["error"] = str(err)
+    except MachineFault as err:
+        raise MachineFault(_stopped(err, sample, work_dir)) from None
+    except (OSError, MemoryError) as err:  # the machine's fault (preprocess.faults): retry, never record
+        raise MachineFault(_stopped(describe(err), sample, work_dir)) from None
     except Exception as err:  # noqa: BLE001 - one odd file must not stop the run
         last = traceback.extract_tb(err.__traceback__)[-1]
         result["error"] = f"internal error ({type(err).__name__}: {err} at {Path(last.filename).name}:{last.lineno})"
     return result
+
+
+def _stopped(cause, sample: dict, work_dir: str) -> str:
+    return (f"{cause} (while processing {sample['source']!r}); {Path(work_dir).name} is left unfinished "
+            "and no video was marked failed: fix this and rerun the same command")
 
 
 def sample_json(sample: dict, result: dict, output: dict) -> dict:
@@ -131,8 +144,22 @@ def clear_unfinished(out: Path, shard_id: int) -> None:
 
 
 def write_shard(out: Path, shard_id: int, samples: list[dict], results: list[dict], cfg: PreprocessConfig) -> dict:
-    """Write shard ``shard_id``'s tar(s) and stats from its samples' results; return counts."""
+    """Write shard ``shard_id``'s tar(s) and stats from its samples' results; return counts.
+
+    An OSError here (a full or vanished output, a transcode removed under us) is the machine's
+    fault: no stats are written, so the shard stays unfinished and the rerun redoes it.
+    """
     out = Path(out)
+    try:
+        counts = _write_shard(out, shard_id, samples, results, cfg)
+    except (OSError, MemoryError) as err:
+        raise MachineFault(f"{describe(err)} (while writing {shard_name(shard_id)} in {str(out)!r}); the "
+                           "shard is left unfinished: fix this and rerun the same command") from None
+    shutil.rmtree(out / WORK_DIR / shard_name(shard_id), ignore_errors=True)
+    return counts
+
+
+def _write_shard(out: Path, shard_id: int, samples: list[dict], results: list[dict], cfg: PreprocessConfig) -> dict:
     members: list[tuple[str, list[tuple[str, bytes | str]], int]] = []  # (key, members, bytes)
     for sample, result in zip(samples, results):
         for o in result["outputs"] if not result["error"] else []:
@@ -152,27 +179,43 @@ def write_shard(out: Path, shard_id: int, samples: list[dict], results: list[dic
         size += nbytes + 1024 * len(files)  # tar headers and padding
     part_of = {key: shard_name(shard_id, p) + ".tar" for p, part in enumerate(parts) for key, _ in part}
 
-    written = []
-    for p, part in enumerate(parts):
-        if not part:  # a shard whose samples all failed has no tar, only its stats
-            continue
-        final = out / f"{shard_name(shard_id, p)}.tar"
-        tmp = out / f".{shard_name(shard_id, p)}.tar.tmp"
-        _write_tar(tmp, [m for _, files in part for m in files])
-        written.append((tmp, final))
-    for tmp, final in written:
-        os.replace(tmp, final)
-
-    table = pa.Table.from_pylist(_stats_rows(samples, results, part_of), STATS_SCHEMA)
-    final_stats = stats_path(out, shard_id)
-    final_stats.parent.mkdir(parents=True, exist_ok=True)
-    tmp_stats = final_stats.parent / f".{final_stats.name}.tmp"
-    pq.write_table(table, tmp_stats)
-    os.replace(tmp_stats, final_stats)
-    shutil.rmtree(out / WORK_DIR / shard_name(shard_id), ignore_errors=True)
+    written = _write_files(out, shard_id, parts, _stats_rows(samples, results, part_of))
     ok = sum(1 for r in results if not r["error"])
     return {"shard": shard_id, "samples": len(samples), "ok": ok, "failed": len(samples) - ok,
-            "outputs": len(members), "parts": len(written)}
+            "outputs": len(members), "parts": written}
+
+
+def temp_name(final: Path) -> Path:
+    """A hidden name next to ``final``, unique to this process (two writers never share one)."""
+    return final.parent / f".{final.name}.{os.getpid()}.tmp"
+
+
+def _write_files(out: Path, shard_id: int, parts: list[list], stats_rows: list[dict]) -> int:
+    """Tars under temporary names, renamed when all are whole; then the stats, the shard's
+    "finished" mark. On failure the temporary files are removed (a full disk gets its space back)."""
+    written, temps = [], []
+    try:
+        for p, part in enumerate(parts):
+            if not part:  # a shard whose samples all failed has no tar, only its stats
+                continue
+            final = out / f"{shard_name(shard_id, p)}.tar"
+            temps.append(temp_name(final))
+            _write_tar(temps[-1], [m for _, files in part for m in files])
+            written.append((temps[-1], final))
+        for tmp, final in written:
+            os.replace(tmp, final)
+        final_stats = stats_path(out, shard_id)
+        final_stats.parent.mkdir(parents=True, exist_ok=True)
+        temps.append(temp_name(final_stats))
+        pq.write_table(pa.Table.from_pylist(stats_rows, STATS_SCHEMA), temps[-1])
+        os.replace(temps[-1], final_stats)
+    finally:
+        for tmp in temps:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+    return len(written)
 
 
 def _stats_rows(samples: list[dict], results: list[dict], part_of: dict[str, str]) -> list[dict]:

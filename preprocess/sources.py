@@ -2,8 +2,9 @@
 
 :func:`index_videos` lists every candidate file once (relative path, stem, size, and for a tar
 the byte offset of the member's data), so ingest can join annotations with files by path or
-stem. :func:`local_copy` gives a worker a real file to hand to ffmpeg: the file itself, or the
-tar member's bytes copied to a temporary file (read by offset, without re-scanning the tar).
+stem. :func:`local_copy` gives a worker a real file to hand to ffmpeg: the file itself (refused
+if it resolves outside the folder), or the tar member's bytes copied to a temporary file (read
+by offset, without re-scanning the tar).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+
+from preprocess.probe import BadVideo
 
 # Files that are plainly not videos are not candidates when a stem has several files.
 _NOT_VIDEO = {".json", ".txt", ".csv", ".tsv", ".jsonl", ".parquet", ".md", ".srt", ".vtt"}
@@ -51,9 +54,18 @@ def index_videos(videos: Path) -> pd.DataFrame:
 
 @contextmanager
 def local_copy(container: str, relpath: str, offset: int, size: int, tmp_dir: str | None = None) -> Iterator[Path]:
-    """A path ffmpeg can open: the folder's file, or the tar member copied to a temp file."""
+    """A path ffmpeg can open: the folder's file, or the tar member copied to a temp file.
+
+    A folder's file must resolve inside the folder: a link out of it (to another user's data,
+    to /etc ...) is refused as :class:`BadVideo`, checked here so a link changed after ingest
+    is caught too.
+    """
     if offset < 0:
-        yield Path(container) / relpath
+        path = Path(container) / relpath
+        real, root = os.path.realpath(path), os.path.realpath(container)
+        if os.path.commonpath([real, root]) != root:
+            raise BadVideo(f"outside the videos folder: {relpath} is a link to a file outside --videos; refused")
+        yield path
         return
     suffix = Path(relpath).suffix
     fd, tmp = tempfile.mkstemp(suffix=suffix, prefix="src-", dir=tmp_dir)

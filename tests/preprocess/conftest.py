@@ -126,3 +126,13 @@ def media(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture()
+def tmpfs(tmp_path):
+    """Mount tiny tmpfs disks under tmp_path (unmounted after the test)."""
+    from tests.preprocess.helpers import Tmpfs
+
+    disks = Tmpfs(tmp_path)
+    yield disks
+    disks.unmount_all()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tarfile
 from fractions import Fraction
 from pathlib import Path
@@ -13,24 +11,9 @@ import av
 import pyarrow.parquet as pq
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.preprocess.helpers import params_file, run_cli
 
 LONG_CAPTION = "word " * 700  # 3500 characters > max_caption_chars 2000
-
-
-def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "preprocess", *args, "--no-progress"], cwd=REPO,
-                          capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"preprocess failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def params_file(folder: Path, **settings) -> Path:
-    path = folder / "params.yaml"
-    lines = ["preprocess:"] + [f"  {k}: {json.dumps(v)}" for k, v in settings.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def write_webvid(path: Path, rows: list[tuple[str, bytes]]) -> None:
