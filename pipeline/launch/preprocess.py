@@ -22,6 +22,7 @@ import json
 import sys
 from pathlib import Path
 
+from pipeline import cli
 from pipeline.config import ConfigError, load_params, section
 from pipeline.launch.config import LaunchConfig
 
@@ -52,7 +53,7 @@ def launch_config(params: str | None, overrides: list[str], mode: str | None) ->
 
 def main(argv: list[str] | None = None) -> int:
     from preprocess import __main__ as prep_cli
-    from preprocess.api import finalize, plan_shards, process_shards
+    from preprocess.faults import StopRun
 
     argv = sys.argv[1:] if argv is None else list(argv)
     ours = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
@@ -81,6 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    try:
+        return _shard_on_cluster(args, cfg, cfg_launch)
+    except StopRun as err:  # a full disk, a second job on the folder: one line, rerun to finish
+        return cli.fail(err, code=1)
+
+
+def _shard_on_cluster(args, cfg, cfg_launch: LaunchConfig) -> int:
+    from preprocess.api import finalize, plan_shards, process_shards
+
     out = Path(args.out).resolve()
     manifest = Path(args.manifest).resolve() if args.manifest else out / "manifest.parquet"
     ids = plan_shards(out, cfg, manifest=manifest)
