@@ -27,9 +27,9 @@ import sys
 from pathlib import Path
 import torch
 
-from eval.checkpoints import fingerprint, load_weights_into, loader_config_of, model_config_of, resolve_checkpoint
 from eval.config import TASKS, FinetuneConfig
 from pipeline.config import ConfigError, load_params, section, to_dict
+from train.checkpoint import fingerprint, load_weights, loader_config_of, model_config_of, resolve_checkpoint
 
 LOADER_TEXT = {"retrieval": "caption", "qa": "question", "mc": "question"}
 
@@ -106,7 +106,7 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
 
     # --- finished already? unfinished: resume
     resume_from = None
-    if (out / "state.json").exists() and not fresh:
+    if not fresh and ckpt.find_checkpoint(out) is not None:  # the rule pre-training resumes by
         state = ckpt.read_state(out)
         if state.get("finished"):
             print(f"{out}: fine-tuning already finished at step {state.get('step')}; pass --fresh to redo it")
@@ -117,7 +117,7 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
     model_cfg = finetune_model_config(model_config_of(init_state), task, task_cfg)
     model = SMAUG(model_cfg)
     # heads of objectives switched off for fine-tuning may be in the file: ignore them
-    load_weights_into(model, init, allow_unexpected=True)
+    load_weights(model, init, allow_unexpected=True)
     loader_cfg = loader_config_of(init_state, params, num_frames=cfg.num_frames, batch_size=task_cfg.batch_size)
     tokenizer = load_tokenizer(model_cfg.text.path)
 
@@ -186,19 +186,15 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params, overrides=preset_overrides(args.preset) + args.overrides)
         recipe = args.recipe or section(params, FinetuneConfig, "finetune").recipes[0]
         summary = run_finetune(params, args.task, recipe, init=args.init, out=args.out, fresh=args.fresh)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, FileNotFoundError, ValueError) as err:  # CheckpointError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except Exception as err:  # CheckpointError, TrainingInterrupted carry their own exit meaning
-        from train.checkpoint import CheckpointError
+    except Exception as err:  # TrainingInterrupted carries its own exit meaning
         from train.trainer import EXIT_INTERRUPTED, TrainingInterrupted
 
         if isinstance(err, TrainingInterrupted):
             print(f"interrupted: {err}", file=sys.stderr)
             return EXIT_INTERRUPTED
-        if isinstance(err, CheckpointError):
-            print(f"error: {err}", file=sys.stderr)
-            return 2
         raise
     print(json.dumps(summary, indent=2))
     return 0
