@@ -19,8 +19,10 @@ from the two finished runs' metrics files. The DVC stage ``pretrain-equal-time``
 the paper's claim (``results/tables/claim.md``).
 
 Exit codes (:func:`main` returns them; SLURM / submitit wrappers read them):
-0 finished; 75 (``EXIT_INTERRUPTED``) stopped by SIGTERM/SIGUSR1 after writing a checkpoint,
-so requeue and rerun the same command to continue; any exception (a bad config value, a
+0 finished; 75 (``EXIT_INTERRUPTED``) stopped by SIGTERM/SIGUSR1/SIGUSR2 (at any moment, loader
+workers included: :mod:`train.signals`) after writing a checkpoint, or before the first step
+with nothing to save, so requeue and rerun the same command to continue; 2 a checkpoint that
+cannot be loaded (``error: <path>: why``); any other exception (a bad config value, a
 non-finite loss naming its step and batch keys) propagates.
 
 Data-parallel: run under ``torchrun`` or submitit (``TorchDistributedEnvironment().export()``);
@@ -29,6 +31,11 @@ global batch is ``batch_size * accum * WORLD_SIZE``.
 """
 
 from __future__ import annotations
+
+if __name__ == "__main__":  # the command line: own the stop signals before the slow imports
+    from train.signals import STOP
+
+    STOP.install()
 
 import argparse
 import json
@@ -43,9 +50,9 @@ import torch
 
 from pipeline.config import ConfigError, deep_merge, load_params, load_yaml, recipe_path, section, to_dict
 from train import cost
-from train.checkpoint import read_state
+from train.checkpoint import find_checkpoint, read_state, repair
 from train.config import PretrainConfig
-from train.distributed import DistInfo, init_distributed, shutdown
+from train.distributed import DistInfo, barrier, init_distributed, shutdown
 from train.trainer import EXIT_INTERRUPTED, Trainer, TrainingInterrupted, default_loss
 
 log = logging.getLogger("train.pretrain")
@@ -229,9 +236,11 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
                   "model_config": to_dict(run["model"]), "loader_config": to_dict(run["loader"])}
 
     live = None
-    resume_from = None
-    if not args.fresh and (run_dir / "optim.pt").is_file():
-        resume_from = run_dir
+    if dist.is_main:  # what an interrupted checkpoint write left: restored or removed
+        for what in repair(run_dir):
+            log.warning("%s", what)
+    barrier(dist)
+    resume_from = None if args.fresh else find_checkpoint(run_dir, repair_first=False)
     if dist.is_main:
         from dvclive import Live
 
@@ -382,15 +391,23 @@ def plot_only(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point for the command line and for submitit jobs (``main(argv)``): see module doc."""
+    from train.checkpoint import CheckpointError
+    from train.signals import STOP
+
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.plot_only:
-        return plot_only(args)
-    dist = init_distributed(args.device)
     try:
-        return train(args, dist)
-    finally:
-        shutdown(dist)
+        if args.plot_only:
+            return plot_only(args)
+        with STOP:  # before any loader worker exists: see train.signals
+            dist = init_distributed(args.device)
+            try:
+                return train(args, dist)
+            finally:
+                shutdown(dist)
+    except CheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
