@@ -9,7 +9,8 @@ at ``pretrain.shards`` and writes:
   (``--fresh`` starts over);
 * ``<results_dir>/dvclive/pretrain-<recipe>/`` DVCLive metrics and loss curves
   (``dvc metrics show`` / ``dvc plots show``);
-* ``<results_dir>/metrics/pretrain-<recipe>.json`` the cost accounting (:mod:`train.cost`).
+* ``<results_dir>/metrics/pretrain-<recipe>.json`` the cost accounting (:mod:`train.cost`) and
+  the loader's skipped (corrupt) samples: ``skipped_samples`` and the first ``skipped_keys``.
 
 ``--run-name NAME`` puts all three under NAME instead of the recipe (several runs of one recipe).
 ``--equal-time JSON [JSON]`` trains for the wall time the candidate (smaug) needs for
@@ -52,7 +53,7 @@ from pipeline.config import ConfigError, deep_merge, load_params, load_yaml, rec
 from train import cost
 from train.checkpoint import find_checkpoint, read_state, repair
 from train.config import PretrainConfig
-from train.distributed import DistInfo, barrier, init_distributed, shutdown
+from train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
 from train.trainer import EXIT_INTERRUPTED, Trainer, TrainingInterrupted, default_loss
 
 log = logging.getLogger("train.pretrain")
@@ -173,30 +174,49 @@ def preset_configs(run: dict[str, Any], params_path: str | None, overrides: list
 # --------------------------------------------------------------------------- data
 
 
+SKIPPED_KEYS_KEPT = 50  # how many skipped samples the metrics file names
+
+
 class BatchStream:
     """Endless training batches, epoch after epoch, that can start mid-epoch.
 
     The loader is deterministic given (seed, epoch), so the position ``(epoch, batch)`` is all
-    a checkpoint needs to resume the same stream; the batches before it are skipped.
+    a checkpoint needs to resume the same stream; the batches before it are skipped. The
+    samples the loader skipped as corrupt are counted with the batches they came with, so a
+    resumed run counts each once (``skipped``, and the first ``skipped_keys`` as [key, reason]).
     """
 
-    def __init__(self, loader, *, epoch: int = 0, batch: int = 0) -> None:
+    def __init__(self, loader, *, epoch: int = 0, batch: int = 0, skipped: int = 0,
+                 skipped_keys: list | None = None) -> None:
         self.loader = loader
         self.epoch, self.batch = epoch, batch
+        self.skipped, self.skipped_keys = skipped, [list(k) for k in skipped_keys or []]
 
-    def state(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "batch": self.batch}
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "batch": self.batch, "skipped": self.skipped,
+                "skipped_keys": [list(k) for k in self.skipped_keys]}
+
+    def _count_skips(self, counted: int) -> int:
+        """Add the loader's skips since ``counted`` (its per-epoch list); returns the new mark."""
+        new = self.loader.stats["skipped_keys"][counted:]
+        self.skipped += len(new)
+        room = SKIPPED_KEYS_KEPT - len(self.skipped_keys)
+        self.skipped_keys += [[str(k), str(r)] for k, r in new[:max(room, 0)]]
+        return counted + len(new)
 
     def __iter__(self) -> Iterator[dict]:
         while True:
             self.loader.set_epoch(self.epoch)
-            skip, seen = self.batch, 0
+            skip, seen, counted = self.batch, 0, 0
             for b in self.loader:
                 seen += 1
-                if seen <= skip:
+                if seen <= skip:  # consumed before the resume: its skips were counted then
+                    counted = len(self.loader.stats["skipped_keys"])
                     continue
+                counted = self._count_skips(counted)
                 self.batch += 1
                 yield b
+            self._count_skips(counted)
             if seen == 0:
                 raise RuntimeError(f"epoch {self.epoch} of the training shards yielded no batch; "
                                    "are the shards empty or all samples broken?")
@@ -291,6 +311,8 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
         return EXIT_INTERRUPTED
     trainer.save(finished=True, metrics={"final_loss": result.final_loss})
 
+    skipped = int(all_reduce_sum(torch.tensor([stream.skipped], dtype=torch.float64, device=dist.device),
+                                 dist)[0])  # every rank's loader skips its own samples
     # Every rank counts (the model's VTC gathers across ranks, so all must run the step).
     paper_model, paper_loader = preset_configs(run, args.params, args.overrides)
     paper_flops = cost.preset_flops_per_clip(paper_model, paper_loader.frames_per_clip,
@@ -299,11 +321,13 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
     if dist.is_main:
         summary = cost_summary(run, result, flops_per_clip, paper_flops, dist, t_main)
         summary["run_name"] = name
+        summary["skipped_samples"] = skipped
+        summary["skipped_keys"] = stream.skipped_keys
         if equal_time is not None:
             summary["equal_time"] = equal_time
         cost.write_json(results / "metrics" / f"pretrain-{name}.json", summary)
         for key in ("clips_per_s", "data_wait_frac", "final_loss", "flops_per_clip",
-                    "projected_gpu_hours"):
+                    "projected_gpu_hours", "skipped_samples"):
             live.summary[key] = summary[key]
         live.step = trainer.step  # next_step() has moved one past the last logged row
         live.make_summary()
