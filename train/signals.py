@@ -12,8 +12,9 @@ would die and take the run with it before any checkpoint. So:
   (:func:`ignore_stop_signals`, their ``worker_init_fn``): there is no moment a worker can be
   killed by them. The main process decides, and shuts the workers down itself.
 
-A Python handler already installed for one of these signals is left in place: it belongs to a
-launcher (``pipeline.launch.distributed`` forwards submitit's USR2 to the trainer's SIGUSR1).
+A Python handler already installed for one of these signals belongs to a launcher and is
+called after the request is recorded (``pipeline.launch.distributed`` notes submitit's USR2 for
+its requeue and forwards it to our SIGUSR1; submitit's own SIGTERM handler only logs).
 
 No torch import here: the launchers import this module before (or without) the trainer.
 """
@@ -38,19 +39,21 @@ class StopRequest:
         self._depth = 0
         self._previous: dict[int, Any] = {}
 
-    def _handle(self, signum, frame) -> None:  # noqa: ARG002
-        self.signum = signum
+    def _handle(self, signum, frame) -> None:
+        if self.signum is None:  # the first one names the stop
+            self.signum = signum
+        previous = self._previous.get(signum)
+        if callable(previous):  # a launcher's handler
+            previous(signum, frame)
 
     def install(self) -> None:
         """Record stop signals from now on (idempotent; no-op outside the main thread)."""
         try:
             for s in STOP_SIGNALS:
-                current = signal.getsignal(s)
-                if s in self._previous or (callable(current) and current != self._handle):
-                    continue  # ours already, or a launcher's own handler
-                self._previous[s] = signal.signal(s, self._handle)
+                if s not in self._previous:
+                    self._previous[s] = signal.signal(s, self._handle)
         except ValueError:  # not the main thread: no handler, no stop
-            self._previous.clear()
+            self.restore()
 
     def restore(self) -> None:
         for s, handler in self._previous.items():

@@ -203,3 +203,23 @@ def test_group_usr2_during_a_checkpoint_write_ends_in_that_checkpoint(tmp_path, 
     assert state["step"] == 4 and state["finished"] is False
     assert leftovers(tmp_path / "models") == []
     assert [s for s, _ in loss_rows(tmp_path / "results")] == [1, 2, 3, 4]
+
+
+def test_a_launchers_handler_still_runs_and_is_given_back():
+    """pipeline.launch.distributed handles submitit's USR2 (notes the requeue, forwards it to the
+    trainer): the trainer records the stop and calls the launcher's handler too."""
+    from train.signals import STOP
+
+    seen = []
+
+    def launcher(signum, frame):
+        seen.append(signum)
+
+    previous = signal.signal(signal.SIGUSR2, launcher)
+    try:
+        with STOP:
+            os.kill(os.getpid(), signal.SIGUSR2)
+            assert STOP.signum == signal.SIGUSR2 and seen == [signal.SIGUSR2]
+        assert signal.getsignal(signal.SIGUSR2) is launcher
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
