@@ -31,12 +31,13 @@ from typing import Any
 
 import torch
 
-from eval.checkpoints import fingerprint, load_task_model, loader_config_of, model_config_of, resolve_checkpoint
 from eval.config import EvalConfig
-from train.config import FinetuneConfig
 from eval.shuffle import shuffle_drop
 from pipeline import cli
 from pipeline.config import ConfigError, load_params, section, to_dict
+from train.checkpoint import fingerprint, loader_config_of, model_config_of, resolve_checkpoint
+from train.config import FinetuneConfig
+from train.tasks import load_task_model
 
 LOADER_TEXT = {"retrieval": "caption", "qa": "question", "mc": "question"}
 
@@ -272,12 +273,6 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(err, ConfigError):
             raise
         return cli.fail(err)
-    except Exception as err:
-        from train.checkpoint import CheckpointError
-
-        if isinstance(err, CheckpointError):
-            return cli.fail(err)
-        raise
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Subpackages: ``train.data`` (the loader) and ``train.model`` (the SMAUG model). Modules here,
 one concern each: ``config`` (the ``pretrain:``, ``finetune:`` and ``cost:`` sections),
-``schedule`` (warm-up + cosine), ``distributed`` (DDP from RANK/WORLD_SIZE/...), ``checkpoint``
+``schedule`` (warm-up + cosine), ``distributed`` (DDP from RANK/WORLD_SIZE/...), ``signals``
+(stop signals from the first instant, exit 75), ``checkpoint``
 (atomic safetensors + weights_only checkpoints, loading), ``trainer`` (the loop), ``run`` (what
 both programs share around the loop: the run folder and its identity, resume, the endless batch
 stream), ``tasks`` (fine-tuning heads: QA classifier, multiple choice), ``cost`` (FLOPs, memory,

@@ -1,4 +1,4 @@
-"""Atomic, safely loadable checkpoints.
+"""Checkpoints: written atomically, found by one rule, loaded safely, errors naming the file.
 
 A checkpoint is one folder (design.md):
 
@@ -7,20 +7,30 @@ A checkpoint is one folder (design.md):
                         so it loads with ``torch.load(weights_only=True)``
     state.json          step, recipe, the full params the run used, and the model config
 
-It is written into a temporary sibling folder and renamed into place, so a crash or a
-pre-emption mid-write leaves the previous checkpoint intact, never a half-written one.
+Writing (:func:`save_checkpoint`): the new folder is written as ``.NAME.tmp-PID`` (state.json
+last), the old one renamed to ``.NAME.old-PID``, the new one renamed in, the old one removed.
+A kill at any point leaves a complete checkpoint under one of those names; :func:`repair`, run
+by the writer before it starts, puts the newest complete one back under the real name and
+removes the rest. :func:`is_complete` is the one rule for "there is a checkpoint here", used by
+pre-training and fine-tuning resume and by evaluation.
 
-For evaluation and fine-tuning, :func:`load_model` rebuilds the SMAUG model from a checkpoint
-folder alone.
+Reading: :func:`resume` (training state), :func:`load_model` (the SMAUG model of a folder),
+:func:`resolve_checkpoint` / :func:`fingerprint` / :func:`loader_config_of` (evaluation and
+fine-tuning; :func:`train.tasks.load_task_model` rebuilds fine-tuned task modules). Every failure
+is a :class:`CheckpointError` naming the file and saying why.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import pickle
 import random
+import re
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -28,14 +38,16 @@ from typing import Any
 import numpy as np
 import safetensors.torch
 import torch
+from safetensors import SafetensorError
 
 MODEL_FILE = "model.safetensors"
 OPTIM_FILE = "optim.pt"
 STATE_FILE = "state.json"
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint folder is missing, incomplete or unsafe to load."""
+class CheckpointError(ValueError):
+    """A checkpoint folder is missing, incomplete, corrupt or unsafe to load; the message
+    names the path. Programs print it as ``error: ...`` and exit 2."""
 
 
 # --------------------------------------------------------------------------- RNG state
@@ -80,6 +92,21 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
             return model
 
 
+def _test_hook(point: str, folder: Path) -> None:
+    """Tests interrupt a rewrite (a previous checkpoint exists) at a named point of the swap:
+    ``SMAUG_CKPT_HOOK=<point>:kill`` (SIGKILL) or ``<point>:pause`` (touch
+    ``<parent>/<point>.paused``, sleep 5 s). Points: ``partial`` (only model.safetensors of the
+    new one written), ``written`` (new one complete), ``aside`` (old one moved aside),
+    ``swapped`` (new one in place, old one not yet removed)."""
+    want = os.environ.get("SMAUG_CKPT_HOOK", "")
+    if not want.startswith(point + ":"):
+        return
+    if want.endswith(":kill"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    (folder.parent / f"{point}.paused").touch()
+    time.sleep(5)
+
+
 def save_checkpoint(
     folder: str | Path,
     model: torch.nn.Module,
@@ -90,19 +117,22 @@ def save_checkpoint(
     state: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint folder atomically; returns its path.
+    """Write a checkpoint folder atomically (see the module docstring); returns its path.
 
     ``state`` goes into state.json (JSON-able: recipe, params, model config, metrics);
     ``extra`` goes into optim.pt (tensors and plain containers only, e.g. the data position).
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    rewrite = folder.exists()
+    hook = (lambda point: _test_hook(point, folder)) if rewrite else (lambda point: None)
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
     # save_model handles tied weights (e.g. an MLM head sharing the word embeddings).
     safetensors.torch.save_model(unwrap(model), str(tmp / MODEL_FILE))
+    hook("partial")
     optim_state = {
         "step": int(step),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
@@ -112,15 +142,104 @@ def save_checkpoint(
     }
     torch.save(optim_state, tmp / OPTIM_FILE)
     meta = {"step": int(step), "time": time.time(), **(state or {})}
-    (tmp / STATE_FILE).write_text(json.dumps(meta, indent=2, default=str))
+    (tmp / STATE_FILE).write_text(json.dumps(meta, indent=2, default=str))  # last: complete
+    hook("written")
     # Swap in: the old folder is moved aside first so there is always one complete copy.
     old = folder.parent / f".{folder.name}.old-{os.getpid()}"
+    if old.exists():
+        shutil.rmtree(old)
     if folder.exists():
         folder.rename(old)
+        hook("aside")
     tmp.rename(folder)
+    hook("swapped")
     if old.exists():
         shutil.rmtree(old)
     return folder
+
+
+# --------------------------------------------------------------------------- finding
+
+
+def is_complete(folder: str | Path) -> bool:
+    """The one rule for "a checkpoint is here": all three files, state.json (written last)
+    readable. A complete folder can still be corrupt; loading says so with the path."""
+    folder = Path(folder)
+    if not all((folder / name).is_file() for name in (MODEL_FILE, OPTIM_FILE, STATE_FILE)):
+        return False
+    try:
+        return isinstance(json.loads((folder / STATE_FILE).read_text()), dict)
+    except (OSError, ValueError):
+        return False
+
+
+def leftovers(folder: str | Path) -> list[Path]:
+    """What interrupted writes of ``folder`` left beside it (``.NAME.tmp-PID``, ``.NAME.old-PID``)."""
+    folder = Path(folder)
+    if not folder.parent.is_dir():
+        return []
+    pattern = re.compile(rf"\.{re.escape(folder.name)}\.(tmp|old)-\d+")
+    return sorted(p for p in folder.parent.iterdir() if pattern.fullmatch(p.name) and p.is_dir())
+
+
+def _written_at(folder: Path) -> float:
+    try:
+        return float(json.loads((folder / STATE_FILE).read_text())["time"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return (folder / STATE_FILE).stat().st_mtime
+
+
+def repair(folder: str | Path) -> list[str]:
+    """Undo what an interrupted :func:`save_checkpoint` left; returns what was done (for the log).
+
+    The newest complete one of ``folder`` and its leftovers ends up as ``folder``; the other
+    leftovers (older or incomplete copies) are removed. Each rename keeps a complete newest
+    copy, so a kill during the repair is repaired by the next one. Only the process that writes
+    ``folder`` may call this, before it writes (a live writer's temporary folder would go too).
+    """
+    folder = Path(folder)
+    found = leftovers(folder)
+    if not found:
+        return []
+    done = []
+    complete = [p for p in (folder, *found) if is_complete(p)]
+    best = max(complete, key=_written_at, default=None)  # a tie keeps the real folder
+    if best is not None and best != folder:
+        if folder.exists():
+            n = os.getpid()
+            while (aside := folder.parent / f".{folder.name}.old-{n}").exists():
+                n += 1
+            folder.rename(aside)
+            found.append(aside)
+        best.rename(folder)
+        done.append(f"restored {folder} from {best.name} (an interrupted checkpoint write)")
+    for p in found:
+        if p != best and p.exists():
+            shutil.rmtree(p)
+            done.append(f"removed {p} (left by an interrupted checkpoint write)")
+    return done
+
+
+def find_checkpoint(folder: str | Path, *, repair_first: bool = True) -> Path | None:
+    """``folder`` if a checkpoint is there (after :func:`repair`), else None."""
+    if repair_first:
+        repair(folder)
+    return Path(folder) if is_complete(folder) else None
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The checkpoint folder at ``path``, or its ``final`` / ``last`` sub-folder (read only:
+    nothing is repaired). Missing checkpoints get a message saying what is expected where."""
+    path = Path(path)
+    for candidate in (path, path / "final", path / "last"):
+        if is_complete(candidate):
+            return candidate
+    why = f"{path}: no checkpoint here (expected {path}/{MODEL_FILE} with {STATE_FILE} and {OPTIM_FILE}, " \
+          "as written by `python -m train.pretrain` or `python -m train.finetune`)"
+    if leftovers(path):
+        why += (f"; an interrupted write left {', '.join(p.name for p in leftovers(path))}: rerun the "
+                "training command to recover it")
+    raise CheckpointError(why)
 
 
 # --------------------------------------------------------------------------- reading
@@ -131,12 +250,6 @@ def _require(folder: Path, name: str) -> Path:
     if not path.is_file():
         raise CheckpointError(f"{folder}: checkpoint is missing {name}")
     return path
-
-
-def exists(folder: str | Path) -> bool:
-    """The one rule for "there is a checkpoint here": its three files are in place."""
-    folder = Path(folder)
-    return all((folder / name).is_file() for name in (MODEL_FILE, OPTIM_FILE, STATE_FILE))
 
 
 def read_state(folder: str | Path) -> dict[str, Any]:
@@ -156,16 +269,40 @@ def load_training_state(folder: str | Path, map_location: str | torch.device = "
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        names = ", ".join(sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(err)))))
         raise CheckpointError(
-            f"{path}: refused to load, it holds objects other than tensors and plain "
-            f"containers (weights_only=True): {str(err).splitlines()[0]}"
+            f"{path}: not loaded, for safety: it contains pickled objects that are not plain tensors "
+            f"or containers{f' ({names})' if names else ''}, and unpickling them could run code. "
+            "This project never writes such a file; it was changed or comes from elsewhere"
         ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(f"{path}: unreadable (truncated or corrupt?): {str(err).splitlines()[0]}") from None
 
 
-def load_weights(model: torch.nn.Module, folder: str | Path, *, strict: bool = True) -> None:
+def _size_mismatches(err: RuntimeError) -> list[str]:
+    return [line.strip().rstrip(".") for line in str(err).splitlines() if "size mismatch" in line]
+
+
+def load_weights(model: torch.nn.Module, folder: str | Path, *, allow_unexpected: bool = False) -> None:
+    """safetensors weights into ``model``; every parameter of the model must be covered.
+
+    ``allow_unexpected``: the file may hold more (heads of objectives that fine-tuning
+    switches off), which are ignored.
+    """
     path = _require(Path(folder), MODEL_FILE)
-    missing, unexpected = safetensors.torch.load_model(unwrap(model), str(path), strict=False)
-    if strict and (missing or unexpected):
+    try:
+        missing, unexpected = safetensors.torch.load_model(unwrap(model), str(path), strict=False)
+    except SafetensorError as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {err}") from None
+    except RuntimeError as err:
+        wrong = _size_mismatches(err)
+        if not wrong:
+            raise
+        raise CheckpointError(
+            f"{path}: {len(wrong)} weight(s) have another shape than the model's; was it written with "
+            f"another model config (see {STATE_FILE} model_config)? {'; '.join(wrong[:3])}"
+        ) from None
+    if missing or (unexpected and not allow_unexpected):
         raise CheckpointError(
             f"{path}: weights do not match the model (missing {sorted(missing)[:5]}, "
             f"unexpected {sorted(unexpected)[:5]})"
@@ -197,21 +334,60 @@ def resume(
     return training
 
 
+def model_config_of(state: dict):
+    """The :class:`~train.model.ModelConfig` a checkpoint's state.json records."""
+    from pipeline.config import build
+    from train.model import ModelConfig
+
+    if "model_config" not in state:
+        raise CheckpointError("state.json has no model_config; not a SMAUG checkpoint")
+    return build(ModelConfig, state["model_config"], "model")
+
+
+def loader_config_of(state: dict, params: dict, *, num_frames: int | None, batch_size: int):
+    """The loader settings the checkpoint was trained with (image size, normalisation,
+    text length), with this run's frame count and batch size."""
+    from pipeline.config import section
+    from train.data import LoaderConfig
+
+    source = state.get("params") if isinstance(state.get("params"), dict) else params
+    cfg = section(source, LoaderConfig, "loader")
+    changes: dict[str, Any] = {"batch_size": batch_size}
+    if num_frames is not None:
+        changes["num_frames"] = num_frames
+    return dataclasses.replace(cfg, **changes)
+
+
 def load_model(folder: str | Path, map_location: str | torch.device = "cpu"):
     """Rebuild the SMAUG model of a checkpoint folder: ``(model, state)``.
 
     ``state`` is state.json (step, recipe, ``params`` the run used, ``model_config``). The
     model is in eval mode on ``map_location``; weights come from safetensors only.
     """
-    from pipeline.config import build
-    from train.model import SMAUG, ModelConfig
+    from train.model import SMAUG
 
     state = read_state(folder)
-    if "model_config" not in state:
-        raise CheckpointError(f"{folder}: state.json has no model_config; not a SMAUG checkpoint")
-    cfg = build(ModelConfig, state["model_config"], "model")
+    try:
+        cfg = model_config_of(state)
+    except CheckpointError:
+        raise CheckpointError(f"{folder}: state.json has no model_config; not a SMAUG checkpoint") from None
     model = SMAUG(cfg)
     load_weights(model, folder)
     model.to(map_location).eval()
     return model, state
 
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fingerprint(folder: str | Path) -> dict[str, Any]:
+    """Path and sha256 of model.safetensors, plus the step and recipe from state.json."""
+    folder = resolve_checkpoint(folder)
+    state = read_state(folder)
+    return {"path": folder.as_posix(), "sha256": sha256_file(folder / MODEL_FILE),
+            "step": int(state.get("step", 0)), "recipe": state.get("recipe")}

@@ -29,10 +29,10 @@ import sys
 from pathlib import Path
 import torch
 
-from eval.checkpoints import fingerprint, load_weights_into, loader_config_of, model_config_of, resolve_checkpoint
 from train.config import TASKS, FinetuneConfig
 from pipeline import cli
 from pipeline.config import ConfigError, load_params, section, to_dict
+from train.checkpoint import fingerprint, load_weights, loader_config_of, model_config_of, resolve_checkpoint
 
 LOADER_TEXT = {"retrieval": "caption", "qa": "question", "mc": "question"}
 
@@ -111,7 +111,7 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
     model_cfg = finetune_model_config(model_config_of(init_state), task, task_cfg)
     model = SMAUG(model_cfg)
     # heads of objectives switched off for fine-tuning may be in the file: ignore them
-    load_weights_into(model, init, allow_unexpected=True)
+    load_weights(model, init, allow_unexpected=True)
     loader_cfg = loader_config_of(init_state, params, num_frames=cfg.num_frames, batch_size=task_cfg.batch_size)
     tokenizer = load_tokenizer(model_cfg.text.path)
 
@@ -195,15 +195,12 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(err, ConfigError):
             raise
         return cli.fail(err)
-    except Exception as err:  # CheckpointError, TrainingInterrupted carry their own exit meaning
-        from train.checkpoint import CheckpointError
+    except Exception as err:  # TrainingInterrupted carries its own exit meaning
         from train.trainer import EXIT_INTERRUPTED, TrainingInterrupted
 
         if isinstance(err, TrainingInterrupted):
             print(f"interrupted: {err}", file=sys.stderr)
             return EXIT_INTERRUPTED
-        if isinstance(err, CheckpointError):
-            return cli.fail(err)
         raise
     print(json.dumps(summary, indent=2))
     return 0

@@ -11,7 +11,8 @@ at ``pretrain.shards`` and writes:
   ``--fresh`` starts over;
 * ``<results_dir>/dvclive/pretrain-<run name>/`` DVCLive metrics and loss curves
   (``dvc metrics show`` / ``dvc plots show``);
-* ``<results_dir>/metrics/pretrain-<run name>.json`` the cost accounting (:mod:`train.cost`).
+* ``<results_dir>/metrics/pretrain-<run name>.json`` the cost accounting (:mod:`train.cost`) and
+  the loader's skipped (corrupt) samples: ``skipped_samples`` and the first ``skipped_keys``.
 
 The run name is the recipe unless ``--run-name NAME`` is given (several runs of one recipe, or
 a run on other data beside the built-in benchmark's).
@@ -22,10 +23,12 @@ from the two finished runs' metrics files. The DVC stage ``pretrain-equal-time``
 the paper's claim (``results/tables/claim.md``).
 
 Exit codes (:func:`main` returns them; SLURM / submitit wrappers read them):
-0 finished; 75 (``EXIT_INTERRUPTED``) stopped by SIGTERM/SIGUSR1 after writing a checkpoint,
-so requeue and rerun the same command to continue; 2 a configuration problem (a bad or unknown
-key, a run folder made by other settings or data), printed as one ``error:`` line; any other
-exception (a non-finite loss naming its step and batch keys) propagates.
+0 finished; 75 (``EXIT_INTERRUPTED``) stopped by SIGTERM/SIGUSR1/SIGUSR2 (at any moment, loader
+workers included: :mod:`train.signals`) after writing a checkpoint, or before the first step
+with nothing to save, so requeue and rerun the same command to continue; 2 a configuration
+problem (a bad or unknown key, a run folder made by other settings or data) or a checkpoint that
+cannot be loaded, printed as one ``error:`` line; any other exception (a non-finite loss naming
+its step and batch keys) propagates.
 
 Data-parallel: run under ``torchrun`` or submitit (``TorchDistributedEnvironment().export()``);
 each rank reads its own shard split and takes ``loader.batch_size`` clips per micro-batch, so the
@@ -33,6 +36,11 @@ global batch is ``batch_size * accum * WORLD_SIZE``.
 """
 
 from __future__ import annotations
+
+if __name__ == "__main__":  # the command line: own the stop signals before the slow imports
+    from train.signals import STOP
+
+    STOP.install()
 
 import argparse
 import json
@@ -48,9 +56,10 @@ import torch
 from pipeline import cli
 from pipeline.config import ConfigError, load_params, section, to_dict
 from train import cost
+from train.checkpoint import repair
 from train.config import PretrainConfig
+from train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
 from train.run import data_identity, open_run, stream_from
-from train.distributed import DistInfo, init_distributed, shutdown
 from train.trainer import EXIT_INTERRUPTED, Trainer, TrainingInterrupted, default_loss
 
 log = logging.getLogger("train.pretrain")
@@ -181,6 +190,10 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
     run_dir = Path(pre.out_dir) / name
     results = Path(pre.results_dir)
 
+    if dist.is_main:  # what an interrupted checkpoint write left: restored or removed
+        for what in repair(run_dir):
+            log.warning("%s", what)
+    barrier(dist)
     identity = run_identity(run, pre.shards)  # missing shards: error naming pretrain.shards
     status, state = open_run(run_dir, identity, fresh=args.fresh)
     if status == "finished":
@@ -210,7 +223,8 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
                       desc=f"pretrain {name}", seed=seed)
     loader = build_loader(run["loader"], pre.shards, train=True, seed=seed, rank=dist.rank,
                           world_size=dist.world_size)
-    batches = stream_from(trainer, loader, state)
+    stream = stream_from(trainer, loader, state)
+    batches = iter(stream)
     if state is not None:
         log.info("resumed %s at step %d", run_dir, trainer.step)
 
@@ -233,14 +247,18 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
         return EXIT_INTERRUPTED
     trainer.save(finished=True, metrics={"final_loss": result.final_loss})
 
+    skipped = int(all_reduce_sum(torch.tensor([stream.skipped], dtype=torch.float64, device=dist.device),
+                                 dist)[0])  # every rank's loader skips its own samples
     if dist.is_main:
         summary = cost_summary(run, result, flops_per_clip, dist, t_main)
         summary["run_name"] = name
+        summary["skipped_samples"] = skipped
+        summary["skipped_keys"] = stream.skipped_keys
         if equal_time is not None:
             summary["equal_time"] = equal_time
         metrics_file = results / "metrics" / f"pretrain-{name}.json"
         cost.write_json(metrics_file, summary)
-        for key in ("clips_per_s", "data_wait_frac", "final_loss", "flops_per_clip"):
+        for key in ("clips_per_s", "data_wait_frac", "final_loss", "flops_per_clip", "skipped_samples"):
             live.summary[key] = summary[key]
         live.step = trainer.step  # next_step() has moved one past the last logged row
         live.make_summary()
@@ -352,18 +370,25 @@ def plot_only(args: argparse.Namespace) -> int:
 @cli.config_errors_exit
 def main(argv: list[str] | None = None) -> int:
     """Entry point for the command line and for submitit jobs (``main(argv)``): see module doc."""
+    from train.checkpoint import CheckpointError
+    from train.signals import STOP
+
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.print_config:
         load_run_config(args.params, args.recipe, args.overrides)  # every value checked
         return cli.print_config(load_params(args.params, recipe=args.recipe, overrides=args.overrides))
-    if args.plot_only:
-        return plot_only(args)
-    dist = init_distributed(args.device)
     try:
-        return train(args, dist)
-    finally:
-        shutdown(dist)
+        if args.plot_only:
+            return plot_only(args)
+        with STOP:  # before any loader worker exists: see train.signals
+            dist = init_distributed(args.device)
+            try:
+                return train(args, dist)
+            finally:
+                shutdown(dist)
+    except CheckpointError as err:
+        return cli.fail(err)
 
 
 if __name__ == "__main__":

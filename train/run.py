@@ -83,9 +83,13 @@ def differences(recorded: dict[str, Any], current: dict[str, Any], limit: int = 
 
 def open_run(folder: str | Path, identity: dict[str, Any], *, fresh: bool,
              ) -> tuple[Literal["new", "resume", "finished"], dict[str, Any] | None]:
-    """The one rule for an existing run folder (module doc): ``(what to do, its state)``."""
+    """The one rule for an existing run folder (module doc): ``(what to do, its state)``.
+
+    Call it after :func:`train.checkpoint.repair` has undone an interrupted checkpoint write
+    (by the one process that writes the folder).
+    """
     folder = Path(folder)
-    if fresh or not checkpoint.exists(folder):
+    if fresh or checkpoint.find_checkpoint(folder, repair_first=False) is None:
         return "new", None
     state = checkpoint.read_state(folder)
     recorded = state.get("identity")
@@ -99,43 +103,62 @@ def open_run(folder: str | Path, identity: dict[str, Any], *, fresh: bool,
     return ("finished" if state.get("finished") else "resume"), state
 
 
+SKIPPED_KEYS_KEPT = 50  # how many skipped samples the metrics file names
+
+
 class BatchStream:
     """Endless training batches, epoch after epoch, that can start mid-epoch.
 
     The loader is deterministic given (seed, epoch), so the position ``(epoch, batch)`` is all
-    a checkpoint needs to resume the same stream; the batches before it are skipped.
+    a checkpoint needs to resume the same stream; the batches before it are skipped. The
+    samples the loader skipped as corrupt are counted with the batches they came with, so a
+    resumed run counts each once (``skipped``, and the first ``skipped_keys`` as [key, reason]).
     """
 
-    def __init__(self, loader, *, epoch: int = 0, batch: int = 0) -> None:
+    def __init__(self, loader, *, epoch: int = 0, batch: int = 0, skipped: int = 0,
+                 skipped_keys: list | None = None) -> None:
         self.loader = loader
         self.epoch, self.batch = epoch, batch
+        self.skipped, self.skipped_keys = skipped, [list(k) for k in skipped_keys or []]
 
-    def state(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "batch": self.batch}
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "batch": self.batch, "skipped": self.skipped,
+                "skipped_keys": [list(k) for k in self.skipped_keys]}
+
+    def _count_skips(self, counted: int) -> int:
+        """Add the loader's skips since ``counted`` (its per-epoch list); returns the new mark."""
+        new = self.loader.stats["skipped_keys"][counted:]
+        self.skipped += len(new)
+        room = SKIPPED_KEYS_KEPT - len(self.skipped_keys)
+        self.skipped_keys += [[str(k), str(r)] for k, r in new[:max(room, 0)]]
+        return counted + len(new)
 
     def __iter__(self) -> Iterator[dict]:
         while True:
             self.loader.set_epoch(self.epoch)
-            skip, seen = self.batch, 0
+            skip, seen, counted = self.batch, 0, 0
             for b in self.loader:
                 seen += 1
-                if seen <= skip:
+                if seen <= skip:  # consumed before the resume: its skips were counted then
+                    counted = len(self.loader.stats["skipped_keys"])
                     continue
+                counted = self._count_skips(counted)
                 self.batch += 1
                 yield b
+            self._count_skips(counted)
             if seen == 0:
                 raise RuntimeError(f"epoch {self.epoch} of the training shards yielded no batch; "
                                    "are the shards empty or all samples broken?")
             self.epoch, self.batch = self.epoch + 1, 0
 
 
-def stream_from(trainer, loader, state: dict[str, Any] | None) -> Iterator[dict]:
+def stream_from(trainer, loader, state: dict[str, Any] | None) -> BatchStream:
     """Resume ``trainer`` from its folder (if ``state``) and wire the data position into its
-    checkpoints; returns the batches from where the checkpoint left off."""
+    checkpoints; returns the stream of batches from where the checkpoint left off."""
     position = {"epoch": 0, "batch": 0}
     if state is not None:
         trainer.resume(trainer.ckpt_dir)
         position = dict((trainer.resumed_extra or {}).get("data", position))
     stream = BatchStream(loader, **position)
     trainer.extra_state = lambda: {"data": stream.state()}
-    return iter(stream)
+    return stream

@@ -231,3 +231,34 @@ class MultipleChoice(nn.Module):
             raise ValueError("multiple-choice batch has no question with options")
         loss = torch.stack(losses).mean()
         return TaskOutput(loss, {"mc_ce": loss.detach()}, {"questions": float(len(questions))})
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_task_model(folder: str | Path, map_location: str | torch.device = "cpu"):
+    """Rebuild whatever a checkpoint holds: the bare model (pre-training, retrieval
+    fine-tuning) or a task module (open-ended QA, multiple choice). Returns (module, state).
+
+    Fine-tuned checkpoints' state.json adds ``task`` (and ``answers`` for open-ended QA), so
+    this rebuilds exactly the module that was trained; weights come from safetensors only.
+    """
+    from train.checkpoint import load_weights, model_config_of, read_state, resolve_checkpoint
+    from train.data.text import load_tokenizer
+    from train.model import SMAUG
+
+    folder = resolve_checkpoint(folder)
+    state = read_state(folder)
+    cfg = model_config_of(state)
+    model = SMAUG(cfg)
+    task = state.get("task")
+    max_len = int(state.get("max_len") or cfg.text.max_len)
+    if task == "qa":
+        module: nn.Module = OpenEndedQA(model, AnswerVocab(state["answers"]), load_tokenizer(cfg.text.path), max_len)
+    elif task == "mc":
+        module = MultipleChoice(model, load_tokenizer(cfg.text.path), max_len)
+    else:
+        module = model
+    load_weights(module, folder)
+    module.to(map_location).eval()
+    return module, state

@@ -9,11 +9,14 @@ What makes it safe to run unattended:
 
 * a non-finite loss or gradient norm stops the run with :class:`NonFiniteLossError`, naming
   the step and the sample keys of the batch, before the weights are touched;
-* SIGTERM or SIGUSR1 (SLURM pre-emption / time limit, ``scancel --signal``) finishes the step
-  in flight, writes a checkpoint and raises :class:`TrainingInterrupted`; the pre-training
-  program turns that into exit code :data:`EXIT_INTERRUPTED` (75, EX_TEMPFAIL: retry later);
+* SIGTERM, SIGUSR1 or SIGUSR2 (SLURM pre-emption / time limit, ``scancel --signal``, submitit)
+  finishes the step in flight, writes a checkpoint and raises :class:`TrainingInterrupted`; the
+  programs turn that into exit code :data:`EXIT_INTERRUPTED` (75, EX_TEMPFAIL: retry later).
+  A signal that arrived before the loop (the program holds :data:`train.signals.STOP` from its
+  start) stops it before the first step, with nothing new to save. See :mod:`train.signals`;
 * checkpoints are atomic (:mod:`train.checkpoint`) and hold the RNG state, so a resumed run
-  continues the loss curve it left off;
+  continues the loss curve it left off; rows DVCLive logged after the checkpoint (a kill -9)
+  are dropped on resume, so every step is in the curve once;
 * with ``seed`` given, every micro-batch draws its randomness (masks, hard negatives, dropout)
   from a seed fixed by (seed, step, global micro-batch index) (:func:`micro_batch_seed`): resumed
   runs draw exactly what uninterrupted ones drew, and DDP over ``W`` ranks draws exactly what one
@@ -34,6 +37,7 @@ pass a ``loss_fn(model, batch)`` returning either a scalar tensor or an object w
 from __future__ import annotations
 
 import contextlib
+import csv
 import math
 import signal
 import time
@@ -49,9 +53,7 @@ from train import checkpoint as ckpt
 from train.config import TrainerConfig
 from train.distributed import DistInfo, all_reduce_sum
 from train.schedule import WarmupCosine
-
-EXIT_INTERRUPTED = 75  # sysexits EX_TEMPFAIL: checkpoint written, rerun (requeue) to continue
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+from train.signals import EXIT_INTERRUPTED, STOP, STOP_SIGNALS  # noqa: F401 (re-exported)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -178,29 +180,6 @@ def micro_batch_seed(seed: int, step: int, index: int) -> int:
     return (seed * 1_000_003 + step * 1009 + index) % (2**63 - 1)
 
 
-class StopSignal:
-    """Records SIGTERM/SIGUSR1 instead of dying; the loop checks it between steps."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> "StopSignal":
-        try:
-            for s in STOP_SIGNALS:
-                self._previous[s] = signal.signal(s, self._handle)
-        except ValueError:  # not the main thread (e.g. some launchers): no handler, no stop
-            self._previous.clear()
-        return self
-
-    def _handle(self, signum, frame) -> None:  # noqa: ARG002
-        self.signum = signum
-
-    def __exit__(self, *exc) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-
-
 @dataclass
 class FitResult:
     steps: int
@@ -301,6 +280,8 @@ class Trainer:
         training = ckpt.resume(folder, self.model, self.optimizer, self.schedule)
         self.step = int(training["step"])
         self.resumed_extra = dict(training.get("extra") or {})
+        if self.live is not None:
+            forget_rows_after(Path(self.live.plots_dir), self.step)
         return self.step
 
     # ----------------------------------------------------------------- one step
@@ -393,8 +374,12 @@ class Trainer:
                        dynamic_ncols=True)
         last_row: dict[str, float] = {}
         self._stop_everywhere = False
-        with StopSignal() as self._stop:
+        with STOP as self._stop:
             try:
+                if self.step < steps and self._stop_asked_everywhere():
+                    # Stopped before the first step: nothing new to save.
+                    path = self.ckpt_dir if start_step and self.ckpt_dir is not None else None
+                    raise TrainingInterrupted(self.step, self._stop.signum or signal.SIGTERM, path)
                 while self.step < steps:
                     t0 = time.perf_counter()
                     lr = self.schedule.apply(self.step)
@@ -442,7 +427,10 @@ class Trainer:
                         raise TrainingInterrupted(self.step, signum, path)
                     if (self.cfg.ckpt_every and self.step % self.cfg.ckpt_every == 0
                             and self.step < steps):
-                        self.save(finished=False)
+                        path = self.save(finished=False)
+                        if self._stop.signum is not None and not self.dist.enabled:
+                            # Asked while writing it: that checkpoint is the one to stop at.
+                            raise TrainingInterrupted(self.step, self._stop.signum, path)
             finally:
                 if bar is not None:
                     bar.close()
@@ -460,6 +448,12 @@ class Trainer:
             history=list(self.history),
             stats={k: v / done for k, v in stats_sum.items()} if done else {},
         )
+
+    def _stop_asked_everywhere(self) -> bool:
+        """Whether any rank has a stop request (one all-reduce, so all ranks agree)."""
+        flag = torch.tensor([float(self._stop.signum is not None)], dtype=torch.float64,
+                            device=self.device)
+        return bool(all_reduce_sum(flag, self.dist)[0] > 0)
 
     def _log(self, window: dict[str, list[float]]) -> None:
         if self.live is None or not window.get("step"):
@@ -481,3 +475,23 @@ class Trainer:
         self.live.log_metric("perf/data_wait_frac",
                              sum(window["data_wait_s"]) / step_time if step_time else 0.0)
         self.live.next_step()
+
+
+def forget_rows_after(plots_dir: Path, step: int) -> None:
+    """Drop the rows of DVCLive's metric files (``plots/metrics/**.tsv``) beyond ``step``.
+
+    A run killed after logging a step but before checkpointing it logs that step again when
+    it resumes; without this the loss curve would hold it twice.
+    """
+    for path in sorted((plots_dir / "metrics").rglob("*.tsv")):
+        with path.open(newline="") as f:
+            rows = list(csv.reader(f, delimiter="\t"))
+        if not rows or "step" not in rows[0]:
+            continue
+        col = rows[0].index("step")
+        kept = [rows[0]] + [r for r in rows[1:] if len(r) > col and int(float(r[col])) <= step]
+        if len(kept) < len(rows):
+            tmp = path.with_suffix(".tsv.tmp")
+            with tmp.open("w", newline="") as f:
+                csv.writer(f, delimiter="\t", lineterminator="\n").writerows(kept)
+            tmp.replace(path)

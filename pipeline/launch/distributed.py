@@ -30,10 +30,11 @@ import signal
 import time
 from typing import Any, Callable
 
+from train.signals import EXIT_INTERRUPTED
+
 log = logging.getLogger("pipeline.launch")
 
-EXIT_INTERRUPTED = 75  # the trainers' "checkpoint written, rerun to continue" (EX_TEMPFAIL)
-TRAINER_STOP_SIGNAL = signal.SIGUSR1  # what train.trainer.StopSignal listens to
+TRAINER_STOP_SIGNAL = signal.SIGUSR1  # one of what train.signals.STOP listens to
 NON_ZERO_RANK_WAIT_S = 300.0  # how long ranks > 0 wait for rank 0's requeue to stop them
 RESUME_DROPS = ("--fresh",)  # flags that must not survive a requeue
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from eval import tables as tables_mod
-from eval.checkpoints import load_task_model
+from train.tasks import load_task_model
 from eval.config import TablesConfig
 from eval.evaluate import evaluate_recipe
 from train.finetune import main as finetune_main
@@ -214,7 +214,7 @@ def test_shuffle_test_drop_is_zero_for_a_model_that_ignores_time(workspace, shar
     from eval.retrieval import embed_retrieval_set, evaluate_retrieval
 
     params = workspace["params"]("loader.num_frames=4")
-    from eval.checkpoints import loader_config_of
+    from train.checkpoint import loader_config_of
 
     loader_cfg = loader_config_of({}, params, num_frames=4, batch_size=3)
     batches = list(build_loader(loader_cfg, shard_root / "ret_test", train=False, seed=0))

@@ -73,9 +73,14 @@ def test_pickle_bearing_file_is_refused(tmp_path, tiny_params, build_tiny):
     folder = ckpt.save_checkpoint(tmp_path / "run", model, step=1)
     torch.save({"step": 1, "optimizer": None, "schedule": None, "rng": {}, "extra": NotATensor()},
                folder / "optim.pt")
-    with pytest.raises(ckpt.CheckpointError, match="refused to load"):
+    with pytest.raises(ckpt.CheckpointError) as refused:
         ckpt.load_training_state(folder)
-    with pytest.raises(ckpt.CheckpointError, match="refused to load"):
+    message = str(refused.value)
+    # It names the file and says why; it does not advise a way around the refusal.
+    assert message.startswith(f"{folder / 'optim.pt'}: not loaded, for safety")
+    assert "pickled objects that are not plain tensors" in message and "NotATensor" in message
+    assert "weights_only" not in message and "can still be loaded" not in message
+    with pytest.raises(ckpt.CheckpointError, match="not loaded, for safety"):
         ckpt.resume(folder, model)
 
 
@@ -98,3 +103,103 @@ def test_rewrite_replaces_atomically(tmp_path, tiny_params, build_tiny):
     ckpt.save_checkpoint(folder, model, step=2)
     assert json.loads((folder / "state.json").read_text())["step"] == 2
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+# --------------------------------------------------------------------------- errors for people
+
+
+def test_truncated_weights_name_the_file(tmp_path, tiny_params, build_tiny):
+    model, _ = build_tiny(tiny_params("dense"))
+    folder = ckpt.save_checkpoint(tmp_path / "run", model, step=1)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ckpt.CheckpointError, match=rf"^{weights}: not a readable safetensors file"):
+        ckpt.resume(folder, model)
+
+
+def test_wrong_shape_weights_name_the_file_and_the_tensor(tmp_path, tiny_params, build_tiny):
+    small, _ = build_tiny(tiny_params("dense"))
+    wide, _ = build_tiny(tiny_params("dense", "model.video.width=48"))
+    folder = ckpt.save_checkpoint(tmp_path / "run", small, step=1)
+    with pytest.raises(ckpt.CheckpointError) as wrong:
+        ckpt.load_weights(wide, folder)
+    message = str(wrong.value)
+    assert message.startswith(f"{folder / 'model.safetensors'}: ") and "another shape" in message
+    assert "size mismatch for video." in message
+
+
+def test_programs_print_one_error_line_and_exit_2(tmp_path, params_file, overrides, tiny_params,
+                                                   build_tiny, capsys):
+    """train.pretrain (resuming), eval.finetune (--init) and eval.evaluate on a truncated file."""
+    from pipeline.config import section, to_dict
+    from train import pretrain
+    from train.model import ModelConfig
+
+    from eval import evaluate, finetune
+
+    params = tiny_params("smaug")
+    model, _ = build_tiny(params)
+    run_dir = tmp_path / "models" / "smaug"
+    ckpt.save_checkpoint(run_dir, model, step=1, state={
+        "recipe": "smaug", "finished": False, "model_config": to_dict(section(params, ModelConfig, "model"))})
+    weights = run_dir / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    runs = {
+        "pretrain": lambda: pretrain.main(["--params", str(params_file), "--no-progress",
+                                           *overrides("pretrain.steps=2")]),
+        "finetune": lambda: finetune.main(["--task", "retrieval", "--params", str(params_file), "--init",
+                                           str(run_dir), "--out", str(tmp_path / "ft"), *overrides()]),
+        "evaluate": lambda: evaluate.main(["--recipe", "smaug", "--params", str(params_file), *overrides(),
+                                           f"eval.pretrain_dir={tmp_path / 'models'}"]),
+    }
+    for name, run in runs.items():
+        capsys.readouterr()
+        assert run() == 2, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err and err[-1].startswith(f"error: {weights}: not a readable safetensors file"), (name, err)
+
+
+# --------------------------------------------------------------------------- interrupted swaps
+
+
+def _copy(src, dst, *, step, written_at):
+    import shutil
+
+    shutil.copytree(src, dst)
+    state = json.loads((dst / "state.json").read_text())
+    (dst / "state.json").write_text(json.dumps({**state, "step": step, "time": written_at}))
+
+
+# What a kill at each point of save_checkpoint leaves beside the run folder "run" (step 1 old,
+# step 2 new), and the step the folder must hold after repair.
+SWAP_STATES = {
+    "partial": ({"run": 1, ".run.tmp-4242": "model only"}, 1),
+    "written": ({"run": 1, ".run.tmp-4242": 2}, 2),
+    "aside": ({".run.old-4242": 1, ".run.tmp-4242": 2}, 2),  # between the two renames
+    "swapped": ({"run": 2, ".run.old-4242": 1}, 2),
+    "removing old": ({"run": 2, ".run.old-4242": "model only"}, 2),
+    "repair cut short": ({".run.old-4242": 1}, 1),
+    "first write": ({".run.tmp-4242": "model only"}, None),
+}
+
+
+@pytest.mark.parametrize("point", list(SWAP_STATES))
+def test_every_swap_point_repairs_to_the_newest_complete_checkpoint(tmp_path, tiny_params, build_tiny, point):
+    model, _ = build_tiny(tiny_params("dense"))
+    proto = ckpt.save_checkpoint(tmp_path / "proto" / "run", model, step=0)
+    parent = tmp_path / "runs"
+    parent.mkdir()
+    layout, expected = SWAP_STATES[point]
+    for name, what in layout.items():
+        if what == "model only":  # killed while writing: only the weights are there
+            (parent / name).mkdir()
+            (parent / name / "model.safetensors").write_bytes((proto / "model.safetensors").read_bytes())
+        else:
+            _copy(proto, parent / name, step=what, written_at=1000.0 + what)
+    found = ckpt.find_checkpoint(parent / "run")
+    assert sorted(p.name for p in parent.iterdir()) == (["run"] if expected is not None else [])
+    if expected is None:
+        assert found is None
+    else:
+        assert found == parent / "run" and ckpt.read_state(found)["step"] == expected
+        ckpt.resume(found, model)  # loads

@@ -88,3 +88,138 @@ def test_interrupt_then_rerun_continues_same_curve(tmp_path, params_file, overri
     assert [s for s, _ in got] == [s for s, _ in expected]
     assert [v for _, v in got] == pytest.approx([v for _, v in expected], abs=1e-6, rel=0)
     assert read_state(resumed / "models" / "smaug")["finished"] is True
+
+
+# --------------------------------------------------------------------------- the whole process group
+# What SLURM, `docker stop` and `kill -- -PGID` do: the signal reaches the trainer and its two
+# (default) loader workers at once. Each test starts `python -m train.pretrain` in its own session
+# and signals the group at one moment of the run.
+
+
+def group_run(tmp_path, params_file, overrides, *extra, env=None):
+    """`python -m train.pretrain` with the default two loader workers, in its own process group."""
+    run = [o for o in overrides(*extra) if not o.startswith("loader.num_workers=")]
+    cmd = [sys.executable, "-m", "train.pretrain", "--params", str(params_file), "--no-progress", *run]
+    log = (tmp_path / "run.log").open("w")
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})},
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, run
+
+
+def wait_until(proc, tmp_path, ready, what, timeout=240):
+    deadline = time.time() + timeout
+    while not ready():
+        assert proc.poll() is None, (tmp_path / "run.log").read_text()
+        assert time.time() < deadline, f"{what} did not happen in time"
+        time.sleep(0.05)
+
+
+def finish(proc, tmp_path):
+    try:
+        proc.wait(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode, (tmp_path / "run.log").read_text()
+
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (SigCgt in /proc/PID/status)."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
+def leftovers(models):
+    return sorted(p.name for p in models.iterdir() if p.name.startswith(".")) if models.exists() else []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_group_signal_before_the_first_step_exits_75_with_nothing_to_lose(
+        tmp_path, params_file, overrides, signum):
+    proc, _ = group_run(tmp_path, params_file, overrides, "pretrain.steps=50", "pretrain.cost.preset=smaug")
+    # The handler is in place from the program's first lines (before torch is even imported).
+    wait_until(proc, tmp_path, lambda: catches(proc.pid, signal.SIGTERM), "handler installed")
+    os.killpg(proc.pid, signum)
+    code, out = finish(proc, tmp_path)
+    assert code == EXIT_INTERRUPTED, out
+    assert f"stopped by {signal.Signals(signum).name} at step 0" in out, out
+    assert not (tmp_path / "models" / "smaug").exists()  # no step done: nothing to save
+    assert leftovers(tmp_path / "models") == []
+    assert loss_rows(tmp_path / "results") == []
+
+
+def test_group_sigterm_in_epoch_0_with_two_workers_checkpoints_and_rerun_continues_curve(
+        tmp_path, params_file, overrides, monkeypatch):
+    steps = 60
+    proc, run = group_run(tmp_path, params_file, overrides, f"pretrain.steps={steps}",
+                          "pretrain.cost.preset=smaug")
+    wait_until(proc, tmp_path, lambda: len(loss_rows(tmp_path / "results")) >= 1, "a first step")
+    os.killpg(proc.pid, signal.SIGTERM)  # trainer and both loader workers
+    code, out = finish(proc, tmp_path)
+    assert code == EXIT_INTERRUPTED, out
+    assert "stopped by SIGTERM" in out and "DataLoader worker" not in out, out
+    run_dir = tmp_path / "models" / "smaug"
+    k = read_state(run_dir)["step"]
+    data = load_training_state(run_dir)["extra"]["data"]
+    assert 1 <= k < steps and data["epoch"] == 0 and data["batch"] == k  # 4 batches an epoch
+    assert [s for s, _ in loss_rows(tmp_path / "results")] == list(range(1, k + 1))
+
+    # Rerun the same command (in this process) for three more steps, then a straight run to
+    # the same step: the curves must be one.
+    stop_at = k + 3
+    original = Trainer.train_step
+
+    def stop_after(self, micro):
+        if self.step == stop_at - 1:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return original(self, micro)
+
+    monkeypatch.setattr(Trainer, "train_step", stop_after)
+    args = ["--params", str(params_file), "--no-progress"]
+    assert pretrain.main(args + run) == EXIT_INTERRUPTED
+    got = loss_rows(tmp_path / "results")
+    straight = tmp_path / "straight"
+    assert pretrain.main(args + [*run, f"pretrain.out_dir={straight / 'models'}",
+                                 f"pretrain.results_dir={straight / 'results'}"]) == EXIT_INTERRUPTED
+    expected = loss_rows(straight / "results")
+    assert [s for s, _ in got] == [s for s, _ in expected] == list(range(1, stop_at + 1))
+    assert [v for _, v in got] == pytest.approx([v for _, v in expected], abs=1e-6, rel=0)
+
+
+def test_group_usr2_during_a_checkpoint_write_ends_in_that_checkpoint(tmp_path, params_file, overrides):
+    # The checkpoint at step 4 (a rewrite of step 2's) pauses once complete, before its swap.
+    proc, _ = group_run(tmp_path, params_file, overrides, "pretrain.steps=60", "pretrain.ckpt_every=2",
+                        "pretrain.cost.preset=smaug", env={"SMAUG_CKPT_HOOK": "written:pause"})
+    paused = tmp_path / "models" / "written.paused"
+    wait_until(proc, tmp_path, lambda: paused.exists() or len(loss_rows(tmp_path / "results")) >= 6,
+               "the checkpoint write")
+    os.killpg(proc.pid, signal.SIGUSR2)  # what submitit sends before the time limit
+    code, out = finish(proc, tmp_path)
+    assert code == EXIT_INTERRUPTED, out
+    assert "stopped by SIGUSR2 at step 4" in out, out
+    state = read_state(tmp_path / "models" / "smaug")
+    assert state["step"] == 4 and state["finished"] is False
+    assert leftovers(tmp_path / "models") == []
+    assert [s for s, _ in loss_rows(tmp_path / "results")] == [1, 2, 3, 4]
+
+
+def test_a_launchers_handler_still_runs_and_is_given_back():
+    """pipeline.launch.distributed handles submitit's USR2 (notes the requeue, forwards it to the
+    trainer): the trainer records the stop and calls the launcher's handler too."""
+    from train.signals import STOP
+
+    seen = []
+
+    def launcher(signum, frame):
+        seen.append(signum)
+
+    previous = signal.signal(signal.SIGUSR2, launcher)
+    try:
+        with STOP:
+            os.kill(os.getpid(), signal.SIGUSR2)
+            assert STOP.signum == signal.SIGUSR2 and seen == [signal.SIGUSR2]
+        assert signal.getsignal(signal.SIGUSR2) is launcher
+    finally:
+        signal.signal(signal.SIGUSR2, previous)

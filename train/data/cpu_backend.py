@@ -2,12 +2,15 @@
 
 Each worker reads its own shards (see ``shards.iter_samples``), decodes, augments, tokenises
 and batches, so the main process only receives finished batches. Skipped samples travel to
-the main process in a private batch key, so the count survives worker processes.
+the main process in a private batch key, so the count survives worker processes. Workers
+ignore the stop signals sent to the whole process group (:mod:`train.signals`): the main
+process decides when to stop.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Iterator
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -18,6 +21,7 @@ from train.data.decode import CorruptVideo, decode_all_frames, decode_sampled_fr
 from train.data.samples import SKIPPED, PlannedSample, plan_sample
 from train.data.shards import Skipped, iter_samples
 from train.data.text import load_tokenizer, tokenize
+from train.signals import blocked_in_new_workers, ignore_stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +109,11 @@ class ClipDataset(IterableDataset):
             yield {SKIPPED: skipped}  # nothing left to batch, but the skips must be counted
 
 
-def make_cpu_batches(dataset: ClipDataset, cfg: LoaderConfig) -> DataLoader:
-    extra = {"prefetch_factor": cfg.prefetch} if cfg.num_workers > 0 else {}
-    return DataLoader(dataset, batch_size=None, num_workers=cfg.num_workers, **extra)
+def iter_cpu_batches(dataset: ClipDataset, cfg: LoaderConfig) -> Iterator[dict]:
+    """One pass over ``dataset`` through ``cfg.num_workers`` DataLoader workers."""
+    if cfg.num_workers == 0:
+        return iter(DataLoader(dataset, batch_size=None))
+    loader = DataLoader(dataset, batch_size=None, num_workers=cfg.num_workers,
+                        prefetch_factor=cfg.prefetch, worker_init_fn=ignore_stop_signals)
+    with blocked_in_new_workers():  # the workers start here, inheriting the block
+        return iter(loader)

@@ -106,11 +106,11 @@ class VideoTextLoader:
                       world_size=self.world_size, max_batches=self.epoch_length,
                       tokenizer_path=self.tokenizer_path)
         if self.backend == "cpu":
-            from train.data.cpu_backend import ClipDataset, make_cpu_batches
+            from train.data.cpu_backend import ClipDataset, iter_cpu_batches
 
             dataset = ClipDataset(self.cfg, self.urls, decoder=self.cpu_decoder, **kwargs)
             dataset.epoch = self.epoch
-            return iter(make_cpu_batches(dataset, self.cfg))
+            return iter_cpu_batches(dataset, self.cfg)
         if self.backend == "dali":
             from train.data.dali_backend import dali_batches
 

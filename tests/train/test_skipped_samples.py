@@ -1,0 +1,59 @@
+"""Samples the loader skips as corrupt are counted in the run's metrics file, once each."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import tarfile
+
+from train import pretrain
+from train.trainer import EXIT_INTERRUPTED, Trainer
+
+
+def add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def shards_with_broken_samples(good, folder):
+    """The tiny shards, each with one broken sample in front: a truncated mp4 / bad JSON."""
+    folder.mkdir()
+    for i, src in enumerate(sorted(good.glob("*.tar"))):
+        with tarfile.open(src) as old, tarfile.open(folder / src.name, "w") as new:
+            members = [(m.name, old.extractfile(m).read()) for m in old.getmembers()]
+            video = next(data for name, data in members if name.endswith(".mp4"))
+            meta = json.loads(next(data for name, data in members if name.endswith(".json")))
+            if i == 0:
+                add_member(new, "clip_bad_trunc.mp4", video[: len(video) // 3])
+                add_member(new, "clip_bad_trunc.json", json.dumps({**meta, "key": "clip_bad_trunc"}).encode())
+            else:
+                add_member(new, "clip_bad_json.mp4", video)
+                add_member(new, "clip_bad_json.json", b'{"key": "clip_bad_json", "video": {')
+            for name, data in members:
+                add_member(new, name, data)
+    return folder
+
+
+def test_skipped_samples_in_metrics_once_across_a_resume(tmp_path, params_file, overrides, pretrain_shards,
+                                                         monkeypatch):
+    shards = shards_with_broken_samples(pretrain_shards, tmp_path / "shards")
+    argv = ["--params", str(params_file), "--no-progress",
+            *overrides("pretrain.steps=4", "pretrain.cost.preset=smaug", f"pretrain.shards={shards}")]
+    original = Trainer.train_step
+
+    def stop_at_2(self, micro):
+        if self.step == 1:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return original(self, micro)
+
+    monkeypatch.setattr(Trainer, "train_step", stop_at_2)
+    assert pretrain.main(argv) == EXIT_INTERRUPTED  # stopped in epoch 0 ...
+    monkeypatch.setattr(Trainer, "train_step", original)
+    assert pretrain.main(argv) == 0  # ... resumed: the batches before step 2 are read again
+    metrics = json.loads((tmp_path / "results" / "metrics" / "pretrain-smaug.json").read_text())
+    assert metrics["skipped_samples"] == 2
+    assert sorted(k for k, _ in metrics["skipped_keys"]) == ["clip_bad_json", "clip_bad_trunc"]
+    assert all(reason for _, reason in metrics["skipped_keys"])

@@ -1,0 +1,96 @@
+"""Stop signals: the training process owns them from its first instant; loader workers ignore them.
+
+SLURM (time limit, pre-emption, ``scancel --signal``), ``docker stop`` and ``kill -- -PGID``
+signal the whole process group, loader workers included. A worker that kept the default action
+would die and take the run with it before any checkpoint. So:
+
+* the main process records SIGTERM, SIGUSR1 and SIGUSR2 (:data:`STOP`, entered at the start of
+  a program's ``main`` and again by the trainer's loop); the loop finishes the step in flight,
+  writes a checkpoint and the program exits :data:`EXIT_INTERRUPTED`;
+* DataLoader workers are started with these signals (and SIGINT) blocked
+  (:func:`blocked_in_new_workers`) and set them to ignored before unblocking
+  (:func:`ignore_stop_signals`, their ``worker_init_fn``): there is no moment a worker can be
+  killed by them. The main process decides, and shuts the workers down itself.
+
+A Python handler already installed for one of these signals belongs to a launcher and is
+called after the request is recorded (``pipeline.launch.distributed`` notes submitit's USR2 for
+its requeue and forwards it to our SIGUSR1; submitit's own SIGTERM handler only logs).
+
+No torch import here: the launchers import this module before (or without) the trainer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from typing import Any, Iterator
+
+EXIT_INTERRUPTED = 75  # sysexits EX_TEMPFAIL: checkpoint written, rerun (requeue) to continue
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+WORKER_IGNORED = (*STOP_SIGNALS, signal.SIGINT)  # a Ctrl-C reaches the workers too
+
+
+class StopRequest:
+    """Which stop signal arrived, if any. Re-entrant context manager: the outermost ``with``
+    installs the handlers (and forgets an earlier request), the matching exit restores them."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._depth = 0
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is None:  # the first one names the stop
+            self.signum = signum
+        previous = self._previous.get(signum)
+        if callable(previous):  # a launcher's handler
+            previous(signum, frame)
+
+    def install(self) -> None:
+        """Record stop signals from now on (idempotent; no-op outside the main thread)."""
+        try:
+            for s in STOP_SIGNALS:
+                if s not in self._previous:
+                    self._previous[s] = signal.signal(s, self._handle)
+        except ValueError:  # not the main thread: no handler, no stop
+            self.restore()
+
+    def restore(self) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous.clear()
+
+    def __enter__(self) -> "StopRequest":
+        if self._depth == 0:
+            if not self._previous:
+                self.signum = None
+            self.install()
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self.restore()
+
+
+STOP = StopRequest()  # one per process: signal handlers are process-wide
+
+
+@contextlib.contextmanager
+def blocked_in_new_workers() -> Iterator[None]:
+    """Block the worker-ignored signals while worker processes are forked (they inherit the
+    mask); a signal arriving meanwhile is delivered to this process when the block ends."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_IGNORED)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def ignore_stop_signals(worker_id: int | None = None) -> None:  # noqa: ARG001
+    """A DataLoader ``worker_init_fn``: ignore the stop signals, then unblock them (pending
+    ones are dropped)."""
+    for s in WORKER_IGNORED:
+        signal.signal(s, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_IGNORED)
