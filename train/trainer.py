@@ -30,7 +30,7 @@ pass a ``loss_fn(model, batch)`` returning either a scalar tensor or an object w
 (and optionally ``losses`` and ``stats`` dicts, as :class:`train.model.ModelOutput` has)::
 
     trainer = Trainer(model, TrainerConfig(steps=500, lr=1e-4), loss_fn=my_loss,
-                      ckpt_dir="models/finetune/msrvtt", run_name="finetune-msrvtt")
+                      ckpt_dir="models/finetune/msrvtt", desc="finetune msrvtt")
     result = trainer.fit(batches)        # any iterator of batch dicts
 """
 

@@ -1,7 +1,7 @@
 """A real one-node SLURM for the launcher tests, and a tiny WebVid-style video set.
 
 ``slurm_cluster`` (session) starts munged, slurmctld and slurmd through
-``python -m pipeline.launch.local_slurm`` (installing slurm-wlm/munge with apt-get when
+``python tests/slurm/local_slurm.py`` (installing slurm-wlm/munge with apt-get when
 missing) and stops them at the end, unless a cluster was already running (then it is left as
 found). Where the machine cannot run the daemons (not root, no apt, a daemon fails) the tests
 that need it are skipped with the reason, including the daemons' log tails.

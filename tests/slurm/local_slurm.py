@@ -29,7 +29,8 @@ from pathlib import Path
 
 STATE_DIR = Path(os.environ.get("SMAUG_LOCAL_SLURM_DIR", "/var/tmp/smaug-local-slurm"))
 SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
-MARKER = "# written by pipeline.launch.local_slurm"
+MARKER = "# written by tests/slurm/local_slurm.py"
+OUR_MARKERS = (MARKER, "# written by pipeline.launch.local_slurm")  # and where it used to live
 PARTITION = "debug"
 PACKAGES = ("slurm-wlm", "munge")
 
@@ -71,6 +72,11 @@ def ensure_installed() -> None:
 
 
 # --------------------------------------------------------------------------- config
+
+
+def _ours(conf: Path) -> bool:
+    text = conf.read_text(errors="replace")
+    return any(m in text for m in OUR_MARKERS)
 
 
 def slurm_conf(state_dir: Path, node: str, cpus: int, memory_mb: int) -> str:
@@ -218,7 +224,7 @@ def _logs(c: Cluster) -> str:
 
 def _install_system_conf(c: Cluster) -> None:
     """Place our config where clients look by default, unless a real cluster's config is there."""
-    if SYSTEM_CONF.exists() and MARKER not in SYSTEM_CONF.read_text(errors="replace"):
+    if SYSTEM_CONF.exists() and not _ours(SYSTEM_CONF):
         return
     try:
         SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
@@ -247,7 +253,7 @@ def stop(state_dir: Path | None = None, timeout_s: float = 20.0) -> None:
         if pid:
             os.kill(pid, signal.SIGTERM)
         (c.state_dir / "munged.started").unlink()
-    if SYSTEM_CONF.exists() and MARKER in SYSTEM_CONF.read_text(errors="replace"):
+    if SYSTEM_CONF.exists() and _ours(SYSTEM_CONF):
         SYSTEM_CONF.unlink()
 
 

@@ -130,23 +130,26 @@ def test_wrong_shape_weights_name_the_file_and_the_tensor(tmp_path, tiny_params,
 
 def test_programs_print_one_error_line_and_exit_2(tmp_path, params_file, overrides, tiny_params,
                                                    build_tiny, capsys):
-    """train.pretrain (resuming), eval.finetune (--init) and eval.evaluate on a truncated file."""
+    """train.pretrain (resuming), train.finetune (--init) and eval.evaluate on a truncated file."""
     from pipeline.config import section, to_dict
-    from train import pretrain
+    from train import finetune, pretrain
     from train.model import ModelConfig
 
-    from eval import evaluate, finetune
+    from eval import evaluate
 
     params = tiny_params("smaug")
     model, _ = build_tiny(params)
     run_dir = tmp_path / "models" / "smaug"
+    argv = ["--params", str(params_file), "--no-progress", *overrides("pretrain.steps=2")]
+    run = pretrain.load_run_config(str(params_file), "smaug", overrides("pretrain.steps=2"))
+    identity = pretrain.run_identity(run, run["pretrain"].shards)  # so the resume gets as far as loading
     ckpt.save_checkpoint(run_dir, model, step=1, state={
-        "recipe": "smaug", "finished": False, "model_config": to_dict(section(params, ModelConfig, "model"))})
+        "recipe": "smaug", "finished": False, "identity": identity,
+        "model_config": to_dict(section(params, ModelConfig, "model"))})
     weights = run_dir / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     runs = {
-        "pretrain": lambda: pretrain.main(["--params", str(params_file), "--no-progress",
-                                           *overrides("pretrain.steps=2")]),
+        "pretrain": lambda: pretrain.main(argv),
         "finetune": lambda: finetune.main(["--task", "retrieval", "--params", str(params_file), "--init",
                                            str(run_dir), "--out", str(tmp_path / "ft"), *overrides()]),
         "evaluate": lambda: evaluate.main(["--recipe", "smaug", "--params", str(params_file), *overrides(),

@@ -22,7 +22,7 @@ from train import pretrain
 from train.checkpoint import read_state
 from train.trainer import EXIT_INTERRUPTED, Trainer
 
-ARGS = ["--no-progress", "pretrain.steps=5", "pretrain.cost.preset=smaug"]
+ARGS = ["--no-progress", "pretrain.steps=5"]
 
 
 def loss_file(base):

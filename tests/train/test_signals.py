@@ -138,7 +138,7 @@ def leftovers(models):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
 def test_group_signal_before_the_first_step_exits_75_with_nothing_to_lose(
         tmp_path, params_file, overrides, signum):
-    proc, _ = group_run(tmp_path, params_file, overrides, "pretrain.steps=50", "pretrain.cost.preset=smaug")
+    proc, _ = group_run(tmp_path, params_file, overrides, "pretrain.steps=50")
     # The handler is in place from the program's first lines (before torch is even imported).
     wait_until(proc, tmp_path, lambda: catches(proc.pid, signal.SIGTERM), "handler installed")
     os.killpg(proc.pid, signum)
@@ -154,7 +154,7 @@ def test_group_sigterm_in_epoch_0_with_two_workers_checkpoints_and_rerun_continu
         tmp_path, params_file, overrides, monkeypatch):
     steps = 60
     proc, run = group_run(tmp_path, params_file, overrides, f"pretrain.steps={steps}",
-                          "pretrain.cost.preset=smaug")
+                         )
     wait_until(proc, tmp_path, lambda: len(loss_rows(tmp_path / "results")) >= 1, "a first step")
     os.killpg(proc.pid, signal.SIGTERM)  # trainer and both loader workers
     code, out = finish(proc, tmp_path)
@@ -191,7 +191,7 @@ def test_group_sigterm_in_epoch_0_with_two_workers_checkpoints_and_rerun_continu
 def test_group_usr2_during_a_checkpoint_write_ends_in_that_checkpoint(tmp_path, params_file, overrides):
     # The checkpoint at step 4 (a rewrite of step 2's) pauses once complete, before its swap.
     proc, _ = group_run(tmp_path, params_file, overrides, "pretrain.steps=60", "pretrain.ckpt_every=2",
-                        "pretrain.cost.preset=smaug", env={"SMAUG_CKPT_HOOK": "written:pause"})
+                        env={"SMAUG_CKPT_HOOK": "written:pause"})
     paused = tmp_path / "models" / "written.paused"
     wait_until(proc, tmp_path, lambda: paused.exists() or len(loss_rows(tmp_path / "results")) >= 6,
                "the checkpoint write")

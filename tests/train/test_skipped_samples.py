@@ -41,7 +41,7 @@ def test_skipped_samples_in_metrics_once_across_a_resume(tmp_path, params_file, 
                                                          monkeypatch):
     shards = shards_with_broken_samples(pretrain_shards, tmp_path / "shards")
     argv = ["--params", str(params_file), "--no-progress",
-            *overrides("pretrain.steps=4", "pretrain.cost.preset=smaug", f"pretrain.shards={shards}")]
+            *overrides("pretrain.steps=4", f"pretrain.shards={shards}")]
     original = Trainer.train_step
 
     def stop_at_2(self, micro):
