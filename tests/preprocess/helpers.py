@@ -65,3 +65,17 @@ class Tmpfs:
     def unmount_all(self) -> None:
         for folder in reversed(self.mounted):
             subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def clip_set(media: dict, stems: list[str], folder: Path, *, bad: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    """``(videos folder, clips.jsonl)``: copies of the conftest's good (and ``bad``) clips, one
+    annotation row each."""
+    videos = folder / "videos"
+    videos.mkdir()
+    for kind, names in (("good", stems), ("bad", bad)):
+        for stem in names:
+            (videos / media[kind][stem].name).write_bytes(media[kind][stem].read_bytes())
+    ann = folder / "clips.jsonl"
+    ann.write_text("".join(json.dumps({"clip_name": s, "caption": f"caption of {s}"}) + "\n"
+                           for s in [*stems, *bad]))
+    return videos, ann

@@ -8,7 +8,6 @@ the fault gone must give every good video ``ok`` (and the one bad video its own 
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from pathlib import Path
@@ -19,22 +18,14 @@ import pytest
 from preprocess.config import PreprocessConfig
 from preprocess.faults import MachineFault
 from preprocess.shard import process_sample
-from tests.preprocess.helpers import assert_error_line, params_file, run_cli
+from tests.preprocess.helpers import assert_error_line, clip_set, params_file, run_cli
 
 GOOD = ["h264", "vp9", "long", "anim"]
 
 
 @pytest.fixture(scope="module")
 def data(media, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("faults")
-    videos = tmp / "videos"
-    videos.mkdir()
-    for stem in GOOD:
-        (videos / media["good"][stem].name).write_bytes(media["good"][stem].read_bytes())
-    (videos / "notvideo.mp4").write_bytes(media["bad"]["notvideo"].read_bytes())
-    ann = tmp / "clips.jsonl"
-    ann.write_text("".join(json.dumps({"clip_name": s, "caption": f"caption of {s}"}) + "\n"
-                           for s in GOOD + ["notvideo"]))
+    videos, ann = clip_set(media, GOOD, tmp_path_factory.mktemp("faults"), bad=("notvideo",))
     return {"videos": videos, "ann": ann}
 
 

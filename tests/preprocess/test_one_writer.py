@@ -25,7 +25,7 @@ from preprocess.api import build_manifest, finalize, plan_shards
 from preprocess.config import PreprocessConfig
 from preprocess.faults import OutputBusy
 from preprocess.lock import hold
-from tests.preprocess.helpers import REPO, assert_error_line, cli, params_file, run_cli
+from tests.preprocess.helpers import REPO, assert_error_line, cli, clip_set, params_file, run_cli
 
 GOOD = ["h264", "vp9", "mpeg4", "anim", "long", "rotated"]
 
@@ -33,12 +33,7 @@ GOOD = ["h264", "vp9", "mpeg4", "anim", "long", "rotated"]
 @pytest.fixture(scope="module")
 def data(media, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("writers")
-    videos = tmp / "videos"
-    videos.mkdir()
-    for stem in GOOD:
-        (videos / media["good"][stem].name).write_bytes(media["good"][stem].read_bytes())
-    ann = tmp / "clips.jsonl"
-    ann.write_text("".join(json.dumps({"clip_name": s, "caption": f"caption of {s}"}) + "\n" for s in GOOD))
+    videos, ann = clip_set(media, GOOD, tmp)
     slow = tmp / "slow-ffmpeg"  # overlaps two jobs however fast the machine
     slow.write_text('#!/bin/bash\ncase "$*" in *-decoders*) ;; *) sleep 0.4;; esac\nexec ffmpeg "$@"\n')
     gated = tmp / "gated-ffmpeg"  # waits (at most 30 s) until the test opens the gate
