@@ -157,33 +157,55 @@ def test_openai_clip_state_dict_reproduces_clip(hf_clip, tmp_path, prefix):
     torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("mean_pooling", [False, True])
-def test_hf_videomae_folder_reproduces_videomaemodel(tmp_path, mean_pooling):
-    """Exact on everything the architectures share. VideoMAE has no CLS token, so the patch
-    tokens are compared with the tower run without one, and its 1-D sinusoidal positions are
-    given the separable fit on both sides (the fit's error is in the report)."""
+def videomae(folder, mean_pooling: bool = False):
     torch.manual_seed(3)
     ref = transformers.VideoMAEModel(transformers.VideoMAEConfig(
         **SIZES, num_frames=4, tubelet_size=2, use_mean_pooling=mean_pooling)).eval()
-    ref.save_pretrained(tmp_path)
-    enc = encoder(norm_eps=1e-12, num_frames=4, tubelet=2, init=str(tmp_path))
+    ref.save_pretrained(folder)
+    return ref
+
+
+def tokens_without_cls(enc: VideoEncoder, video: torch.Tensor) -> torch.Tensor:
+    """The tower's forward pass minus the CLS token VideoMAE does not have."""
+    cfg = enc.cfg
+    grid = (video.shape[1] // cfg.tubelet, video.shape[3] // cfg.patch_size, video.shape[4] // cfg.patch_size)
+    x = enc.patch_embed(patchify(video, cfg.patch_size, cfg.tubelet)) + enc.pos(*grid)
+    for block in enc.blocks:
+        x, _ = block(x)
+    return enc.norm(x)
+
+
+@pytest.mark.parametrize("mean_pooling", [False, True])
+def test_hf_videomae_folder_reproduces_videomaemodel(tmp_path, mean_pooling):
+    """With ``pos_embed: sinusoid`` everything VideoMAE has is reproduced exactly; it has no
+    CLS token, so the patch tokens are compared with the tower run without one."""
+    ref = videomae(tmp_path, mean_pooling)
+    enc = encoder(norm_eps=1e-12, num_frames=4, tubelet=2, pos_embed="sinusoid", init=str(tmp_path))
     report = init_video_encoder(enc, enc.cfg)
     assert report.format == "hf_videomae"
     assert report.new == (["cls_token", "norm.bias", "norm.weight"] if mean_pooling else ["cls_token"])
-    assert any("sinusoidal" in s for s in report.differences)
     video = torch.randn(2, 4, 3, 32, 32)
-    grid = (2, 4, 4)
     with torch.no_grad():
-        pos = enc.pos(*grid)                                                  # [1, 32, 64]
-        ref.embeddings.position_embeddings = pos
-        want = ref(pixel_values=video).last_hidden_state
+        want = ref(pixel_values=video).last_hidden_state                     # [2, 32, 64]
         if mean_pooling:  # no final norm in VideoMAE: the tower's fresh one is affine-free
             want = torch.nn.functional.layer_norm(want, (64,), eps=1e-12)
-        x = enc.patch_embed(patchify(video, 8, 2)) + pos
-        for block in enc.blocks:
-            x, _ = block(x)
-        torch.testing.assert_close(enc.norm(x), want, atol=ATOL, rtol=0)
+        torch.testing.assert_close(tokens_without_cls(enc, video), want, atol=ATOL, rtol=0)
         assert enc(video, sparsify=False).tokens.shape == (2, 1 + 32, 64)   # with its new CLS
+
+
+def test_videomae_into_separable_positions_is_exact_but_for_the_fit(tmp_path):
+    """The default learned separable positions take the least-squares fit of VideoMAE's
+    sinusoid (its error is reported); given the same positions, the rest is exact."""
+    ref = videomae(tmp_path)
+    enc = encoder(norm_eps=1e-12, num_frames=4, tubelet=2, init=str(tmp_path))
+    report = init_video_encoder(enc, enc.cfg)
+    assert report.new == ["cls_token"]
+    assert any("relative error" in s for s in report.differences)
+    video = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        ref.embeddings.position_embeddings = enc.pos(2, 4, 4)
+        want = ref(pixel_values=video).last_hidden_state
+        torch.testing.assert_close(tokens_without_cls(enc, video), want, atol=ATOL, rtol=0)
 
 
 # ----------------------------------------------------------------------------- the pieces
@@ -220,6 +242,34 @@ def test_mismatches_name_the_key(hf_vit, hf_clip):
         init_video_encoder(plain, plain.cfg, hf_clip[1])
     with pytest.raises(ConfigError, match="model.video.init"):
         init_video_encoder(plain, plain.cfg, hf_vit[1] / "missing.pth")
+
+
+def test_fewer_blocks_take_the_first_ones(hf_vit):
+    enc = encoder(norm_eps=1e-12, depth=1)
+    report = init_video_encoder(enc, enc.cfg, hf_vit[1])
+    assert report.new == [] and report.ignored == ["blocks 1..1 (model.video.depth=1)"]
+
+
+def test_deit_distillation_token_is_set_aside(tmp_path, hf_vit):
+    state = timm_layout(saved_weights(hf_vit[1]))
+    state["dist_token"] = torch.randn(1, 1, 64)
+    state["pos_embed"] = torch.cat([state["pos_embed"][:, :1], torch.randn(1, 1, 64),
+                                    state["pos_embed"][:, 1:]], dim=1)        # [1, 2 + 16, 64]
+    torch.save(state, tmp_path / "deit.pth")
+    enc = encoder(norm_eps=1e-12)
+    report = init_video_encoder(enc, enc.cfg, tmp_path / "deit.pth")
+    assert report.ignored == ["dist_token"]
+    torch.testing.assert_close(enc.pos.spatial[0], state["pos_embed"][0, 2:])
+
+
+def test_a_pickle_with_more_than_tensors_is_refused(tmp_path, hf_vit):
+    import argparse
+
+    state = timm_layout(saved_weights(hf_vit[1]))
+    torch.save({"model": state, "args": argparse.Namespace(lr=1e-3)}, tmp_path / "mae.pth")
+    enc = encoder(norm_eps=1e-12)
+    with pytest.raises(ConfigError, match="model.video.init: .* more than tensors"):
+        init_video_encoder(enc, enc.cfg, tmp_path / "mae.pth")
 
 
 def test_smaug_starts_from_model_video_init(tmp_path, config):

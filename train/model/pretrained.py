@@ -1,36 +1,43 @@
 """Starting the video tower from pretrained image or video ViT weights on local disk.
 
-How to start from CLIP, ImageNet ViT or VideoMAE weights: put the checkpoint on disk and set
-``model.video.init`` to it (``python -m train.pretrain model.video.init=/ckpt/vit-b16``).
-A Hugging Face folder (``config.json`` + weights; ``ViTModel``, ``CLIPVisionModel`` /
-``CLIPModel``, ``VideoMAEModel``) is recognised from its ``model_type``; a single
-``.safetensors`` / ``.pth`` / ``.bin`` state dict from its key names (timm ViT / DeiT, or an
-OpenAI / open_clip ``visual.*`` tower); ``model.video.init_format`` names the layout when
-guessing is not wanted. The tower's shape must match the checkpoint: ``width``, ``depth``
-(fewer blocks takes the first ones), ``heads``, ``mlp_ratio`` and ``patch_size`` (ViT-B/16:
-``pipeline/recipes/vit-b16.yaml``); ``image_size`` and ``num_frames`` are free (position
-embeddings are interpolated). CLIP towers also need ``model.video.act=quick_gelu`` (OpenAI
-weights), ``ln_pre=true`` and ``norm_eps=1e-5``; HF ViT and VideoMAE were trained with
-``norm_eps=1e-12``. The loader says what it loaded, what it left new and what differs, in the
-log and in ``SMAUG.video_init_report``.
+How to start from CLIP, ImageNet ViT or VideoMAE weights: put the checkpoint on disk and
+point ``model.video.init`` at it, e.g. ``python -m train.pretrain --recipe vit-b16
+model.video.init=/ckpt/vit-base-patch16-224 model.video.norm_eps=1e-12``. A Hugging Face folder
+(``config.json`` + weights of a ``ViTModel``, ``CLIPVisionModel`` / ``CLIPModel`` or
+``VideoMAEModel``) is recognised by its ``model_type``; a single ``.safetensors`` / ``.pth`` /
+``.bin`` state dict by its key names (timm ViT / DeiT, or an OpenAI / open_clip visual tower,
+with or without the ``visual.`` prefix); ``model.video.init_format`` names the layout when
+guessing is not wanted. The tower must have the checkpoint's ``width``, ``heads``,
+``mlp_ratio`` and ``patch_size`` (ViT-B/16: the ``vit-b16`` recipe); a smaller ``depth`` takes
+the first blocks; ``image_size`` and ``num_frames`` are free (position embeddings are resized).
+To run a checkpoint as it was trained, also set: CLIP ``act=quick_gelu ln_pre=true
+norm_eps=1e-5`` (open_clip's LAION towers use ``act=gelu``); HF ViT ``norm_eps=1e-12``; timm
+keeps the default ``1e-6``; VideoMAE ``tubelet=2 norm_eps=1e-12 pos_embed=sinusoid``. A wrong
+``act`` or ``ln_pre`` is refused with the key to set; everything else that differs is reported.
+The log (and ``SMAUG.video_init_report``) says which tensors were loaded, which stay new,
+which checkpoint keys were ignored, what was interpolated and where the architectures differ.
 
 What is converted, and why:
 
 * patch embedding: a Conv2d ``[D, 3, P, P]`` (or VideoMAE's Conv3d ``[D, 3, 2, P, P]``) becomes
   the ``nn.Linear`` over :func:`~train.model.patches.patchify`'s ``(time, row, col, channel)``
   flattening; with ``tubelet: 2`` an image kernel is inflated I3D-style (copied to both frames,
-  divided by 2, so a still clip embeds exactly as the image did);
+  divided by 2, so a still clip embeds exactly as the image did); a missing bias is zero;
 * position embeddings: the source's CLS position is folded into ``cls_token`` (ours has no CLS
   position); its 2-D patch grid is resized bicubically (as timm does) to this model's grid;
   image models have no temporal embedding, so ours starts at zero. VideoMAE's fixed 1-D
   sinusoid over the flattened ``t*H*W + s`` index is not a sum of a spatial and a temporal
-  term, so the nearest separable one is used (least squares: the spatial part is its mean over
-  time, the temporal part its mean over space minus the overall mean); the report gives the
-  relative error of that fit;
+  term: ``pos_embed: sinusoid`` uses the same table; the default learned separable embedding
+  starts from its least-squares fit (spatial = mean over time, temporal = mean over space
+  minus the overall mean), whose relative error the report gives (about 0.65 for ViT-B);
 * attention: separate q / k / v projections are fused into ``qkv``; VideoMAE's missing key
   bias is zero;
-* VideoMAE has no CLS token, so ours stays new (and, since every token attends to it, token
-  features differ from VideoMAE's until it is trained); a missing final LayerNorm stays new.
+* VideoMAE has no CLS token, so ours stays new (every token attends to it, so features differ
+  from VideoMAE's until it is trained); a missing final LayerNorm (VideoMAE with mean pooling)
+  stays new; classifier heads, poolers, CLIP's projection and text tower are ignored.
+
+With more than one temporal slot, joint space-time attention makes a still clip's features
+differ from the image model's (the CLS token is weighed against every frame's patches).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +56,7 @@ import torch.nn.functional as F
 from pipeline.config import ConfigError
 
 from .config import VideoConfig
+from .patches import sinusoid_table
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +103,7 @@ class Converted:
     ignored: list[str]
     hf_config: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    pos_sinusoid: tuple[int, int] | None = None  # (T', g): VideoMAE's fixed table on that grid
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -163,7 +173,16 @@ def _read_state_file(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
         return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # weights_only refuses arbitrary objects (a pickle can run code): e.g. MAE / DeiT
+        # training checkpoints also hold their argparse Namespace
+        raise ConfigError(
+            f"model.video.init: {path} holds more than tensors ({str(err).splitlines()[0]}); "
+            "save just the weights from a trusted copy: "
+            "torch.save(torch.load(f, weights_only=False)['model'], 'weights.pth')"
+        ) from None
     for wrapper in ("state_dict", "model", "module"):  # training checkpoints nest the weights
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
@@ -198,7 +217,8 @@ def _strip_prefix(state: dict, anchor: str) -> tuple[dict, list[str], str]:
     -> (those keys without it, the other keys, the prefix)."""
     hit = next((k for k in state if k.endswith(anchor)), None)
     if hit is None:
-        raise ConfigError(f"model.video.init: no {anchor} in the checkpoint")
+        raise ConfigError(f"model.video.init_format: no {anchor} in the checkpoint; "
+                          "is it in the layout named?")
     prefix = hit[: -len(anchor)]
     kept = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     return kept, [k for k in state if not k.startswith(prefix)], prefix
@@ -220,7 +240,7 @@ def _rename(state: dict, rules: list[tuple[str, str]], ignore: str) -> tuple[dic
     return out, ignored
 
 
-def _fuse_qkv(t: dict, dim_of: str = "blocks.{i}.attn.q.weight") -> dict:
+def _fuse_qkv(t: dict) -> dict:
     """blocks.i.attn.{q,k,v}.{weight,bias} -> blocks.i.attn.qkv.* (a missing bias is zero)."""
     blocks = sorted({int(m.group(1)) for k in t if (m := re.match(r"blocks\.(\d+)\.attn\.q\.", k))})
     for i in blocks:
@@ -274,7 +294,8 @@ def convert_hf_vit(state: dict, hf_config: dict) -> Converted:
     for key in [k for k in t if k.startswith("embeddings.")]:
         del t[key]  # e.g. a mask token: not part of the forward pass that is reproduced
         ignored.append(key)
-    return Converted(_fuse_qkv(t), patch_w, patch_b, cls, grid, None, [prefix + k for k in ignored] + outside, hf_config)
+    return Converted(_fuse_qkv(t), patch_w, patch_b, cls, grid, None,
+                     [prefix + k for k in ignored] + outside, hf_config)
 
 
 def convert_hf_clip(state: dict, hf_config: dict) -> Converted:
@@ -294,9 +315,10 @@ def convert_hf_clip(state: dict, hf_config: dict) -> Converted:
     t, ignored = _rename(state, rules, ignore=r"embeddings\.position_ids")
     cls_pos, grid = _split_pos(t.pop("embeddings.position_embedding.weight"), prefix=1)
     cls = _with_pos(t.pop("embeddings.class_embedding"), cls_pos)
+    patch_w = t.pop("embeddings.patch_embedding.weight")
     vision = hf_config.get("vision_config", hf_config)  # CLIPModel nests it
-    return Converted(_fuse_qkv(t), t.pop("embeddings.patch_embedding.weight"), None, cls, grid,
-                     None, [prefix + k for k in ignored] + outside, vision)
+    return Converted(_fuse_qkv(t), patch_w, None, cls, grid, None,
+                     [prefix + k for k in ignored] + outside, vision)
 
 
 def convert_hf_videomae(state: dict, hf_config: dict) -> Converted:
@@ -307,15 +329,10 @@ def convert_hf_videomae(state: dict, hf_config: dict) -> Converted:
     patch_b = t.pop("embeddings.patch_embeddings.projection.bias")
     # the sinusoid is not in the file: VideoMAE rebuilds it from config.json
     cfg = {"image_size": 224, "patch_size": 16, "num_frames": 16, "tubelet_size": 2, **hf_config}
-    frames = cfg["num_frames"] // cfg["tubelet_size"]
-    side = cfg["image_size"] // cfg["patch_size"]
-    table = sinusoid_table(frames * side * side, patch_w.shape[0]).reshape(frames, side * side, -1)
-    spatial, temporal, residual = separable_fit(table)
-    notes = [f"VideoMAE's 1-D sinusoidal positions over {frames}x{side}x{side} replaced by the "
-             f"nearest spatial + temporal sum (relative error {residual:.2f})",
-             "VideoMAE has no CLS token: cls_token is new and every token attends to it"]
-    return Converted(_fuse_qkv(t), patch_w, patch_b, None, spatial.reshape(side, side, -1),
-                     temporal, [prefix + k for k in ignored] + outside, hf_config, notes)
+    grid = (cfg["num_frames"] // cfg["tubelet_size"], cfg["image_size"] // cfg["patch_size"])
+    notes = ["VideoMAE has no CLS token: cls_token is new and every token attends to it"]
+    return Converted(_fuse_qkv(t), patch_w, patch_b, None, None, None,
+                     [prefix + k for k in ignored] + outside, hf_config, notes, pos_sinusoid=grid)
 
 
 def convert_timm_vit(state: dict, hf_config: dict) -> Converted:
@@ -335,8 +352,9 @@ def convert_timm_vit(state: dict, hf_config: dict) -> Converted:
         extra_tokens = 0  # no_embed_class models: the CLS token has no position
     cls_pos, grid = _split_pos(pos, extra_tokens)
     cls = _with_pos(t.pop("cls_token"), cls_pos)
-    return Converted(t, t.pop("patch_embed.proj.weight"), t.pop("patch_embed.proj.bias", None),
-                     cls, grid, None, [prefix + k for k in ignored] + outside, hf_config)
+    patch_w, patch_b = t.pop("patch_embed.proj.weight"), t.pop("patch_embed.proj.bias", None)
+    return Converted(t, patch_w, patch_b, cls, grid, None,
+                     [prefix + k for k in ignored] + outside, hf_config)
 
 
 def convert_openai_clip(state: dict, hf_config: dict) -> Converted:
@@ -360,7 +378,8 @@ def convert_openai_clip(state: dict, hf_config: dict) -> Converted:
     notes = ["activation is not recorded in a CLIP state dict: OpenAI weights use quick_gelu, "
              "most open_clip LAION towers GELU (model.video.act chooses)",
              "the visual projection 'proj' is not loaded (video_proj maps to embed_dim)"]
-    return Converted(t, t.pop("conv1.weight"), None, cls, grid, None, [prefix + k for k in ignored] + outside,
+    patch_w = t.pop("conv1.weight")
+    return Converted(t, patch_w, None, cls, grid, None, [prefix + k for k in ignored] + outside,
                      hf_config, notes)
 
 
@@ -411,15 +430,6 @@ def resize_time(temporal: torch.Tensor, frames: int) -> torch.Tensor:
         return temporal.expand(frames, -1).clone()
     x = F.interpolate(temporal.t()[None], size=frames, mode="linear", align_corners=True)
     return x[0].t()
-
-
-def sinusoid_table(positions: int, dim: int) -> torch.Tensor:
-    """VideoMAE's fixed table: sin on even, cos on odd channels of pos / 10000^(2(j//2)/dim)."""
-    pos = torch.arange(positions, dtype=torch.float64)[:, None]
-    j = torch.arange(dim, dtype=torch.float64)
-    angle = pos / torch.pow(10000.0, 2 * torch.div(j, 2, rounding_mode="floor") / dim)
-    table = torch.where(j.long() % 2 == 0, torch.sin(angle), torch.cos(angle))
-    return table.float()
 
 
 def separable_fit(table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -491,21 +501,48 @@ def _fit(encoder, cfg: VideoConfig, c: Converted, report: InitReport) -> dict[st
         report.differences.append("the checkpoint's patch embedding has no bias (zero here)")
     if c.cls is not None:
         target["cls_token"] = c.cls.reshape(1, 1, -1)
-    if c.pos_grid is not None:
-        g = c.pos_grid.shape[0]
-        if g != cfg.grid:
-            report.interpolated.append(f"spatial positions {g}x{g} -> {cfg.grid}x{cfg.grid} (bicubic)")
-        target["pos.spatial"] = resize_grid(c.pos_grid, cfg.grid)[None]
+    target.update(_positions(cfg, c, report))
+    return {k: v.float().contiguous() for k, v in target.items()}
+
+
+def _positions(cfg: VideoConfig, c: Converted, report: InitReport) -> dict[str, torch.Tensor]:
+    """The checkpoint's position embeddings in the form ``model.video.pos_embed`` asks for."""
     frames = cfg.num_frames // cfg.tubelet
-    if c.pos_time is not None:
-        if c.pos_time.shape[0] != frames:
-            report.interpolated.append(f"temporal positions {c.pos_time.shape[0]} -> {frames} (linear)")
-        target["pos.temporal"] = resize_time(c.pos_time, frames)[None]
+    if cfg.pos_embed == "sinusoid":  # fixed: nothing to load
+        if c.pos_sinusoid is None:
+            report.differences.append("model.video.pos_embed=sinusoid: the checkpoint's learned "
+                                      "positions are not used")
+        elif c.pos_sinusoid != (frames, cfg.grid):
+            t, g = c.pos_sinusoid
+            report.differences.append(
+                f"VideoMAE's sinusoid was trained on {t}x{g}x{g} tokens, this model has "
+                f"{frames}x{cfg.grid}x{cfg.grid}: positions follow the token index, so they shift")
+        return {}
+    grid, time = c.pos_grid, c.pos_time
+    if c.pos_sinusoid is not None:
+        t, g = c.pos_sinusoid
+        spatial, time, residual = separable_fit(
+            sinusoid_table(t * g * g, cfg.width).reshape(t, g * g, -1))
+        grid = spatial.reshape(g, g, -1)
+        report.differences.append(
+            f"VideoMAE's fixed 1-D sinusoid over {t}x{g}x{g} tokens replaced by the nearest "
+            f"spatial + temporal sum (relative error {residual:.2f}); "
+            "model.video.pos_embed=sinusoid keeps it exact")
+    out = {}
+    if grid is not None:
+        if grid.shape[0] != cfg.grid:
+            report.interpolated.append(f"spatial positions {grid.shape[0]}x{grid.shape[0]} -> "
+                                       f"{cfg.grid}x{cfg.grid} (bicubic)")
+        out["pos.spatial"] = resize_grid(grid, cfg.grid)[None]
+    if time is not None:
+        if time.shape[0] != frames:
+            report.interpolated.append(f"temporal positions {time.shape[0]} -> {frames} (linear)")
+        out["pos.temporal"] = resize_time(time, frames)[None]
     else:
-        target["pos.temporal"] = torch.zeros(1, frames, cfg.width)
+        out["pos.temporal"] = torch.zeros(1, frames, cfg.width)
         report.differences.append("image checkpoint: temporal positions start at zero "
                                   "(every frame starts out alike)")
-    return {k: v.float().contiguous() for k, v in target.items()}
+    return out
 
 
 def _abbreviate(keys: list[str], limit: int = 8) -> str:

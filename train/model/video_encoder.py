@@ -5,7 +5,8 @@ Steps of :meth:`VideoEncoder.forward` (shapes for B clips, N = T' * gh * gw patc
 1. ``patchify``: [B, T, 3, H, W] -> raw patches [B, N, tubelet*P*P*3];
 2. masking (optional): keep K of N patches (``random_masking`` / ``tube_masking``), so the
    patch embedding, attention and MLPs only ever see the K visible ones;
-3. linear patch embedding + separable space/time position embedding, CLS token prepended,
+3. linear patch embedding + position embedding (learned separable space + time, or VideoMAE's
+   fixed sinusoid with ``video.pos_embed: sinusoid``), CLS token prepended,
    then ``ln_pre`` (a LayerNorm when ``video.ln_pre``, as in CLIP; otherwise nothing);
 4. ViT blocks; after each block listed in ``sparsify.layers``: temporal then spatial
    sparsification scored by that block's CLS attention row;
@@ -22,7 +23,7 @@ from torch import nn
 from .config import SparsifyConfig, VideoConfig
 from .layers import Block
 from .masking import kept_ids, random_masking, tube_masking
-from .patches import SeparablePosEmbed, patchify
+from .patches import SeparablePosEmbed, SinusoidPosEmbed, patchify
 from .sparsify import spatial_sparsify, temporal_sparsify
 
 
@@ -50,7 +51,8 @@ class VideoEncoder(nn.Module):
         dim = cfg.width
         self.patch_embed = nn.Linear(cfg.tubelet * cfg.patch_size**2 * 3, dim)
         self.cls_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
-        self.pos = SeparablePosEmbed(cfg.grid, cfg.num_frames // cfg.tubelet, dim)
+        pos_kind = SinusoidPosEmbed if cfg.pos_embed == "sinusoid" else SeparablePosEmbed
+        self.pos = pos_kind(cfg.grid, cfg.num_frames // cfg.tubelet, dim)
         rates = torch.linspace(0, cfg.drop_path, cfg.depth).tolist()
         self.ln_pre = nn.LayerNorm(dim, eps=cfg.norm_eps) if cfg.ln_pre else nn.Identity()
         self.blocks = nn.ModuleList(
