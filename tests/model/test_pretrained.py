@@ -287,6 +287,27 @@ def test_smaug_starts_from_model_video_init(tmp_path, config):
     assert untouched.video_init_report is None
 
 
+def test_a_checkpoint_of_an_initialised_run_loads_without_the_init_file(tmp_path, config):
+    """Weights come from the SMAUG checkpoint, so the pretrained file may be gone by then."""
+    import shutil
+
+    from pipeline.config import to_dict
+    from train import checkpoint as ckpt
+    from train.model import SMAUG
+
+    init = tmp_path / "vit"
+    transformers.ViTModel(transformers.ViTConfig(
+        hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
+        image_size=32, patch_size=8, layer_norm_eps=1e-6), add_pooling_layer=False).save_pretrained(init)
+    cfg = config(video={"init": str(init)})
+    model = SMAUG(cfg)
+    ckpt.save_checkpoint(tmp_path / "run", model, step=1, state={"model_config": to_dict(cfg)})
+    shutil.rmtree(init)
+    loaded, _ = ckpt.load_model(tmp_path / "run")
+    assert loaded.cfg.video.init == str(init)
+    torch.testing.assert_close(loaded.video.patch_embed.weight, model.video.patch_embed.weight)
+
+
 # ----------------------------------------------------------------------------- layouts
 
 

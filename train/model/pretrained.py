@@ -254,10 +254,11 @@ def _fuse_qkv(t: dict) -> dict:
     return t
 
 
-def _split_pos(pos: torch.Tensor, prefix: int) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """[L, D] learned positions (``prefix`` of them for CLS-like tokens) -> (CLS pos, [g, g, D])."""
-    cls_pos = pos[0] if prefix else None
-    grid = pos[prefix:]
+def _split_pos(pos: torch.Tensor, extra_tokens: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """[L, D] learned positions, the first ``extra_tokens`` for CLS (and DeiT's distillation
+    token) -> (CLS position or None, [g, g, D] patch grid)."""
+    cls_pos = pos[0] if extra_tokens else None
+    grid = pos[extra_tokens:]
     side = math.isqrt(grid.shape[0])
     if side * side != grid.shape[0]:
         raise ConfigError(f"model.video.init: {grid.shape[0]} patch positions are not a square grid")
@@ -287,7 +288,7 @@ def convert_hf_vit(state: dict, hf_config: dict) -> Converted:
     state, outside, prefix = _strip_prefix(state, "embeddings.patch_embeddings.projection.weight")
     rules = VIT_BLOCK_RULES + [(r"embeddings\..*", r"\g<0>")]
     t, ignored = _rename(state, rules, ignore=r"pooler\.")
-    cls_pos, grid = _split_pos(t.pop("embeddings.position_embeddings")[0], prefix=1)
+    cls_pos, grid = _split_pos(t.pop("embeddings.position_embeddings")[0], extra_tokens=1)
     patch_w = t.pop("embeddings.patch_embeddings.projection.weight")
     patch_b = t.pop("embeddings.patch_embeddings.projection.bias")
     cls = _with_pos(t.pop("embeddings.cls_token"), cls_pos)
@@ -313,7 +314,7 @@ def convert_hf_clip(state: dict, hf_config: dict) -> Converted:
          r"\g<0>"),
     ]
     t, ignored = _rename(state, rules, ignore=r"embeddings\.position_ids")
-    cls_pos, grid = _split_pos(t.pop("embeddings.position_embedding.weight"), prefix=1)
+    cls_pos, grid = _split_pos(t.pop("embeddings.position_embedding.weight"), extra_tokens=1)
     cls = _with_pos(t.pop("embeddings.class_embedding"), cls_pos)
     patch_w = t.pop("embeddings.patch_embedding.weight")
     vision = hf_config.get("vision_config", hf_config)  # CLIPModel nests it
@@ -373,7 +374,7 @@ def convert_openai_clip(state: dict, hf_config: dict) -> Converted:
         (r"(conv1\.weight|class_embedding|positional_embedding)", r"\g<0>"),
     ]
     t, ignored = _rename(state, rules, ignore=r"(proj|attnpool)\b")
-    cls_pos, grid = _split_pos(t.pop("positional_embedding"), prefix=1)
+    cls_pos, grid = _split_pos(t.pop("positional_embedding"), extra_tokens=1)
     cls = _with_pos(t.pop("class_embedding"), cls_pos)
     notes = ["activation is not recorded in a CLIP state dict: OpenAI weights use quick_gelu, "
              "most open_clip LAION towers GELU (model.video.act chooses)",
