@@ -371,7 +371,7 @@ def load_model(folder: str | Path, map_location: str | torch.device = "cpu"):
         cfg = model_config_of(state)
     except CheckpointError:
         raise CheckpointError(f"{folder}: state.json has no model_config; not a SMAUG checkpoint") from None
-    model = SMAUG(cfg)
+    model = SMAUG(cfg, video_init=False)
     load_weights(model, folder)
     model.to(map_location).eval()
     return model, state

@@ -109,7 +109,7 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
 
     init_state = ckpt.read_state(init)
     model_cfg = finetune_model_config(model_config_of(init_state), task, task_cfg)
-    model = SMAUG(model_cfg)
+    model = SMAUG(model_cfg, video_init=False)
     # heads of objectives switched off for fine-tuning may be in the file: ignore them
     load_weights(model, init, allow_unexpected=True)
     loader_cfg = loader_config_of(init_state, params, num_frames=cfg.num_frames, batch_size=task_cfg.batch_size)

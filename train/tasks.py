@@ -250,7 +250,7 @@ def load_task_model(folder: str | Path, map_location: str | torch.device = "cpu"
     folder = resolve_checkpoint(folder)
     state = read_state(folder)
     cfg = model_config_of(state)
-    model = SMAUG(cfg)
+    model = SMAUG(cfg, video_init=False)
     task = state.get("task")
     max_len = int(state.get("max_len") or cfg.text.max_len)
     if task == "qa":

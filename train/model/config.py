@@ -31,6 +31,12 @@ class VideoConfig:
     heads: int = 4
     mlp_ratio: float = 4.0
     drop_path: float = 0.0        # stochastic depth, linearly increasing up to this value
+    act: Literal["gelu", "quick_gelu"] = "gelu"  # MLP activation (OpenAI CLIP weights: quick_gelu)
+    ln_pre: bool = False          # LayerNorm on the embedded tokens before block 0 (CLIP has one)
+    norm_eps: float = 1.0e-6      # LayerNorm epsilon of the tower (timm 1e-6, CLIP 1e-5, HF ViT 1e-12)
+    pos_embed: Literal["separable", "sinusoid"] = "separable"  # sinusoid: VideoMAE's fixed 1-D table
+    init: str | None = None       # pretrained weights to start from (train/model/pretrained.py)
+    init_format: Literal["auto", "hf_vit", "hf_clip", "hf_videomae", "timm_vit", "openai_clip"] = "auto"
 
     def __post_init__(self) -> None:
         check(self.patch_size >= 1, "patch_size", "must be >= 1")
@@ -45,6 +51,13 @@ class VideoConfig:
               f"must divide width={self.width}")
         check(self.mlp_ratio > 0, "mlp_ratio", "must be > 0")
         check(0.0 <= self.drop_path < 1.0, "drop_path", "must be in [0, 1)")
+        check(self.act in ("gelu", "quick_gelu"), "act", f"must be gelu or quick_gelu, got {self.act!r}")
+        check(0.0 < self.norm_eps < 1.0, "norm_eps", "must be in (0, 1)")
+        check(self.pos_embed in ("separable", "sinusoid"), "pos_embed",
+              f"must be separable or sinusoid, got {self.pos_embed!r}")
+        formats = ("auto", "hf_vit", "hf_clip", "hf_videomae", "timm_vit", "openai_clip")
+        check(self.init_format in formats, "init_format",
+              f"must be one of {', '.join(formats)}, got {self.init_format!r}")
 
     @property
     def grid(self) -> int:

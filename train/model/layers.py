@@ -28,10 +28,20 @@ class DropPath(nn.Module):
         return x * x.new_empty(shape).bernoulli_(keep) / keep
 
 
+class QuickGELU(nn.Module):
+    """``x * sigmoid(1.702 x)``: the GELU approximation OpenAI's CLIP was trained with."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+ACTIVATIONS = {"gelu": nn.GELU, "quick_gelu": QuickGELU}
+
+
 class Mlp(nn.Sequential):
-    def __init__(self, dim: int, ratio: float) -> None:
+    def __init__(self, dim: int, ratio: float, act: str = "gelu") -> None:
         hidden = int(dim * ratio)
-        super().__init__(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        super().__init__(nn.Linear(dim, hidden), ACTIVATIONS[act](), nn.Linear(hidden, dim))
 
 
 def cls_attention_row(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -87,14 +97,20 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm ViT block; optionally also returns the CLS attention row for sparsification."""
+    """Pre-norm ViT block; optionally also returns the CLS attention row for sparsification.
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, drop_path: float = 0.0) -> None:
+    ``act`` and ``eps`` exist so pretrained towers (CLIP: quick_gelu, eps 1e-5) run as trained.
+    """
+
+    def __init__(
+        self, dim: int, heads: int, mlp_ratio: float, drop_path: float = 0.0,
+        act: str = "gelu", eps: float = 1e-6,
+    ) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, heads)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, mlp_ratio)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, mlp_ratio, act)
         self.drop_path = DropPath(drop_path)
 
     def forward(

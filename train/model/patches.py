@@ -58,3 +58,34 @@ class SeparablePosEmbed(nn.Module):
                 temporal = line.transpose(1, 2)
         pos = temporal[:, :, None, :] + spatial[:, None, :, :]  # [1, T', gh*gw, D]
         return pos.reshape(1, frames * gh * gw, dim)
+
+
+def sinusoid_table(positions: int, dim: int) -> torch.Tensor:
+    """[positions, dim]: sin on even, cos on odd channels of ``pos / 10000^(2(j//2)/dim)``
+    (VideoMAE's table; float64 inside so it matches theirs bit for bit)."""
+    pos = torch.arange(positions, dtype=torch.float64)[:, None]
+    j = torch.arange(dim, dtype=torch.float64)
+    angle = pos / torch.pow(10000.0, 2 * torch.div(j, 2, rounding_mode="floor") / dim)
+    return torch.where(j.long() % 2 == 0, torch.sin(angle), torch.cos(angle)).float()
+
+
+class SinusoidPosEmbed(nn.Module):
+    """VideoMAE's fixed positions: one sin/cos row per time-major token index, no parameters.
+
+    Needed to run VideoMAE weights as trained: their table over ``t*gh*gw + s`` is not a sum
+    of a spatial and a temporal term. Any grid gets a table, but since a token's position is
+    its index, a grid other than the trained one moves tokens' positions (as in VideoMAE).
+    """
+
+    def __init__(self, grid: int, frames: int, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.register_buffer("table", sinusoid_table(frames * grid * grid, dim)[None],
+                             persistent=False)
+
+    def forward(self, frames: int, gh: int, gw: int) -> torch.Tensor:
+        """-> [1, frames * gh * gw, D] in time-major token order."""
+        n = frames * gh * gw
+        if n == self.table.shape[1]:
+            return self.table
+        return sinusoid_table(n, self.dim)[None].to(self.table.device)

@@ -27,6 +27,7 @@ from .masking import mask_tokens
 from .objectives import (
     TARGETS, VTC, MLMHead, MVMDecoder, VTMHead, masked_positions, mlm_loss, mvm_loss, sample_negatives, vtm_loss,
 )
+from .pretrained import InitReport, init_video_encoder
 from .text_encoder import TextEncoder
 from .video_encoder import VideoEncoder, VideoEncoding
 
@@ -45,11 +46,16 @@ def trim_padding(input_ids: torch.Tensor, attention_mask: torch.Tensor):
 
 
 class SMAUG(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, *, video_init: bool = True) -> None:
+        """``video_init=False`` skips ``model.video.init``: for callers that load a SMAUG
+        checkpoint over the model anyway (and need not have the pretrained file)."""
         super().__init__()
         self.cfg = cfg
         w = cfg.objectives
         self.video = VideoEncoder(cfg.video, cfg.sparsify)
+        self.video_init_report: InitReport | None = None
+        if cfg.video.init is not None and video_init:
+            self.video_init_report = init_video_encoder(self.video, cfg.video)
         self.text = TextEncoder(cfg.text)
         dt, dv = self.text.hidden_size, cfg.video.width
         self.video_proj = nn.Linear(dv, cfg.embed_dim)

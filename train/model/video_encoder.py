@@ -5,7 +5,9 @@ Steps of :meth:`VideoEncoder.forward` (shapes for B clips, N = T' * gh * gw patc
 1. ``patchify``: [B, T, 3, H, W] -> raw patches [B, N, tubelet*P*P*3];
 2. masking (optional): keep K of N patches (``random_masking`` / ``tube_masking``), so the
    patch embedding, attention and MLPs only ever see the K visible ones;
-3. linear patch embedding + separable space/time position embedding, CLS token prepended;
+3. linear patch embedding + position embedding (learned separable space + time, or VideoMAE's
+   fixed sinusoid with ``video.pos_embed: sinusoid``), CLS token prepended,
+   then ``ln_pre`` (a LayerNorm when ``video.ln_pre``, as in CLIP; otherwise nothing);
 4. ViT blocks; after each block listed in ``sparsify.layers``: temporal then spatial
    sparsification scored by that block's CLS attention row;
 5. final LayerNorm -> tokens [B, 1+n, D] (CLS first) and each token's patch id.
@@ -21,7 +23,7 @@ from torch import nn
 from .config import SparsifyConfig, VideoConfig
 from .layers import Block
 from .masking import kept_ids, random_masking, tube_masking
-from .patches import SeparablePosEmbed, patchify
+from .patches import SeparablePosEmbed, SinusoidPosEmbed, patchify
 from .sparsify import spatial_sparsify, temporal_sparsify
 
 
@@ -49,10 +51,14 @@ class VideoEncoder(nn.Module):
         dim = cfg.width
         self.patch_embed = nn.Linear(cfg.tubelet * cfg.patch_size**2 * 3, dim)
         self.cls_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
-        self.pos = SeparablePosEmbed(cfg.grid, cfg.num_frames // cfg.tubelet, dim)
+        pos_kind = SinusoidPosEmbed if cfg.pos_embed == "sinusoid" else SeparablePosEmbed
+        self.pos = pos_kind(cfg.grid, cfg.num_frames // cfg.tubelet, dim)
         rates = torch.linspace(0, cfg.drop_path, cfg.depth).tolist()
-        self.blocks = nn.ModuleList(Block(dim, cfg.heads, cfg.mlp_ratio, r) for r in rates)
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.ln_pre = nn.LayerNorm(dim, eps=cfg.norm_eps) if cfg.ln_pre else nn.Identity()
+        self.blocks = nn.ModuleList(
+            Block(dim, cfg.heads, cfg.mlp_ratio, r, act=cfg.act, eps=cfg.norm_eps) for r in rates
+        )
+        self.norm = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.sparse_layers = set(self.sparsify_cfg.layers) if self.sparsify_cfg else set()
 
     def forward(
@@ -86,6 +92,7 @@ class VideoEncoder(nn.Module):
             pos = pos.gather(1, ids[..., None].expand(-1, -1, pos.shape[-1]))
         x = self.patch_embed(patches) + pos
         x = torch.cat([self.cls_token.expand(b, -1, -1), x], dim=1)           # [B, 1+K, D]
+        x = self.ln_pre(x)
         visible = ids
         trace: list[dict] = []
         sp = self.sparsify_cfg if sparsify else None
