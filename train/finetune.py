@@ -21,6 +21,11 @@ pre-trained checkpoint, settings and shards; otherwise it stops and says what di
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # the command line: own the stop signals before the slow imports
+    from train.signals import STOP
+
+    STOP.install()
+
 import argparse
 import csv
 import dataclasses
@@ -91,7 +96,7 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
     from train.data import build_loader
     from train.data.text import load_tokenizer
     from train.model import SMAUG
-    from train.distributed import init_distributed, shutdown
+    from train.distributed import barrier, init_distributed, shutdown
     from train.run import data_identity, open_run, stream_from
     from train.trainer import Trainer
 
@@ -119,10 +124,16 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
                            fingerprint(init)["sha256"], "num_frames": cfg.num_frames,
                            **{k: v for k, v in to_dict(task_cfg).items() if k not in ("ckpt_every", "log_every", "shards")}},
                 "data": data_identity(task_cfg.shards, f"finetune.{task}.shards")}
+    dist = init_distributed(cfg.device)
+    if dist.is_main:  # what an interrupted checkpoint write left: restored or removed
+        for what in ckpt.repair(out):
+            print(what, file=sys.stderr)
+    barrier(dist)
     status, state = open_run(out, identity, fresh=fresh)
     if status == "finished":
         print(f"{out}: fine-tuning already finished at step {state.get('step')} with these settings; "
               "pass --fresh to redo it")
+        shutdown(dist)
         return state.get("summary", {})
     resume_from = out if status == "resume" else None
 
@@ -147,7 +158,6 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
     torch.manual_seed(seed)  # the new QA head's initial weights
     if task == "qa":
         module.head.reset_parameters()
-    dist = init_distributed(cfg.device)
     trainer = Trainer(module, task_cfg, dist=dist, ckpt_dir=out, ckpt_state=ckpt_state,
                       progress=progress, desc=f"finetune {recipe}/{task}", seed=seed)
     if task == "qa":
@@ -188,9 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         section(params, FinetuneConfig, "finetune")
         return cli.print_config(params)
+    from train.signals import STOP
+
     try:
-        summary = run_finetune(params, args.task, recipe, init=args.init, out=args.out, fresh=args.fresh,
-                               progress=not args.no_progress)
+        with STOP:  # before any loader worker exists: see train.signals
+            summary = run_finetune(params, args.task, recipe, init=args.init, out=args.out, fresh=args.fresh,
+                                   progress=not args.no_progress)
     except (FileNotFoundError, ValueError) as err:
         if isinstance(err, ConfigError):
             raise

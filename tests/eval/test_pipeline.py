@@ -231,3 +231,44 @@ def test_shuffle_test_drop_is_zero_for_a_model_that_ignores_time(workspace, shar
     b = embed_retrieval_set(model, batches, tok, max_len=16, shuffle_seed=0)
     assert not torch.allclose(a.video_feats, b.video_feats, atol=1e-4)
     assert torch.allclose(a.text_feats, b.text_feats)
+
+
+def test_finetune_owns_its_stop_signals_from_the_start(workspace, tmp_path):
+    """SIGTERM to the process group of `python -m train.finetune` as soon as it starts: exit 75
+    with nothing lost (no step was done, nothing half-written), and the rerun does the run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from pipeline.config import REPO_ROOT
+
+    def catches_sigterm(pid: int) -> bool:
+        status = open(f"/proc/{pid}/status").read()
+        caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+        return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+    out = tmp_path / "ft-mc"
+    cmd = [sys.executable, "-m", "train.finetune", "--task", "mc", "--recipe", "smaug", "--no-progress",
+           "--params", str(workspace["params_path"]), "--out", str(out), *workspace["overrides"]]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    log = (tmp_path / "run.log").open("w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 60
+    while not catches_sigterm(proc.pid):  # the program's first lines, before torch is imported
+        assert proc.poll() is None and time.time() < deadline, (tmp_path / "run.log").read_text()
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = (tmp_path / "run.log").read_text()
+    assert code == 75, text
+    assert "interrupted: stopped by SIGTERM at step 0" in text, text
+    assert not out.exists() or not any(out.iterdir())  # nothing half-written
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert read_state(out)["step"] == 3 and read_state(out)["finished"] is True
