@@ -218,7 +218,9 @@ def evaluate_recipe(params: dict, recipe: str) -> dict:
     if "qa" in cfg.tasks:
         loader_cfg = loader_config_of(read_state(pre), params, num_frames=cfg.num_frames, batch_size=cfg.batch_size)
         out["chance"]["qa_majority"] = qa_chance(params, cfg, cache, loader_cfg)
-    out = rounded(out)
+    # Measured numbers are rounded for stable files; the settings are written as they are
+    # (rounding turned a learning rate of 5e-5 into 1e-4 in the provenance).
+    out = {**rounded({k: v for k, v in out.items() if k != "params"}), "params": out["params"]}
     for path, payload in ((Path(cfg.details_dir) / f"{recipe}.json", out),
                           (Path(cfg.metrics_dir) / f"eval-{recipe}.json", headline(out))):
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -91,3 +91,19 @@ def test_majority_baseline():
     assert r == {"answer": "b", "accuracy": 50.0}
     # frequency ties go to the alphabetically first answer, so the baseline is deterministic
     assert majority_baseline(["y", "x"], ["x"])["answer"] == "x"
+
+
+def test_rounding_keeps_the_settings_as_they_are(workspace):
+    """The provenance of a result names the settings that made it: a fine-tuning lr of 5e-5 is
+    not rounded to 1e-4 with the metrics."""
+    import json
+
+    from eval.evaluate import evaluate_recipe
+
+    params = workspace["params"]("finetune.qa.lr=5e-5", "eval.tasks=[retrieval]", "eval.shuffle_test=false")
+    out = evaluate_recipe(params, "smaug")
+    assert out["params"]["finetune"]["qa"]["lr"] == 5e-5
+    written = json.loads((workspace["base"] / "results/eval/smaug.json").read_text())
+    assert written["params"]["finetune"]["qa"]["lr"] == 5e-5
+    vtc = written["zero_shot"]["retrieval"]["normal"]["vtc"]["t2v"]
+    assert all(round(v, 4) == v for v in vtc.values() if isinstance(v, float))  # the metrics still are
