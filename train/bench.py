@@ -118,7 +118,7 @@ def run_bench(args) -> dict:
             batch = batches[i % len(batches)]
             for name in order:
                 trainer = trainers[name]
-                trainer.schedule.apply(trainer.step)
+                trainer.schedule.apply(trainer.schedule_step)
                 t0, c0 = time.perf_counter(), time.process_time()
                 trainer.train_step([batch])
                 if trainer.device.type == "cuda":

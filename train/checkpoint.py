@@ -113,6 +113,8 @@ def save_checkpoint(
     *,
     optimizer: torch.optim.Optimizer | None = None,
     schedule: Any = None,
+    scaler: torch.amp.GradScaler | None = None,
+    skipped_steps: int = 0,
     step: int,
     state: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
@@ -121,6 +123,8 @@ def save_checkpoint(
 
     ``state`` goes into state.json (JSON-able: recipe, params, model config, metrics);
     ``extra`` goes into optim.pt (tensors and plain containers only, e.g. the data position).
+    ``scaler``: the fp16 gradient scaler, saved when enabled (its state is floats and ints);
+    ``skipped_steps``: the optimiser steps it skipped (where the lr schedule stands).
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -137,6 +141,9 @@ def save_checkpoint(
         "step": int(step),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "schedule": schedule.state_dict() if schedule is not None else None,
+        # A fresh scaler would start again at 2**16 and skip steps finding the scale it had.
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+        "skipped_steps": int(skipped_steps),
         "rng": rng_state(),
         "extra": extra or {},
     }
@@ -314,10 +321,13 @@ def resume(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
     schedule: Any = None,
+    scaler: torch.amp.GradScaler | None = None,
     *,
     restore_rng: bool = True,
 ) -> dict[str, Any]:
-    """Load weights, optimiser, schedule and RNG state; returns optim.pt's dict (step, extra)."""
+    """Load weights, optimiser, schedule, gradient scaler and RNG state; returns optim.pt's dict
+    (step, skipped_steps, extra). An enabled ``scaler`` and a checkpoint without one (written
+    in bf16 or fp32) leave the scaler at its initial scale."""
     load_weights(model, folder)
     device = next(unwrap(model).parameters()).device
     training = load_training_state(folder, map_location=device)
@@ -325,6 +335,8 @@ def resume(
         optimizer.load_state_dict(training["optimizer"])
     if schedule is not None and training["schedule"] is not None:
         schedule.load_state_dict(training["schedule"])
+    if scaler is not None and scaler.is_enabled() and training.get("scaler") is not None:
+        scaler.load_state_dict(training["scaler"])
     if restore_rng:
         rng = training["rng"]
         rng["torch"] = rng["torch"].cpu()

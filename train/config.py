@@ -60,7 +60,10 @@ class TrainerConfig:
     clip: float = 1.0  # max global grad norm; 0 disables clipping
     accum: int = 1  # micro-batches per optimiser step (gradient accumulation)
     compile: bool = False  # wrap the model in torch.compile
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    # auto: bf16 autocast on a GPU that has bf16, fp16 autocast + gradient scaling on one that
+    # has not (V100), fp32 on CPU
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    grad_checkpointing: bool = False  # recompute transformer blocks in backward (less memory, ~1/3 more compute)
     ckpt_every: int = 60  # steps between checkpoints (0: only the final one)
     log_every: int = 5  # steps between log rows
 

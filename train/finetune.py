@@ -42,6 +42,11 @@ from train.checkpoint import fingerprint, load_weights, loader_config_of, model_
 LOADER_TEXT = {"retrieval": "caption", "qa": "question", "mc": "question"}
 
 
+# Task keys that change how a run goes, not what it learns (gradient checkpointing replays the
+# same RNG state), left out of the run identity so a resume may change them.
+RUN_INDEPENDENT = ("ckpt_every", "log_every", "shards", "grad_checkpointing")
+
+
 def training_answers(shards) -> list[str]:
     """Every open-ended answer in the training shards (JSON members only; no decoding)."""
     from train.data.shards import RawSample, expand_shards, iter_samples
@@ -122,7 +127,7 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
 
     identity = {"config": {"seed": seed, "recipe": recipe, "task": task, "init_model_sha256":
                            fingerprint(init)["sha256"], "num_frames": cfg.num_frames,
-                           **{k: v for k, v in to_dict(task_cfg).items() if k not in ("ckpt_every", "log_every", "shards")}},
+                           **{k: v for k, v in to_dict(task_cfg).items() if k not in RUN_INDEPENDENT}},
                 "data": data_identity(task_cfg.shards, f"finetune.{task}.shards")}
     dist = init_distributed(cfg.device)
     if dist.is_main:  # what an interrupted checkpoint write left: restored or removed

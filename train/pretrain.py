@@ -275,10 +275,11 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
 
 
 # What decides what a run learns: a checkpoint is resumed only if these match. Threads, logging,
-# checkpoint cadence, folders, compilation and the loader's worker count change how it runs,
-# not what it learns, so they may differ between the first attempt and a resume.
+# checkpoint cadence, folders, compilation, gradient checkpointing (recomputation replays the
+# same RNG state) and the loader's worker count change how it runs, not what it learns, so they may differ between the first attempt and a resume.
 RUN_INDEPENDENT = {
-    "pretrain": ("threads", "log_every", "ckpt_every", "out_dir", "results_dir", "compile", "shards"),
+    "pretrain": ("threads", "log_every", "ckpt_every", "out_dir", "results_dir", "compile", "shards",
+                 "grad_checkpointing"),
     "loader": ("num_workers", "prefetch", "backend"),
 }
 

@@ -1,9 +1,12 @@
 """The training loop, shared by pre-training and fine-tuning.
 
 One optimiser step is ``accum`` micro-batches: each is moved to the device, run through
-``loss_fn(model, batch)`` under autocast (bf16 on GPU, fp32 on CPU unless configured), and
-back-propagated; then the gradients are clipped, AdamW steps, and the schedule sets the next
-rate. Under DDP every micro-batch but the last skips the gradient all-reduce (``no_sync``).
+``loss_fn(model, batch)`` under autocast (bf16 on GPU, fp16 with gradient scaling on a GPU
+without bf16, fp32 on CPU unless configured), and back-propagated; then the gradients are
+unscaled and clipped, AdamW steps, and the schedule sets the next rate (counting applied
+updates: a step the fp16 scaler skipped moves it on by nothing). ``grad_checkpointing``
+recomputes the transformer blocks in backward (:func:`train.model.layers.set_grad_checkpointing`).
+Under DDP every micro-batch but the last skips the gradient all-reduce (``no_sync``).
 
 What makes it safe to run unattended:
 
@@ -127,11 +130,27 @@ def build_optimizer(model: nn.Module, cfg: TrainerConfig) -> torch.optim.AdamW:
 # --------------------------------------------------------------------------- helpers
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32."""
+def resolve_precision(precision: str, device: torch.device,
+                      bf16_supported: bool | None = None) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32.
+
+    ``auto``: bf16 on a GPU that has it; fp16 on one that has not (V100-class GPUs, where bf16
+    is emulated and slow), which the trainer pairs with a gradient scaler; fp32 on CPU (CPU
+    autocast is slower than fp32 on most CPUs). ``bf16_supported``: None asks the GPU.
+    """
     if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    return torch.bfloat16 if precision == "bf16" else None
+        if device.type != "cuda":
+            return None
+        if bf16_supported is None:
+            bf16_supported = torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if bf16_supported else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
+# fp16 gradient scaling skips a step whose gradients overflowed and halves the scale; so many
+# skips in a row take the scale from 2**16 below 2**-8, and what overflows then is not the
+# scale but the model: stop with NonFiniteLossError rather than skip forever.
+MAX_CONSECUTIVE_SKIPS = 24
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -236,8 +255,18 @@ class Trainer:
         self.extra_state: Callable[[], dict] | None = None
         self.resumed_extra: dict = {}
         self.autocast_dtype = resolve_precision(cfg.precision, self.device)
+        # fp16's narrow range underflows small gradients: scale the loss up, unscale before
+        # clipping, skip steps that overflowed. A no-op (enabled=False) for bf16 and fp32.
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=self.autocast_dtype is torch.float16)
+        self.skipped_steps = 0  # optimiser steps the scaler skipped (overflowed fp16 gradients)
+        self._skips_in_a_row = 0
 
         self.model = model.to(self.device)  # the plain module (checkpoints, evaluation)
+        if cfg.grad_checkpointing:
+            from train.model.layers import set_grad_checkpointing
+
+            set_grad_checkpointing(self.model, True)
         self.optimizer = build_optimizer(self.model, cfg)
         self.schedule = WarmupCosine(self.optimizer, lr=cfg.lr, min_lr=cfg.min_lr,
                                      warmup=cfg.warmup, steps=cfg.steps)
@@ -265,7 +294,8 @@ class Trainer:
             return None
         if self.dist.is_main:
             ckpt.save_checkpoint(folder, self.model, optimizer=self.optimizer,
-                                 schedule=self.schedule, step=self.step,
+                                 schedule=self.schedule, scaler=self.scaler,
+                                 skipped_steps=self.skipped_steps, step=self.step,
                                  state={**self.ckpt_state, **state},
                                  extra=self.extra_state() if self.extra_state else None)
         if self.dist.enabled:
@@ -277,12 +307,20 @@ class Trainer:
 
         What :attr:`extra_state` stored (e.g. the data position) is in ``self.resumed_extra``.
         """
-        training = ckpt.resume(folder, self.model, self.optimizer, self.schedule)
+        training = ckpt.resume(folder, self.model, self.optimizer, self.schedule, self.scaler)
         self.step = int(training["step"])
+        self.skipped_steps = int(training.get("skipped_steps", 0))
         self.resumed_extra = dict(training.get("extra") or {})
         if self.live is not None:
             forget_rows_after(Path(self.live.plots_dir), self.step)
         return self.step
+
+    @property
+    def schedule_step(self) -> int:
+        """Where the lr schedule stands: optimiser updates applied so far. Steps the fp16 scaler
+        skipped changed no weight, so they do not use up warm-up or decay (the loop still
+        counts them, so a run takes ``steps`` batches and the data position is unchanged)."""
+        return self.step - self.skipped_steps
 
     # ----------------------------------------------------------------- one step
 
@@ -311,7 +349,7 @@ class Trainer:
             with no_sync():
                 with self._autocast():
                     loss, losses, st = split_output(self.loss_fn(model, batch))
-                (loss.float() / n).backward()
+                self.scaler.scale(loss.float() / n).backward()
             loss_sum += loss.detach().double()
             for k, v in losses.items():
                 parts[k] += float(v.detach().float()) / n
@@ -322,19 +360,29 @@ class Trainer:
 
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         max_norm = self.cfg.clip if self.cfg.clip > 0 else float("inf")
+        # Clip the true gradients: divide the scale out first (a no-op without fp16 scaling).
+        self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
 
         # One all-reduce carries the loss and the stop conditions, so every rank decides alike.
-        local_bad = float(not torch.isfinite(loss_sum)) + float(not torch.isfinite(grad_norm))
+        # Under fp16 scaling a non-finite gradient is an overflow the scaler handles (skip the
+        # step, lower the scale), unless it keeps happening; without it, it stops the run.
+        grad_bad = not torch.isfinite(grad_norm)
+        scaled = self.scaler.is_enabled()
+        too_many = self._skips_in_a_row + 1 >= MAX_CONSECUTIVE_SKIPS
+        local_bad = float(not torch.isfinite(loss_sum)) + float(grad_bad and (not scaled or too_many))
         flags = torch.tensor([float(loss_sum) if math.isfinite(float(loss_sum)) else 0.0,
                               local_bad, float(self._stop.signum is not None)
-                              if hasattr(self, "_stop") else 0.0],
+                              if hasattr(self, "_stop") else 0.0, float(grad_bad)],
                              dtype=torch.float64, device=self.device)
         all_reduce_sum(flags, self.dist)
         if flags[1] > 0:
             self.optimizer.zero_grad(set_to_none=True)
             where = f" on rank {self.dist.rank}" if self.dist.enabled else ""
             what = "loss" if not torch.isfinite(loss_sum) else "gradient norm"
+            if scaled and torch.isfinite(loss_sum):
+                what += f" in {MAX_CONSECUTIVE_SKIPS} fp16 steps in a row (gradient scale " \
+                        f"{self.scaler.get_scale():g})"
             if local_bad:
                 raise NonFiniteLossError(
                     f"non-finite {what} ({float(loss_sum) / n:g}, grad norm {float(grad_norm):g}) "
@@ -342,10 +390,19 @@ class Trainer:
                 )
             raise NonFiniteLossError(f"non-finite loss on another rank at step {self.step}")
 
-        self.optimizer.step()
+        # scaler.step skips the update when the unscaled gradients hold inf/nan (every rank alike:
+        # DDP has all-reduced them); update() then halves the scale, or grows it after a run of
+        # good steps.
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        skipped = bool(flags[3] > 0)
+        self.skipped_steps += skipped
+        self._skips_in_a_row = self._skips_in_a_row + 1 if skipped else 0
         row = {"loss": float(flags[0]) / (n * self.dist.world_size),
-               "grad_norm": float(grad_norm)}
+               "grad_norm": float(grad_norm), "skipped": float(skipped)}
+        if scaled:
+            row["grad_scale"] = float(self.scaler.get_scale())
         row.update({f"loss_{k}": v for k, v in parts.items()})
         row.update({f"stats_{k}": v for k, v in stats.items()})
         self._stop_everywhere = flags[2] > 0
@@ -382,7 +439,7 @@ class Trainer:
                     raise TrainingInterrupted(self.step, self._stop.signum or signal.SIGTERM, path)
                 while self.step < steps:
                     t0 = time.perf_counter()
-                    lr = self.schedule.apply(self.step)
+                    lr = self.schedule.apply(self.schedule_step)
                     micro, wait = [], 0.0
                     for _ in range(self.cfg.accum):
                         tw = time.perf_counter()

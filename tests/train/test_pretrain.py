@@ -56,7 +56,7 @@ def test_mismatched_frames_rejected_with_name(tmp_path, params_file, overrides, 
 
 @pytest.mark.parametrize("override, message", [
     ("pretrain.lr=-1", "error: pretrain.lr: must be > 0"),
-    ("pretrain.precision=fp16", "error: pretrain.precision"),
+    ("pretrain.precision=fp8", "error: pretrain.precision"),
     ("pretrain.cost.mfu=0.5", "error: pretrain.cost: unknown key (in override pretrain.cost.mfu=0.5)"),
     ("pretrian.steps=3", "error: pretrian: unknown section (in override pretrian.steps=3); did you mean pretrain?"),
 ])

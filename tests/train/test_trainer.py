@@ -159,8 +159,10 @@ def test_precision_resolution_and_bf16_autocast_step(tiny_params, build_tiny, re
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
     assert resolve_precision("auto", cpu) is None  # fp32 on CPU
-    assert resolve_precision("auto", gpu) is torch.bfloat16  # bf16 autocast on GPU
+    assert resolve_precision("auto", gpu, bf16_supported=True) is torch.bfloat16  # bf16 autocast on GPU
+    assert resolve_precision("auto", gpu, bf16_supported=False) is torch.float16  # V100: fp16 + scaler
     assert resolve_precision("fp32", gpu) is None
+    assert resolve_precision("fp16", cpu) is torch.float16
     model, cfg = build_tiny(tiny_params("dense", "pretrain.precision=bf16"))
     trainer = Trainer(model, cfg, progress=False, seed=0)
     assert trainer.autocast_dtype is torch.bfloat16

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 class DropPath(nn.Module):
@@ -140,3 +141,59 @@ class CrossBlock(nn.Module):
         x = x + self.self_attn(self.norm1(x), attn_mask=text_mask)[0]
         x = x + self.cross_attn(self.norm2(x), context=self.norm_ctx(video))[0]
         return x + self.mlp(self.norm3(x))
+
+
+# --------------------------------------------------------------------------- gradient checkpointing
+
+
+class _Recompute:
+    """Put in front of a module's class by :func:`set_grad_checkpointing`: ``forward`` keeps no
+    activations and is run again in backward (``torch.utils.checkpoint``, non-reentrant, which
+    takes keyword arguments and tuple outputs with ``None`` in them, such as a :class:`Block`'s
+    ``(x, cls_attention)``, and replays the RNG state, so dropout / DropPath draw the same)."""
+
+    def forward(self, *args, **kwargs):
+        if self.training and torch.is_grad_enabled():
+            return checkpoint(super().forward, *args, use_reentrant=False, **kwargs)
+        return super().forward(*args, **kwargs)
+
+
+_RECOMPUTE_CLASSES: dict[type, type] = {}
+
+
+def _recompute_class(cls: type) -> type:
+    if cls not in _RECOMPUTE_CLASSES:
+        _RECOMPUTE_CLASSES[cls] = type(cls.__name__, (_Recompute, cls), {"__module__": cls.__module__})
+    return _RECOMPUTE_CLASSES[cls]
+
+
+def checkpoint_targets(model: nn.Module) -> list[nn.Module]:
+    """The blocks :func:`set_grad_checkpointing` recomputes: every :class:`Block` (video tower,
+    MVM decoder), every :class:`CrossBlock` (fusion) and the trainable layers of a Hugging Face
+    encoder (``<model>.encoder.layer``, the BERT text tower; frozen ones run under no_grad and
+    keep no activations anyway)."""
+    targets: list[nn.Module] = []
+    for m in model.modules():
+        if isinstance(m, (Block, CrossBlock)):
+            targets.append(m)
+        elif hasattr(m, "config") and isinstance(getattr(getattr(m, "encoder", None), "layer", None),
+                                                   nn.ModuleList):
+            targets += [layer for layer in m.encoder.layer
+                        if any(p.requires_grad for p in layer.parameters())]
+    return targets
+
+
+def set_grad_checkpointing(model: nn.Module, enabled: bool = True) -> int:
+    """Recompute the transformer blocks of ``model`` in backward (or stop doing so).
+
+    The blocks' classes are swapped for a subclass that checkpoints ``forward``, so no call site
+    changes and the state dict keys stay the same (checkpoints load either way). Returns the
+    number of blocks now recomputed.
+    """
+    count = 0
+    for m in checkpoint_targets(model):
+        cls = type(m)
+        base = cls.__bases__[1] if issubclass(cls, _Recompute) else cls
+        m.__class__ = _recompute_class(base) if enabled else base
+        count += enabled
+    return count
