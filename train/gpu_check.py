@@ -406,10 +406,17 @@ def dali_check(loader_cfg, tmp: Path, clips: int, tokenizer_path: str | None) ->
 
 
 def run_check(args) -> dict[str, Any]:
+    """The whole check; the report is written to ``args.out`` after every part (``complete``
+    false until the end), so a run stopped by a time limit keeps what it measured."""
     device = torch.device("cuda", 0) if torch.cuda.is_available() and not args.smoke else torch.device("cpu")
     t_start = time.perf_counter()
     info = device_info(device)
-    report: dict[str, Any] = {"device": info, "smoke": bool(args.smoke), "preset_requested": args.preset}
+    report: dict[str, Any] = {"device": info, "smoke": bool(args.smoke), "preset_requested": args.preset,
+                              "complete": False}
+
+    def save() -> None:
+        report["wall_s"] = time.perf_counter() - t_start
+        cost.write_json(Path(args.out), report)
     preset, note = resolve_preset(args.preset)
     report["preset"] = preset
     if note:
@@ -437,6 +444,7 @@ def run_check(args) -> dict[str, Any]:
         report["precision"] = precision
         kw = dict(steps=args.steps, warmup=args.warmup, peak_tflops=info["peak_bf16_tflops"])
         report["eager"] = time_mode(runs, batches, device, precision=precision, compiled=False, **kw)
+        save()
         # Gradient checkpointing: the activation memory it saves and the recompute it costs,
         # against the eager runs above (same batches, same seeds).
         report["grad_checkpointing"] = time_mode(runs, batches, device, precision=precision, compiled=False,
@@ -448,6 +456,7 @@ def run_check(args) -> dict[str, Any]:
                     "clips_per_s": report["grad_checkpointing"][n]["clips_per_s"]
                     / report["eager"][n]["clips_per_s"]}
                 for n in (CANDIDATE, BASELINE)}
+        save()
         compile_on = args.compile == "on" or (args.compile == "auto" and device.type == "cuda")
         spent = time.perf_counter() - t_start
         if compile_on and args.compile == "auto" and spent > 0.4 * args.budget_s:
@@ -465,6 +474,7 @@ def run_check(args) -> dict[str, Any]:
         else:
             report["compiled"] = {"skipped": "--compile off" if args.compile == "off"
                                   else "smoke mode / no GPU (--compile on forces it)"}
+        save()
         why = "--dali off" if args.dali == "off" else dali_missing(device)
         if why is None:
             try:
@@ -474,7 +484,8 @@ def run_check(args) -> dict[str, Any]:
                 report["dali"] = {"skipped": f"failed: {type(err).__name__}: {err}"[:2000]}
         else:
             report["dali"] = {"skipped": why}
-    report["wall_s"] = time.perf_counter() - t_start
+    report["complete"] = True
+    save()
     return report
 
 
@@ -486,7 +497,6 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    cost.write_json(Path(args.out), report)
     e = report["eager"]
     lines = [f"{report['device']['name']} ({report['precision']}, preset {report['preset']}): "
              f"smaug {e[CANDIDATE]['clips_per_s']:.1f} clips/s, dense {e[BASELINE]['clips_per_s']:.1f}, "

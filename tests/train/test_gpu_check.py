@@ -20,7 +20,7 @@ def test_smoke_run_writes_the_report(tmp_path):
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert report["smoke"] is True and report["device"]["type"] == "cpu"
+    assert report["smoke"] is True and report["complete"] is True and report["device"]["type"] == "cpu"
     assert report["device"]["torch"] and report["device"]["peak_bf16_tflops"] is None
     assert report["preset"] in ("paper", FALLBACK_PRESET)
     assert report["precision"] == "fp32"

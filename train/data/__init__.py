@@ -8,6 +8,15 @@ per-sample decisions in one place), ``decode`` + ``cpu_backend`` / ``dali_backen
 """
 
 from train.data.config import LoaderConfig
-from train.data.loader import VideoTextLoader, build_loader, choose_backend
 
 __all__ = ["LoaderConfig", "VideoTextLoader", "build_loader", "choose_backend"]
+
+
+def __getattr__(name: str):
+    # The loader (and webdataset / PyAV under it) is imported on first use, so what needs only
+    # the settings (the model, train.gpu_check on a bare GPU box) does not need those packages.
+    if name in ("VideoTextLoader", "build_loader", "choose_backend"):
+        from train.data import loader
+
+        return getattr(loader, name)
+    raise AttributeError(f"module 'train.data' has no attribute {name!r}")
