@@ -232,8 +232,12 @@ def sync(device: torch.device) -> None:
 
 def time_mode(runs: dict, batches: list[dict], device: torch.device, *, precision: str, compiled: bool,
               steps: int, warmup: int, peak_tflops: float | None, grad_checkpointing: bool = False,
-              seed: int = 0) -> dict[str, Any]:
-    """SMAUG and dense trained on the same batches, steps interleaved, order swapped each round."""
+              flops: dict[str, float] | None = None, seed: int = 0) -> dict[str, Any]:
+    """SMAUG and dense trained on the same batches, steps interleaved, order swapped each round.
+
+    ``flops``: each recipe's FLOPs per clip when already counted (None: count them here). Model
+    FLOPs exclude what gradient checkpointing recomputes, so MFU with it uses the eager count.
+    """
     from train.distributed import DistInfo
     from train.model import SMAUG
     from train.trainer import Trainer, default_loss
@@ -241,15 +245,18 @@ def time_mode(runs: dict, batches: list[dict], device: torch.device, *, precisio
     names = [CANDIDATE, BASELINE]
     batch_size = batches[0]["video"].shape[0]
     dist = DistInfo(device=device)
-    trainers, flops = {}, {}
+    trainers: dict[str, Trainer] = {}
+    counted = flops is None
+    flops = {} if flops is None else dict(flops)
     for name in names:
         torch.manual_seed(seed)
         cfg = TrainerConfig(steps=warmup + steps + 1, warmup=1, precision=precision, compile=compiled,
                             ckpt_every=0, grad_checkpointing=grad_checkpointing)
         trainers[name] = Trainer(SMAUG(runs[name]["model"]), cfg, dist=dist, progress=False, seed=seed)
-        f, _ = cost.count_step_flops(trainers[name].model, batches[0], default_loss,
-                                     autocast_dtype=trainers[name].autocast_dtype)
-        flops[name] = f / batch_size
+        if counted:
+            f, _ = cost.count_step_flops(trainers[name].model, batches[0], default_loss,
+                                         autocast_dtype=trainers[name].autocast_dtype)
+            flops[name] = f / batch_size
     times: dict[str, list[float]] = {n: [] for n in names}
     step_memory: dict[str, int] = {n: 0 for n in names}
     peak: dict[str, int] = {n: 0 for n in names}
@@ -448,7 +455,9 @@ def run_check(args) -> dict[str, Any]:
         # Gradient checkpointing: the activation memory it saves and the recompute it costs,
         # against the eager runs above (same batches, same seeds).
         report["grad_checkpointing"] = time_mode(runs, batches, device, precision=precision, compiled=False,
-                                                 grad_checkpointing=True, **kw)
+                                                 grad_checkpointing=True, **kw,
+                                                 flops={n: report["eager"][n]["flops_per_clip"]
+                                                        for n in (CANDIDATE, BASELINE)})
         if device.type == "cuda":
             report["grad_checkpointing_ratios"] = {
                 n: {"step_memory": report["grad_checkpointing"][n]["step_memory_bytes"]
