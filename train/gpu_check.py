@@ -30,12 +30,14 @@ recorded under ``text_tower``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gc
 import logging
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -315,6 +317,26 @@ def time_mode(runs: dict, batches: list[dict], device: torch.device, *, precisio
     return out
 
 
+class CheckTimeout(Exception):
+    """A part of the check ran past its share of the time budget."""
+
+
+@contextlib.contextmanager
+def alarm_after(seconds: int):
+    """Raise :class:`CheckTimeout` in the main thread after ``seconds`` (SIGALRM; inductor's
+    compile workers are other processes, the waiting happens in this thread)."""
+    def ring(signum, frame):
+        raise CheckTimeout(f"past {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 # --------------------------------------------------------------------------- DALI
 
 
@@ -472,14 +494,23 @@ def run_check(args) -> dict[str, Any]:
             report["compiled"] = {"skipped": f"the eager part took {spent:.0f} s of the {args.budget_s:.0f} s "
                                              "budget (--budget-s; --compile on forces it)"}
         elif compile_on:
+            # What is left of the budget, less a minute for the DALI part: compiling the two
+            # models can take minutes, and an unfinished compile must not eat the whole check.
+            limit = max(30, int(args.budget_s - (time.perf_counter() - t_start) - 60))
             try:
-                report["compiled"] = time_mode(runs, batches, device, precision=precision, compiled=True, **kw)
+                with alarm_after(limit):
+                    report["compiled"] = time_mode(runs, batches, device, precision=precision,
+                                                   compiled=True, **kw)
                 report["compile_speedup"] = {
                     n: report["compiled"][n]["clips_per_s"] / report["eager"][n]["clips_per_s"]
                     for n in (CANDIDATE, BASELINE)}
             except Exception as err:  # a compiler failure is a finding, not the end of the check
-                log.exception("torch.compile failed")
-                report["compiled"] = {"skipped": f"torch.compile failed: {type(err).__name__}: {err}"[:2000]}
+                timed_out = isinstance(err, CheckTimeout) or "CheckTimeout" in repr(err)
+                log.exception("torch.compile part %s", "timed out" if timed_out else "failed")
+                report["compiled"] = {"skipped": (
+                    f"the compiled runs did not finish within {limit} s (--budget-s; compile time "
+                    "is in the eager-vs-compiled trade-off too)" if timed_out
+                    else f"torch.compile failed: {type(err).__name__}: {err}"[:2000])}
         else:
             report["compiled"] = {"skipped": "--compile off" if args.compile == "off"
                                   else "smoke mode / no GPU (--compile on forces it)"}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from train.gpu_check import FALLBACK_PRESET, peak_bf16_tflops, resolve_preset
+from train.gpu_check import FALLBACK_PRESET, CheckTimeout, alarm_after, peak_bf16_tflops, resolve_preset
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,3 +56,16 @@ def test_peak_table_and_preset_fallback():
     name, note = resolve_preset("no-such-preset")
     assert name == FALLBACK_PRESET and "no-such-preset" in note
     assert resolve_preset(FALLBACK_PRESET) == (FALLBACK_PRESET, None)
+
+
+def test_a_part_past_its_time_is_stopped():
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(CheckTimeout):
+        with alarm_after(1):
+            time.sleep(10)
+    assert time.perf_counter() - t0 < 5
+    with alarm_after(5):  # finished in time: nothing rings later
+        pass
+    time.sleep(0.1)
