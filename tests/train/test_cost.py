@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -57,13 +56,14 @@ def test_our_attention_layer_counts_as_its_math_form():
         assert torch.allclose(layer(x)[0], math_form(), atol=1e-5)
 
 
-def test_bert_attention_is_counted(config, batch_for):
+def test_bert_attention_is_counted():
+    from tests.model.conftest import make_batch, tiny_config
     from train.model import SMAUG
 
     torch.manual_seed(0)
-    cfg = config(objectives={"vtc": 1.0, "vtm": 0.0, "mlm": 0.0, "mvm": 0.0})
+    cfg = tiny_config(objectives={"vtc": 1.0, "vtm": 0.0, "mlm": 0.0, "mvm": 0.0})
     model = SMAUG(cfg)
-    batch = batch_for(cfg)
+    batch = make_batch(cfg)
     ids, mask = batch["input_ids"][:, :9], batch["attention_mask"][:, :9]
     with torch.no_grad():
         total = count(lambda: model.text(ids, mask))
@@ -82,17 +82,3 @@ def test_the_paper_preset_is_bert_base_split_into_text_and_fusion():
     assert (cfg.video.width, cfg.video.depth, cfg.video.image_size, cfg.video.patch_size) == (768, 12, 224, 16)
     assert (cfg.text.init, cfg.text.arch, cfg.text.num_layers, cfg.text.freeze_layers) == ("random", "bert-base", 6, 0)
     assert (cfg.fusion.layers, cfg.fusion.heads) == (6, 12)
-
-
-@pytest.fixture
-def config():
-    from tests.model.conftest import tiny_config
-
-    return tiny_config
-
-
-@pytest.fixture
-def batch_for():
-    from tests.model.conftest import make_batch
-
-    return make_batch
