@@ -388,6 +388,12 @@ def efficiency_table(evals: list[dict], cfg: TablesConfig) -> Table:
                            f"epochs / {assumptions['sustained_tflops']:.1f} TFLOP/s sustained on one {assumptions['gpu']}); "
                            f"assumptions from params.yaml `cost:`, figures in {cfg.bench}. The paper's claim: about 50 "
                            f"A6000 GPU-hours, 1.9x or more lower cost than dense pre-training.")
+        per_clip = ", ".join(f"{name} {fmt(p['flops_per_clip'] / 1e9, 1)}" for name, p in projection.items()
+                             if isinstance(p, dict) and "flops_per_clip" in p)
+        counted = {True: "attention counted", False: "attention NOT counted"}.get(
+            (bench or {}).get("attention_counted", projection.get("attention_counted")), "attention count unknown")
+        table.notes.append(f"Paper-scale GFLOP per clip (one training step, forward + backward, {counted}): "
+                           f"{per_clip}.")
     table.notes.append("Device-hours: core-hours on the CPU (train wall time x torch threads), GPU-hours on GPUs. "
                        f"Accuracy columns come from {cfg.eval_dir}/<recipe>.json, on the dataset named in the last column.")
     table.provenance = provenance_lines(evals)

@@ -4,10 +4,12 @@
 writes ``results/bench/pretrain.json``:
 
 * ``speedup``: SMAUG clips/s over dense clips/s (training steps, same machine, same batches);
-* ``flops_ratio``: dense FLOPs per clip over SMAUG's (one forward+backward, FlopCounterMode);
+* ``flops_ratio``: dense FLOPs per clip over SMAUG's (one forward+backward, FlopCounterMode
+  with attention counted: ``attention_counted``);
 * each recipe's clips/s, seconds per step and FLOPs per clip;
 * ``projection``: each recipe's GPU-hours at paper scale, from the FLOPs per clip of the
-  ``cost.preset`` model (ViT-B/16) and the ``cost:`` assumptions of params.yaml. It is computed
+  ``cost.preset`` model (``paper``: ViT-B/16 at 224 px + BERT-base as 6 trainable text and 6
+  fusion layers) and the ``cost:`` assumptions of params.yaml. It is computed
   here, not in the training runs, so changing an assumption retrains nothing.
 
 Both recipes build the same architecture from the same seed and train on the same real
@@ -144,6 +146,8 @@ def run_bench(args) -> dict:
     return {
         "speedup": cand["clips_per_s"] / base["clips_per_s"],
         "flops_ratio": base["flops_per_clip"] / cand["flops_per_clip"],
+        # FLOPs include attention maps (train/cost.py); checked on a probe on this device.
+        "attention_counted": cost.attention_counted(trainers[names[0]].device),
         # Robust companions to `speedup` on a shared machine: the ratio of median step times,
         # and of this process's CPU seconds per step (what other processes' load cannot steal).
         "speedup_median_step": base["step_s_median"] / cand["step_s_median"],
@@ -182,6 +186,9 @@ def paper_scale_projection(args) -> dict:
         flops = cost.preset_flops_per_clip(model, loader.frames_per_clip, loader.image_size, loader.max_len)
         out[name] = cost.project_gpu_hours(flops, assumptions)
     out["gpu_hours_ratio"] = out[args.baseline]["gpu_hours"] / out[args.candidate]["gpu_hours"]
+    out["flops_ratio"] = out[args.baseline]["flops_per_clip"] / out[args.candidate]["flops_per_clip"]
+    out["preset"] = assumptions.preset
+    out["attention_counted"] = cost.attention_counted("cpu")
     return out
 
 

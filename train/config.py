@@ -29,7 +29,7 @@ class CostConfig:
     throughput of ``gpu_peak_tflops * mfu``.
     """
 
-    preset: str = "vit-b16"  # recipe overlay with the paper-scale model and loader settings
+    preset: str = "paper"  # recipe overlay with the paper-scale model and loader settings
     clips: int = 5_500_000  # WebVid-2M + CC3M, clips (images count as one-frame clips)
     epochs: int = 10  # pre-training epochs at paper scale
     gpu: str = "NVIDIA RTX A6000"  # the GPU the projection is stated for

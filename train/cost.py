@@ -7,6 +7,13 @@ ViT-B/16 at 224 px) counted by ``torch.utils.flop_counter.FlopCounterMode`` over
 forward+backward, times the clips seen (``cost.clips * cost.epochs``), divided by an assumed
 sustained GPU throughput (``cost.gpu_peak_tflops * cost.mfu``). The assumptions are written
 into the JSON beside the figure.
+
+Attention is counted. ``FlopCounterMode`` knows the CUDA attention kernels (flash, efficient,
+cuDNN) but not the CPU one that ``scaled_dot_product_attention`` dispatches to
+(``_scaled_dot_product_flash_attention_for_cpu``), so on the CPU it recorded 0 FLOPs for every
+attention map, in our layers and inside transformers' BERT alike. :data:`ATTENTION_FLOPS` gives
+the counter the same analytic formulas for the CPU kernels (QK^T and AV, forward and backward),
+and :func:`attention_counted` checks on a probe that the counter does count attention on a device.
 """
 
 from __future__ import annotations
@@ -20,9 +27,54 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 from train.config import CostConfig
+
+
+aten = torch.ops.aten
+
+
+def _sdpa_forward_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _sdpa_backward_flops(grad_out_shape, query_shape, key_shape, value_shape, *args,
+                         out_shape=None, **kwargs) -> int:
+    return flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+# The CPU attention kernels, with the formulas torch already uses for the CUDA ones.
+ATTENTION_FLOPS = {
+    aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_forward_flops,
+    aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_backward_flops,
+}
+
+
+def flop_counter_mode() -> FlopCounterMode:
+    """A ``FlopCounterMode`` that also counts attention on the CPU."""
+    return FlopCounterMode(display=False, custom_mapping=ATTENTION_FLOPS)
+
+
+def attention_flops(batch: int, heads: int, queries: int, keys: int, head_dim: int,
+                    *, backward: bool = True) -> int:
+    """Analytic FLOPs of one attention, 2 FLOPs per multiply-add, as torch counts the CUDA
+    kernels: the forward is two matmuls (QK^T, AV: 4*B*H*Nq*Nk*d); the backward five (the
+    scores recomputed, as flash kernels do, then the gradients of the attention map, V, Q, K)."""
+    unit = 2 * batch * heads * queries * keys * head_dim
+    return unit * (7 if backward else 2)
+
+
+def attention_counted(device: str | torch.device = "cpu") -> bool:
+    """Whether :func:`flop_counter_mode` counts a probe ``scaled_dot_product_attention`` on
+    ``device`` (forward and backward) at its analytic cost."""
+    q = torch.randn(1, 2, 8, 4, device=device, requires_grad=True)
+    k, v = torch.randn(1, 2, 8, 4, device=device), torch.randn(1, 2, 8, 4, device=device)
+    counter = flop_counter_mode()
+    with counter:
+        torch.nn.functional.scaled_dot_product_attention(q, k, v).sum().backward()
+    return counter.get_total_flops() >= attention_flops(1, 2, 8, 8, 4)
 
 
 def count_step_flops(model: nn.Module, batch: dict[str, Any],
@@ -39,7 +91,7 @@ def count_step_flops(model: nn.Module, batch: dict[str, Any],
            else contextlib.nullcontext())
     was_training = model.training
     model.train()
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter_mode()
     with counter:
         with ctx:
             out = loss_fn(model, batch)

@@ -72,18 +72,6 @@ def finetune_model_config(cfg, task: str, task_cfg):
     return dataclasses.replace(cfg, objectives=objectives, masking=masking)
 
 
-def scale_lr_of(optimizer: torch.optim.Optimizer, module: torch.nn.Module, scale: float) -> None:
-    """Move ``module``'s parameters into their own param groups with ``lr_scale`` (the
-    schedule multiplies each group's rate by it): a new head learns faster than the body."""
-    ids = {id(p) for p in module.parameters()}
-    for group in list(optimizer.param_groups):
-        mine = [p for p in group["params"] if id(p) in ids]
-        if not mine:
-            continue
-        group["params"] = [p for p in group["params"] if id(p) not in ids]
-        optimizer.add_param_group({"params": mine, "weight_decay": group["weight_decay"], "lr_scale": scale})
-
-
 def write_loss_curve(history: list[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     cols = ["step", "loss"] + sorted({k for row in history for k in row if k.startswith("loss_")})
@@ -103,7 +91,7 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
     from train.model import SMAUG
     from train.distributed import barrier, init_distributed, shutdown
     from train.run import data_identity, open_run, stream_from
-    from train.trainer import Trainer
+    from train.trainer import Trainer, scale_lr_of
 
     from train.tasks import AnswerVocab, MultipleChoice, OpenEndedQA
 

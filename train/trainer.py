@@ -121,10 +121,31 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def build_optimizer(model: nn.Module, cfg: TrainerConfig) -> torch.optim.AdamW:
+    """AdamW over :func:`param_groups`; modules a model names in ``lr_scales()`` (e.g. SMAUG's
+    text tower at ``model.text.lr_scale``, also inside a task model) get their own groups at
+    that multiple of the rate."""
     groups = param_groups(model, cfg.weight_decay)
     for g in groups:
         g.pop("names")  # names are for inspection; optimiser state_dicts must stay tensors+primitives
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+    for owner in model.modules():  # the model itself, or the SMAUG inside a task model
+        lr_scales = getattr(owner, "lr_scales", None)
+        for module, scale in (lr_scales() if callable(lr_scales) else {}).items():
+            scale_lr_of(optimizer, module, scale)
+    return optimizer
+
+
+def scale_lr_of(optimizer: torch.optim.Optimizer, module: nn.Module, scale: float) -> None:
+    """Move ``module``'s parameters into their own param groups with ``lr_scale`` (the
+    schedule multiplies each group's rate by it): a new head learns faster than the body."""
+    ids = {id(p) for p in module.parameters()}
+    for group in list(optimizer.param_groups):
+        mine = [p for p in group["params"] if id(p) in ids]
+        if not mine:
+            continue
+        group["params"] = [p for p in group["params"] if id(p) not in ids]
+        optimizer.add_param_group({"params": mine, "weight_decay": group["weight_decay"],
+                                   "lr_scale": group.get("lr_scale", 1.0) * scale})
 
 
 # --------------------------------------------------------------------------- helpers

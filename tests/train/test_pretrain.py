@@ -128,6 +128,9 @@ def test_bench_writes_speedup_and_flops_ratio(tmp_path, params_file, overrides):
     # dense encodes every video token and has no masking: more FLOPs per clip
     assert result["flops_ratio"] > 1
     assert len(result["smaug"]["step_s"]) == len(result["dense"]["step_s"]) == 2
+    assert result["attention_counted"] is True and proj["attention_counted"] is True
+    assert proj["preset"] == "smaug"
+    assert proj["flops_ratio"] == pytest.approx(proj["dense"]["flops_per_clip"] / proj["smaug"]["flops_per_clip"])
 
 
 def test_equal_time_steps_scale_by_the_benchmarked_throughput():

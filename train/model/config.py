@@ -64,19 +64,39 @@ class VideoConfig:
         return self.image_size // self.patch_size
 
 
+# BERT shapes a random-weight text tower can take (``text.init: random``), e.g. to count the
+# cost of a model whose checkpoint is not at hand. Keys are BertConfig fields.
+TEXT_ARCHS = {
+    "bert-base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+                  "intermediate_size": 3072},
+    "bert-large": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
+                   "intermediate_size": 4096},
+}
+
+
 @dataclass(frozen=True)
 class TextConfig:
     path: str | None = None       # local BERT checkpoint folder; null = offline all-MiniLM-L6-v2
+    init: Literal["pretrained", "random"] = "pretrained"  # random: the architecture only (cost counts, tests)
+    arch: str | None = None       # with init: random, a TEXT_ARCHS shape instead of the folder's config
     max_len: int = 32             # longest tokenised text the model accepts
     num_layers: int | None = None  # use only the first N BERT layers (null = all)
     freeze_layers: int = 6        # embeddings + the first N layers frozen and run under no_grad
+    lr_scale: float = 1.0         # the trainable text layers learn at this x the run's lr
     pooling: str = "cls"          # VTC text feature: cls (BERT's [CLS]) | mean (masked mean of tokens)
 
     def __post_init__(self) -> None:
+        check(self.init in ("pretrained", "random"), "init",
+              f"must be pretrained or random, got {self.init!r}")
+        check(self.arch is None or self.arch in TEXT_ARCHS, "arch",
+              f"must be null or one of {', '.join(TEXT_ARCHS)}, got {self.arch!r}")
+        check(self.arch is None or self.init == "random", "arch",
+              "applies only with text.init: random (a pretrained checkpoint brings its own shape)")
         check(self.max_len >= 4, "max_len", "must be >= 4")
         check(self.num_layers is None or self.num_layers >= 1, "num_layers",
               "must be null or >= 1")
         check(self.freeze_layers >= 0, "freeze_layers", "must be >= 0")
+        check(self.lr_scale > 0, "lr_scale", "must be > 0")
         check(self.pooling in ("cls", "mean"), "pooling", f"must be cls or mean, got {self.pooling!r}")
         if self.num_layers is not None:
             check(self.freeze_layers <= self.num_layers, "freeze_layers",
@@ -100,10 +120,13 @@ class MaskingConfig:
     video_ratio: float = 0.75     # fraction of video patches dropped before the encoder (0 = none)
     video_mode: Literal["random", "tube"] = "random"  # tube: one spatial mask for every frame
     text_ratio: float = 0.15      # MLM masking ratio (BERT 80/10/10 replacement)
+    text_pass: Literal["two", "shared"] = "two"  # shared: one masked text pass feeds VTC, VTM and MLM
 
     def __post_init__(self) -> None:
         check(0.0 <= self.video_ratio < 1.0, "video_ratio", "must be in [0, 1)")
         check(0.0 < self.text_ratio < 1.0, "text_ratio", "must be in (0, 1)")
+        check(self.text_pass in ("two", "shared"), "text_pass",
+              f"must be two or shared, got {self.text_pass!r}")
 
 
 @dataclass(frozen=True)

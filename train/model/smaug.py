@@ -4,11 +4,20 @@ One training step (``model(batch)``):
 
 1. the clip is masked (``masking.video_ratio``) and encoded with token sparsification: only
    the visible, then only the important tokens are computed;
-2. the caption is encoded once by the BERT tower (padding columns trimmed);
+2. the caption is encoded by the BERT tower (padding columns trimmed);
 3. objectives with a weight > 0, each reading the shared encodings:
    VTC (contrastive on the [CLS] features), VTM (matching with hard negatives drawn from the
-   VTC similarities, through the fusion), MLM (a second, masked text pass fused with the
-   video), MVM (decoder reconstructs the masked patches).
+   VTC similarities, through the fusion), MLM (masked words predicted from the fused text),
+   MVM (decoder reconstructs the masked patches).
+
+Text masking, ``masking.text_pass``:
+
+* ``two`` (BERT-style VLP: ALBEF, ALPRO, VIOLET): VTC and VTM read the clean caption; MLM runs a
+  second text pass on the masked caption, and a second fusion pass;
+* ``shared`` (MAC, SimVTP): the caption is masked once and that one pass feeds VTC, VTM and MLM;
+  MLM's fusion input, (masked caption, own clip), is VTM's positive pair, so MLM reads VTM's
+  fused positives and costs no text or fusion pass of its own. Masking the text then saves
+  compute, as the abstract says; evaluation always reads clean text.
 
 An objective whose weight is 0 is neither built nor computed.
 """
@@ -67,8 +76,15 @@ class SMAUG(nn.Module):
         self.mlm_head = None
         if w.mlm > 0:
             self.mlm_head = MLMHead(dt, self.text.word_embeddings, self.text.bert.config.layer_norm_eps)
-            self.mlm_head.load_from_checkpoint(self.text.path)
+            if cfg.text.init == "pretrained":
+                self.mlm_head.load_from_checkpoint(self.text.path)
         self.mvm_decoder = MVMDecoder(cfg.mvm, cfg.video) if w.mvm > 0 else None
+
+    def lr_scales(self) -> dict[nn.Module, float]:
+        """Modules whose parameters learn at a multiple of the run's rate (the optimiser puts
+        them in their own param groups): the trainable text layers at ``text.lr_scale``."""
+        scale = self.cfg.text.lr_scale
+        return {} if scale == 1.0 else {self.text: scale}
 
     # ------------------------------------------------------------------ public encoders
 
@@ -150,9 +166,13 @@ class SMAUG(nn.Module):
             "text_tokens": float(input_ids.shape[1]),
         }
 
-        need_text = w.vtc > 0 or w.vtm > 0
+        shared = cfg.masking.text_pass == "shared"
+        if w.mlm > 0 or shared:
+            corrupted, labels = self.mask_text(input_ids, attention_mask, generator)
+            stats["mlm_masked_tokens"] = float((labels != -100).sum())
+        need_text = w.vtc > 0 or w.vtm > 0 or (shared and w.mlm > 0)
         if need_text:
-            t_hidden = self.text(input_ids, attention_mask)
+            t_hidden = self.text(corrupted if shared else input_ids, attention_mask)
             v_feat = self.video_feature(v_tokens)
             t_feat = self.text_feature(t_hidden, attention_mask)
 
@@ -160,20 +180,19 @@ class SMAUG(nn.Module):
             losses["vtc"] = self.vtc(v_feat, t_feat)
             stats["temperature"] = float(self.vtc.temperature.detach())
 
+        fused_positives = None
         if w.vtm > 0:
-            losses["vtm"] = self._vtm(batch, v_tokens, v_feat, t_hidden, t_feat, attention_mask,
-                                      generator)
+            losses["vtm"], fused_positives = self._vtm(batch, v_tokens, v_feat, t_hidden, t_feat,
+                                                       attention_mask, generator)
 
         if w.mlm > 0:
-            t = self.text.special
-            corrupted, labels = mask_tokens(
-                input_ids, attention_mask, cfg.masking.text_ratio, mask_id=t.mask,
-                vocab_size=self.text.vocab_size, special_ids=(t.cls, t.sep, t.pad),
-                generator=generator,
-            )
-            fused = self.fuse(self.text(corrupted, attention_mask), attention_mask, v_tokens)
+            if not shared:      # the second text pass and fusion of the two-pass form
+                fused = self.fuse(self.text(corrupted, attention_mask), attention_mask, v_tokens)
+            elif fused_positives is not None:   # shared: VTM already fused (masked text, clip)
+                fused = fused_positives
+            else:
+                fused = self.fuse(t_hidden, attention_mask, v_tokens)
             losses["mlm"] = mlm_loss(self.mlm_head, fused, labels)
-            stats["mlm_masked_tokens"] = float((labels != -100).sum())
 
         if w.mvm > 0:
             where = masked_positions(enc.mask)                                # [B, M]
@@ -188,8 +207,20 @@ class SMAUG(nn.Module):
         stats["batch_size"] = float(b)
         return ModelOutput(loss=loss, losses=losses, stats=stats)
 
+    def mask_text(self, input_ids, attention_mask, generator=None):
+        """BERT masking of ``masking.text_ratio`` of the real tokens -> (corrupted ids, labels
+        with -100 where nothing is predicted), both [B, L]."""
+        t = self.text.special
+        return mask_tokens(
+            input_ids, attention_mask, self.cfg.masking.text_ratio, mask_id=t.mask,
+            vocab_size=self.text.vocab_size, special_ids=(t.cls, t.sep, t.pad), generator=generator,
+        )
+
     def _vtm(self, batch, v_tokens, v_feat, t_hidden, t_feat, attention_mask, generator):
-        """Positives + (clip, hard negative caption) + (hard negative clip, caption)."""
+        """Positives + (clip, hard negative caption) + (hard negative clip, caption).
+
+        Returns (loss, the fused positive pairs [B, L, Dt]) so a shared text pass's MLM can
+        read them."""
         b = v_tokens.shape[0]
         keys = batch.get("key")
         if keys is not None:
@@ -205,10 +236,11 @@ class SMAUG(nn.Module):
         text = torch.cat([t_hidden, t_hidden[neg_text], t_hidden], dim=0)
         mask = torch.cat([attention_mask, attention_mask[neg_text], attention_mask], dim=0)
         video = torch.cat([v_tokens, v_tokens, v_tokens[neg_video]], dim=0)
-        logits = self.vtm_score(self.fuse(text, mask, video))
+        fused = self.fuse(text, mask, video)
+        logits = self.vtm_score(fused)
         labels = torch.cat([torch.ones(b), torch.zeros(2 * b)]).to(logits.device)
         weight = torch.cat([torch.ones(b, device=logits.device), ok_t.float(), ok_v.float()])
-        return vtm_loss(logits, labels, weight)
+        return vtm_loss(logits, labels, weight), fused[:b]
 
     def _check_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
         if input_ids.shape != attention_mask.shape or input_ids.ndim != 2:

@@ -4,6 +4,13 @@ By default the offline all-MiniLM-L6-v2 (6 layers, hidden 384, the bert-base-unc
 WordPiece vocabulary) found by ``pipeline.text_encoder``; any local BERT folder works through
 ``model.text.path``. Nothing is downloaded (``local_files_only=True``).
 
+``model.text.init: random`` builds the folder's architecture (or a ``TEXT_ARCHS`` shape such as
+``bert-base`` through ``model.text.arch``) with random weights and the folder's vocabulary:
+for counting the cost of a model whose checkpoint is not at hand, and for tests.
+
+What trains (``model.text``): the top ``num_layers - freeze_layers`` layers, at
+``lr_scale`` x the run's learning rate (``SMAUG.lr_scales``).
+
 Cost control on small machines (``model.text``):
 * ``num_layers``: use only the first N BERT layers;
 * ``freeze_layers``: the embeddings and the first N layers are frozen and run under
@@ -26,7 +33,7 @@ from torch import nn
 
 from pipeline.text_encoder import resolve_text_encoder_dir
 
-from .config import TextConfig
+from .config import TEXT_ARCHS, TextConfig
 
 
 @dataclass(frozen=True)
@@ -48,9 +55,16 @@ class SpecialTokens:
         return cls(index["[CLS]"], index["[SEP]"], index["[PAD]"], index["[MASK]"])
 
 
-def load_bert(path: Path) -> nn.Module:
-    from transformers import BertModel
+def load_bert(path: Path, *, random: bool = False, arch: dict | None = None) -> nn.Module:
+    """The BertModel in ``path`` (no pooler, SDPA attention); ``random``: its architecture,
+    reshaped by ``arch`` (BertConfig fields), with freshly initialised weights."""
+    from transformers import BertConfig, BertModel
     from transformers.utils import logging as hf_logging
+
+    if random:
+        config = BertConfig.from_pretrained(str(path), local_files_only=True, **(arch or {}))
+        config._attn_implementation = "sdpa"
+        return BertModel(config, add_pooling_layer=False)
 
     previous = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "unused weights" notes about pooler/position_ids
@@ -69,7 +83,8 @@ class TextEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.path = resolve_text_encoder_dir(cfg.path)
-        self.bert = load_bert(self.path)
+        self.bert = load_bert(self.path, random=cfg.init == "random",
+                              arch=TEXT_ARCHS.get(cfg.arch) if cfg.arch else None)
         total = len(self.bert.encoder.layer)
         n = cfg.num_layers or total
         if n > total:
