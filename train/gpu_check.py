@@ -81,6 +81,7 @@ SMOKE_OVERRIDES = [
     "model.video.image_size=32", "model.video.patch_size=8", "model.video.num_frames=2",
     "model.video.width=32", "model.video.depth=2", "model.video.heads=2",
     "model.text.num_layers=2", "model.text.freeze_layers=1", "model.text.max_len=16",
+    "model.text.arch=null",  # the tiny random folder's own shape, not the preset's BERT-base
     "model.fusion.layers=1", "model.fusion.heads=2", "model.embed_dim=16",
     "model.mvm.decoder_width=16", "model.mvm.decoder_heads=2", "model.mvm.decoder_depth=1",
     "model.sparsify.layers=[0]",
@@ -169,10 +170,11 @@ def run_params(args, recipe: str, preset: str, extra: list[str]) -> dict:
     return apply_overrides(deep_merge(load_params(args.params, recipe=recipe), load_recipe(preset)), extra)
 
 
-def write_random_bert(folder: Path, shape: dict[str, int]) -> Path:
+def write_random_bert(folder: Path, shape: dict[str, int], *, weights: bool = True) -> Path:
     """A BERT checkpoint folder with random weights and a vocabulary that has BERT's special
     tokens where bert-base-uncased has them (the model reads only their ids; batches here are
-    synthetic token ids, so no tokenizer is needed)."""
+    synthetic token ids, so no tokenizer is needed). ``weights=False``: config and vocabulary
+    only, for ``model.text.init: random``, which builds the weights itself."""
     from transformers import BertConfig, BertModel
 
     vocab = [f"[unused{i}]" for i in range(30522)]
@@ -183,7 +185,11 @@ def write_random_bert(folder: Path, shape: dict[str, int]) -> Path:
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(0)
-        BertModel(BertConfig(vocab_size=len(vocab), **shape), add_pooling_layer=False).save_pretrained(folder)
+        config = BertConfig(vocab_size=len(vocab), **shape)
+        if weights:
+            BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+        else:
+            config.save_pretrained(folder)
     finally:
         torch.random.set_rng_state(state)
     return folder
@@ -205,7 +211,8 @@ def build_models(args, preset: str, tmp: Path) -> tuple[dict, dict[str, Any]]:
         text["kind"] = "the preset's"
     except ConfigError as err:
         shape = RANDOM_BERT_SMOKE if args.smoke else RANDOM_BERT
-        folder = write_random_bert(tmp / "random-bert", shape)
+        folder = write_random_bert(tmp / "random-bert", shape,
+                                   weights=getattr(probe.text, "init", "pretrained") != "random")
         extra.append(f"model.text.path={folder}")
         text.update(path=str(folder), kind="random weights", shape=shape, why=str(err))
     runs = {}
