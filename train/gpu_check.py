@@ -6,8 +6,8 @@ shards, no DVC, no offline text-encoder package), it measures and writes to
 
 * the device: name, compute capability, torch / CUDA versions, bf16 support, its dense bf16
   tensor-core peak (from :data:`PEAK_BF16_TFLOPS`, by name; unknown GPUs get null);
-* for the ``--preset`` model size (``paper``: ViT-B/16 at 224 px, 4 frames; ``vit-b16`` where
-  that recipe is not there yet), SMAUG and the dense baseline trained on the same synthetic
+* for the ``--preset`` model size (``paper``: ViT-B/16 at 224 px, 4 frames, BERT-base-shaped
+  6 text + 6 fusion layers; ``vit-b16`` where that recipe is missing), SMAUG and the dense baseline trained on the same synthetic
   batches (:func:`train.cost.synthetic_batch`), their steps interleaved with the order swapped
   every round (as ``train.bench`` does), in bf16 autocast (fp16 + gradient scaling where the GPU
   has no bf16): clips/s, median step time, peak memory, FLOPs per clip
@@ -22,9 +22,10 @@ Every speed figure is a ratio against a baseline measured in the same run (dense
 CPU loader), beside the absolute numbers. ``--smoke`` runs the same code on the CPU in seconds
 (a tiny model, fp32, compile off, DALI skipped with the reason recorded): the test suite runs it.
 
-The text tower: the preset's, when its checkpoint folder is there; otherwise a BERT-base-shaped
-tower with random weights written to a temporary folder (speed does not depend on the weights),
-recorded under ``text_tower``.
+The text tower: the preset's, when its folder is there (the paper preset builds BERT-base with
+random weights from that folder's config and vocabulary); otherwise a BERT-base-shaped folder
+written to a temporary folder (speed does not depend on the weights), recorded under
+``text_tower``.
 """
 
 from __future__ import annotations
