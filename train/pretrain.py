@@ -169,6 +169,7 @@ def check_consistent(model, loader) -> None:
 def train(args: argparse.Namespace, dist: DistInfo) -> int:
     from train.data import build_loader
     from train.model import SMAUG
+    from train.model.smaug import trim_batch
 
     t_main = time.perf_counter()
     run = load_run_config(args.params, args.recipe, args.overrides)
@@ -229,14 +230,17 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
         log.info("resumed %s at step %d", run_dir, trainer.step)
 
     # FLOPs of one real training step, counted on the first batch before training on it.
-    first = next(batches)
+    first = trim_batch(next(batches))
     flops_first, out = cost.count_step_flops(trainer.model, _to(first, dist.device), default_loss,
                                              autocast_dtype=trainer.autocast_dtype)
     flops_per_clip = flops_first / first["video"].shape[0]
 
     def chained():
+        # Text padding is trimmed here, on the host: on a GPU the longest caption's length
+        # would be a device read (a sync) inside the forward.
         yield first
-        yield from batches
+        for batch in batches:
+            yield trim_batch(batch)
 
     try:
         result = trainer.fit(chained())

@@ -200,14 +200,6 @@ def split_output(out: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[
     return out.loss, dict(getattr(out, "losses", {}) or {}), dict(getattr(out, "stats", {}) or {})
 
 
-def _scalar(v: Any) -> float | None:
-    if torch.is_tensor(v):
-        return float(v.detach().float().mean()) if v.numel() else None
-    if isinstance(v, (int, float)):
-        return float(v)
-    return None
-
-
 def micro_batch_seed(seed: int, step: int, index: int) -> int:
     """The RNG seed for global micro-batch ``index`` of optimiser step ``step``.
 
@@ -356,8 +348,10 @@ class Trainer:
         model.train()
         n = len(micro_batches)
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
-        parts: dict[str, float] = defaultdict(float)
-        stats: dict[str, float] = defaultdict(float)
+        # Loss parts and stats stay tensors until the step is done: converting each to a float
+        # per micro-batch would make the host wait for the device every time.
+        parts: dict[str, Any] = defaultdict(float)
+        stats: dict[str, Any] = defaultdict(float)
         keys: list[str] = []
         for i, batch in enumerate(micro_batches):
             keys.extend(str(k) for k in batch.get("key", []))
@@ -373,11 +367,12 @@ class Trainer:
                 self.scaler.scale(loss.float() / n).backward()
             loss_sum += loss.detach().double()
             for k, v in losses.items():
-                parts[k] += float(v.detach().float()) / n
+                parts[k] = parts[k] + v.detach().float() / n
             for k, v in st.items():
-                s = _scalar(v)
-                if s is not None:
-                    stats[k] += s / n
+                if torch.is_tensor(v) and v.numel():
+                    stats[k] = stats[k] + v.detach().float().mean() / n
+                elif isinstance(v, (int, float)):
+                    stats[k] += float(v) / n
 
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         max_norm = self.cfg.clip if self.cfg.clip > 0 else float("inf")
@@ -424,8 +419,8 @@ class Trainer:
                "grad_norm": float(grad_norm), "skipped": float(skipped)}
         if scaled:
             row["grad_scale"] = float(self.scaler.get_scale())
-        row.update({f"loss_{k}": v for k, v in parts.items()})
-        row.update({f"stats_{k}": v for k, v in stats.items()})
+        row.update({f"loss_{k}": float(v) for k, v in parts.items()})
+        row.update({f"stats_{k}": float(v) for k, v in stats.items()})
         self._stop_everywhere = flags[2] > 0
         return row
 
@@ -461,6 +456,7 @@ class Trainer:
                 while self.step < steps:
                     t0 = time.perf_counter()
                     lr = self.schedule.apply(self.schedule_step)
+                    self._set_model_step()
                     micro, wait = [], 0.0
                     for _ in range(self.cfg.accum):
                         tw = time.perf_counter()
@@ -526,6 +522,14 @@ class Trainer:
             history=list(self.history),
             stats={k: v / done for k, v in stats_sum.items()} if done else {},
         )
+
+    def _set_model_step(self) -> None:
+        """Tell a model with step-dependent behaviour (SMAUG's sparsification warm-up,
+        ``set_train_step``) which optimiser step comes next; like the lr, a pure function of the
+        step, so a resumed run continues where it left off."""
+        hook = getattr(self.model, "set_train_step", None)
+        if callable(hook):
+            hook(self.step)
 
     def _stop_asked_everywhere(self) -> bool:
         """Whether any rank has a stop request (one all-reduce, so all ranks agree)."""

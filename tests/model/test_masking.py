@@ -23,7 +23,7 @@ def test_random_masking_keeps_exact_count_and_restores(ratio):
     visible = mask == 0
     assert torch.equal(restored[visible], x[visible])
     assert (restored[~visible] == 0).all()
-    ids = kept_ids(ids_restore, mask)
+    ids = kept_ids(ids_restore, kept.shape[1])
     assert torch.equal(kept, x.gather(1, ids[..., None].expand(-1, -1, 3)))
     assert (mask.gather(1, ids) == 0).all()
 

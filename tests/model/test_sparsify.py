@@ -81,7 +81,8 @@ def test_temporal_sparsify_uneven_frames_fixed_budget_and_fused_kept():
     scores = torch.tensor([[0.2, 0.2, 0.2, 0.9, 0.1, 0.1, 0.1, 0.1, 0.0],
                            [0.1, 0.4, 0.3, 0.3, 0.3, 0.5, 0.6, 0.55, 0.0]])
     x = torch.randn(2, 10, 4)
-    _, _, out_ids, _ = temporal_sparsify(x, scores, ids, 0.5, tokens_per_frame=4, frames=4)
+    _, _, out_ids, _ = temporal_sparsify(x, scores, ids, 0.5, tokens_per_frame=4, frames=4,
+                                         n_fused=1)
     assert out_ids.shape == (2, 1 + 4)          # fused + ceil(0.5 * 8) for every sample
     assert (out_ids == FUSED).sum(1).tolist() == [1, 1]
     # sample 0: frame means f1 .9 > f0 .2 > f2 .1: f1's token, then all of f0 (3 tokens)
@@ -94,7 +95,7 @@ def test_encoder_records_masked_kept_and_dropped_tokens(config):
     cfg = config(sparsify={"layers": [0, 1], "spatial_keep": 0.5, "temporal_keep": 0.5})
     enc_model = VideoEncoder(cfg.video, cfg.sparsify)
     video = torch.randn(2, 4, 3, 32, 32)
-    enc = enc_model(video, mask_ratio=0.5, generator=torch.Generator().manual_seed(0))
+    enc = enc_model(video, mask_ratio=0.5, generator=torch.Generator().manual_seed(0), trace=True)
     n = 4 * 16
     assert enc.visible_ids.shape == (2, n // 2)
     # layer 0: 32 -> temporal 16 -> spatial 8 + 1 fused; layer 1: 9 -> 5 (fused kept) -> 3 + 1
@@ -119,3 +120,40 @@ def test_sparsify_off_keeps_all_visible_tokens(config):
     cfg = config(sparsify={"enabled": False})
     enc = VideoEncoder(cfg.video, cfg.sparsify)(torch.randn(1, 4, 3, 32, 32), mask_ratio=0.75)
     assert enc.tokens.shape[1] == 1 + 16 and enc.trace == []
+
+
+def test_keep_schedule_warms_up_in_few_stages():
+    from train.model.sparsify import WARMUP_STAGES, keep_schedule
+
+    rates = [keep_schedule(0.5, step, 40) for step in range(50)]
+    assert rates[0] == 1.0 and rates[40:] == [0.5] * 10
+    assert rates == sorted(rates, reverse=True)               # only ever falls
+    assert len(set(rates)) == WARMUP_STAGES + 1               # few shapes (torch.compile)
+    assert 0.5 < rates[20] < 1.0
+    assert keep_schedule(0.3, 0, 0) == 0.3                    # 0 = no warm-up
+
+
+def test_encoder_warm_up_only_while_training(config):
+    cfg = config(sparsify={"layers": [1], "warmup_steps": 8})
+    torch.manual_seed(0)
+    enc_model = VideoEncoder(cfg.video, cfg.sparsify)
+    video = torch.randn(2, 4, 3, 32, 32)
+
+    def final_tokens():
+        return enc_model(video, mask_ratio=0.5, generator=torch.Generator().manual_seed(0)).tokens.shape[1]
+
+    full = final_tokens()                   # never told a step: the configured rates
+    assert full == 1 + 8 + 1                # 32 visible -> 16 -> 8 + 1 fused
+    enc_model.set_step(0)
+    assert final_tokens() == 1 + 32         # step 0 of the warm-up: nothing dropped
+    enc_model.eval()
+    assert final_tokens() == full           # evaluation: always the final rates
+    enc_model.train()
+    enc_model.set_step(8)
+    assert final_tokens() == full
+
+
+def test_trace_is_recorded_only_when_asked(config):
+    cfg = config(sparsify={"layers": [0, 1]})
+    enc = VideoEncoder(cfg.video, cfg.sparsify)(torch.randn(1, 4, 3, 32, 32), mask_ratio=0.5)
+    assert enc.trace == [] and enc.n_fused == 2

@@ -43,8 +43,9 @@ TINY = [
     "model.text.num_layers=1", "model.text.freeze_layers=0", "model.text.max_len=16",
     "model.fusion.layers=1", "model.embed_dim=16",
     "model.mvm.decoder_width=16", "model.mvm.decoder_heads=2", "model.sparsify.layers=[0]",
-    # VTC contrasts against the all-gathered global batch, which accumulation cannot imitate;
-    # without it a DDP step is exactly an accumulated step.
+    # VTC contrasts against the all-gathered global batch, which accumulation cannot imitate
+    # (the reference's VTC sees 2 clips, each rank's 4: the losses differ from step 1); without
+    # it a DDP step is exactly an accumulated step. VTC's DDP weight: tests/model/test_vtc_ddp.py.
     "model.objectives.vtc=0.0",
     "pretrain.warmup=1", "pretrain.log_every=1", "pretrain.ckpt_every=0", "pretrain.threads=1",
 ]

@@ -168,3 +168,22 @@ def test_precision_resolution_and_bf16_autocast_step(tiny_params, build_tiny, re
     assert trainer.autocast_dtype is torch.bfloat16
     row = trainer.train_step([real_batches[0]])
     assert row["loss"] > 0 and all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_trainer_drives_the_sparsification_warm_up(tiny_params, build_tiny, real_batches):
+    # keep rates 1.0 -> 0.5 over 4 steps: the tokens left after sparsification fall step by step
+    # (a pure function of the step, like the lr), and evaluation uses the final rates
+    params = tiny_params("smaug", "pretrain.steps=6", "pretrain.warmup=1", "pretrain.log_every=1",
+                         "model.sparsify.warmup_steps=4")
+    model, cfg = build_tiny(params)
+    trainer = Trainer(model, cfg, progress=False, seed=7)
+    trainer.fit(endless(real_batches))
+    final = [r["stats_video_tokens_final"] for r in trainer.history]
+    assert final == sorted(final, reverse=True) and final[0] > final[-1]
+    assert final[-2] == final[-1]                       # steps 4, 5: at the configured rates
+    visible = trainer.history[0]["stats_video_tokens_visible"]
+    assert final[0] == visible                          # step 0: nothing dropped yet
+    model.train()
+    model.set_train_step(0)
+    model.eval()
+    assert model.video.keep_rates() == (model.cfg.sparsify.spatial_keep, model.cfg.sparsify.temporal_keep)

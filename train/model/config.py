@@ -137,9 +137,13 @@ class SparsifyConfig:
     spatial_keep: float = 0.5
     temporal: bool = True         # keep the top frames by mean CLS attention of their tokens
     temporal_keep: float = 0.5
+    # Pre-training steps over which both keep rates fall from 1.0 (nothing dropped) to the values
+    # above, on EViT's cosine (train/model/sparsify.py keep_schedule); 0 = full strength from step 0.
+    warmup_steps: int = 0
 
     def __post_init__(self) -> None:
         check(len(set(self.layers)) == len(self.layers), "layers", "has duplicates")
+        check(self.warmup_steps >= 0, "warmup_steps", "must be >= 0 (0 = no warm-up)")
         check(all(i >= 0 for i in self.layers), "layers", "must be >= 0")
         check(0.0 < self.spatial_keep <= 1.0, "spatial_keep", "must be in (0, 1]")
         check(0.0 < self.temporal_keep <= 1.0, "temporal_keep", "must be in (0, 1]")

@@ -20,9 +20,11 @@ def _split_by_order(x: torch.Tensor, ids_shuffle: torch.Tensor, len_keep: int):
     return kept, mask, ids_restore
 
 
-def kept_ids(ids_restore: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Patch indices of the kept tokens, in the kept tokens' order: [B, K]."""
-    len_keep = int((mask[0] == 0).sum())
+def kept_ids(ids_restore: torch.Tensor, len_keep: int) -> torch.Tensor:
+    """Patch indices of the ``len_keep`` kept tokens, in the kept tokens' order: [B, K].
+
+    ``len_keep`` is the kept tensor's length (known from its shape, so nothing is read back
+    from the device)."""
     return ids_restore.argsort(dim=1)[:, :len_keep]
 
 

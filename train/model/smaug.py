@@ -45,13 +45,30 @@ from .video_encoder import VideoEncoder, VideoEncoding
 class ModelOutput:
     loss: torch.Tensor                                   # weighted sum of the losses
     losses: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> unweighted loss
-    stats: dict[str, float] = field(default_factory=dict)  # token counts, temperature, ...
+    # token counts (floats, known from shapes), temperature / mlm_masked_tokens (0-d tensors,
+    # so the forward never waits for the device; the trainer converts them when it logs)
+    stats: dict[str, float | torch.Tensor] = field(default_factory=dict)
 
 
 def trim_padding(input_ids: torch.Tensor, attention_mask: torch.Tensor):
-    """Drop padding columns beyond the longest text in the batch: [B, L] -> [B, L']."""
+    """Drop padding columns beyond the longest text in the batch: [B, L] -> [B, L'].
+
+    The longest length is data: reading it from an accelerator tensor would make the host wait
+    for the device, so only host (CPU) tensors are trimmed; on an accelerator the batch is used
+    as it comes (padding is masked, so the result is the same, only the cost differs).
+    Pre-training trims its batches on the host before they move (``trim_batch``)."""
+    if attention_mask.device.type != "cpu":
+        return input_ids, attention_mask
     length = int(attention_mask.sum(dim=1).max())
     return input_ids[:, :length], attention_mask[:, :length]
+
+
+def trim_batch(batch: dict) -> dict:
+    """``batch`` with its text padding trimmed (on the host, before the batch moves to a GPU)."""
+    if "input_ids" not in batch or "attention_mask" not in batch:
+        return batch
+    input_ids, attention_mask = trim_padding(batch["input_ids"], batch["attention_mask"])
+    return {**batch, "input_ids": input_ids, "attention_mask": attention_mask}
 
 
 class SMAUG(nn.Module):
@@ -99,12 +116,17 @@ class SMAUG(nn.Module):
         enc = self._encode_video(video, mask=mask, sparsify=sparsify, generator=generator)
         return enc.tokens, self.video_feature(enc.tokens)
 
-    def _encode_video(self, video, *, mask, sparsify=True, generator=None) -> VideoEncoding:
+    def _encode_video(self, video, *, mask, sparsify=True, generator=None, trace=False) -> VideoEncoding:
         m = self.cfg.masking
         return self.video(
             video, mask_ratio=m.video_ratio if mask else 0.0, mask_mode=m.video_mode,
-            sparsify=sparsify, generator=generator,
+            sparsify=sparsify, generator=generator, trace=trace,
         )
+
+    def set_train_step(self, step: int) -> None:
+        """Called by the trainer before every optimiser step: the sparsification warm-up's rates
+        (``sparsify.warmup_steps``). Without it, and in eval mode, the final rates apply."""
+        self.video.set_step(step)
 
     def video_feature(self, tokens: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.video_proj(tokens[:, 0]), dim=-1)
@@ -169,7 +191,7 @@ class SMAUG(nn.Module):
         shared = cfg.masking.text_pass == "shared"
         if w.mlm > 0 or shared:
             corrupted, labels = self.mask_text(input_ids, attention_mask, generator)
-            stats["mlm_masked_tokens"] = float((labels != -100).sum())
+            stats["mlm_masked_tokens"] = (labels != -100).sum()   # 0-d tensor: no device read
         need_text = w.vtc > 0 or w.vtm > 0 or (shared and w.mlm > 0)
         if need_text:
             t_hidden = self.text(corrupted if shared else input_ids, attention_mask)
@@ -178,7 +200,7 @@ class SMAUG(nn.Module):
 
         if w.vtc > 0:
             losses["vtc"] = self.vtc(v_feat, t_feat)
-            stats["temperature"] = float(self.vtc.temperature.detach())
+            stats["temperature"] = self.vtc.temperature.detach()
 
         fused_positives = None
         if w.vtm > 0:
@@ -195,7 +217,7 @@ class SMAUG(nn.Module):
             losses["mlm"] = mlm_loss(self.mlm_head, fused, labels)
 
         if w.mvm > 0:
-            where = masked_positions(enc.mask)                                # [B, M]
+            where = masked_positions(enc.mask, enc.num_patches - enc.visible_ids.shape[1])  # [B, M]
             pred = self.mvm_decoder(enc, where)                               # [B, M, F]
             target_fn = TARGETS[cfg.mvm.target]
             with torch.no_grad():
@@ -224,7 +246,9 @@ class SMAUG(nn.Module):
         b = v_tokens.shape[0]
         keys = batch.get("key")
         if keys is not None:
-            positive = torch.tensor([[a == c for c in keys] for a in keys], device=v_tokens.device)
+            # built on the host from the keys, copied without waiting for the device
+            positive = torch.tensor([[a == c for c in keys] for a in keys]).to(
+                v_tokens.device, non_blocking=True)
         else:
             positive = torch.eye(b, dtype=torch.bool, device=v_tokens.device)
         with torch.no_grad():
@@ -238,7 +262,7 @@ class SMAUG(nn.Module):
         video = torch.cat([v_tokens, v_tokens, v_tokens[neg_video]], dim=0)
         fused = self.fuse(text, mask, video)
         logits = self.vtm_score(fused)
-        labels = torch.cat([torch.ones(b), torch.zeros(2 * b)]).to(logits.device)
+        labels = torch.cat([logits.new_ones(b), logits.new_zeros(2 * b)])
         weight = torch.cat([torch.ones(b, device=logits.device), ok_t.float(), ok_v.float()])
         return vtm_loss(logits, labels, weight), fused[:b]
 

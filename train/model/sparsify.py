@@ -26,6 +26,28 @@ import torch
 
 FUSED = -1  # id of a fused token (it stands for several patches)
 
+# The warm-up moves the keep rates in this many equal stages rather than every step: each keep
+# rate gives other token counts, i.e. other tensor shapes, and under torch.compile every new
+# shape (and every new Python float it guards on) is a recompile; dynamo gives up compiling a
+# frame after 8 (its recompile limit) and runs it eagerly for the rest of the run. 4 stages +
+# the final rate stay under that limit; on CPU without compile the stages cost nothing either.
+WARMUP_STAGES = 4
+
+
+def keep_schedule(final: float, step: int, warmup_steps: int) -> float:
+    """Keep rate at pre-training ``step``: EViT's cosine from 1.0 (keep all) down to ``final``
+    over ``warmup_steps``, rounded up to :data:`WARMUP_STAGES` equal stages; ``final`` from then on.
+
+    Why: on a randomly initialised ViT the CLS attention that ranks the tokens is noise, so
+    sparsifying at full strength from step 0 drops tokens at random; EViT starts from trained
+    weights and still warms the keep rate up (1.0 for 10 epochs, cosine to the target over 100).
+    """
+    if warmup_steps <= 0 or step >= warmup_steps:
+        return final
+    left = 0.5 * (1.0 + math.cos(math.pi * step / warmup_steps))   # 1 at step 0 -> 0 at the end
+    left = math.ceil(left * WARMUP_STAGES) / WARMUP_STAGES
+    return final + (1.0 - final) * left
+
 
 def _gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     # x [B, n, ...], idx [B, k] -> [B, k, ...]
@@ -79,6 +101,7 @@ def temporal_sparsify(
     *,
     tokens_per_frame: int,
     frames: int,
+    n_fused: int = 0,
 ):
     """Keep the best frames (by mean CLS attention of their tokens) within a token budget.
 
@@ -86,11 +109,11 @@ def temporal_sparsify(
     x' [B, 1+m, D], scores' [B, m], ids' [B, m], kept [B, m] (positions kept) with
     m = fused tokens + ceil(keep * real tokens). Fused tokens always stay (they belong to no
     frame); real tokens are taken frame by frame in order of frame score, and within a frame
-    in order of token score.
+    in order of token score. ``n_fused``: how many of the tokens are fused (the same in every
+    sample; the caller counts them, so no count is read back from the device).
     """
     real = ids >= 0
-    n_real = int(real[0].sum())
-    n_fused = ids.shape[1] - n_real
+    n_real = ids.shape[1] - n_fused
     budget = min(n_real, max(1, math.ceil(keep * n_real)))
     frame = torch.where(real, ids // tokens_per_frame, torch.full_like(ids, -1))   # [B, n]
     fscore = frame_scores(scores, frame, frames)                                    # [B, T]

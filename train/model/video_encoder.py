@@ -11,6 +11,15 @@ Steps of :meth:`VideoEncoder.forward` (shapes for B clips, N = T' * gh * gw patc
 4. ViT blocks; after each block listed in ``sparsify.layers``: temporal then spatial
    sparsification scored by that block's CLS attention row;
 5. final LayerNorm -> tokens [B, 1+n, D] (CLS first) and each token's patch id.
+
+No step reads a value back from the device: every token count follows from N, the ratios and
+the number of fused tokens so far (a Python int), so a GPU never has to synchronise with the
+host in the forward. What was dropped where (``trace``, for the picture) costs a per-sample loop
+and is recorded only with ``trace=True``.
+
+During pre-training the keep rates may warm up (``sparsify.warmup_steps``): :meth:`set_step`
+sets the step's rates; in eval mode, or before any ``set_step``, the configured (final) rates
+apply, so evaluation and a model used without the trainer always sparsify at full strength.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from .config import SparsifyConfig, VideoConfig
 from .layers import Block
 from .masking import kept_ids, random_masking, tube_masking
 from .patches import SeparablePosEmbed, SinusoidPosEmbed, patchify
-from .sparsify import spatial_sparsify, temporal_sparsify
+from .sparsify import keep_schedule, spatial_sparsify, temporal_sparsify
 
 
 @dataclass
@@ -36,6 +45,7 @@ class VideoEncoding:
     ids_restore: torch.Tensor | None = None  # [B, N] from the masking function
     visible_ids: torch.Tensor | None = None  # [B, K] patch ids that entered the encoder
     trace: list[dict] = field(default_factory=list)  # per sparsified layer: what was dropped
+    n_fused: int = 0                     # fused tokens among ``ids`` (the same in every sample)
 
     @property
     def num_patches(self) -> int:
@@ -60,6 +70,23 @@ class VideoEncoder(nn.Module):
         )
         self.norm = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.sparse_layers = set(self.sparsify_cfg.layers) if self.sparsify_cfg else set()
+        self.step_keep: tuple[float, float] | None = None  # (spatial, temporal) during warm-up
+
+    def set_step(self, step: int) -> None:
+        """Use the keep rates of pre-training ``step`` (``sparsify.warmup_steps``) in training."""
+        sp = self.sparsify_cfg
+        if sp is None or sp.warmup_steps <= 0 or step >= sp.warmup_steps:
+            self.step_keep = None
+            return
+        self.step_keep = (keep_schedule(sp.spatial_keep, step, sp.warmup_steps),
+                          keep_schedule(sp.temporal_keep, step, sp.warmup_steps))
+
+    def keep_rates(self) -> tuple[float, float]:
+        """(spatial, temporal) keep rates of this forward: the warm-up's in training mode."""
+        sp = self.sparsify_cfg
+        if self.training and self.step_keep is not None:
+            return self.step_keep
+        return sp.spatial_keep, sp.temporal_keep
 
     def forward(
         self,
@@ -69,8 +96,10 @@ class VideoEncoder(nn.Module):
         mask_mode: str = "random",
         sparsify: bool = True,
         generator: torch.Generator | None = None,
+        trace: bool = False,
     ) -> VideoEncoding:
-        """video [B, T, 3, H, W] (any T divisible by tubelet, H, W divisible by patch)."""
+        """video [B, T, 3, H, W] (any T divisible by tubelet, H, W divisible by patch).
+        ``trace=True`` records the ids each sparsification step dropped (for the picture)."""
         if video.ndim != 5 or video.shape[2] != 3:
             raise ValueError(f"video must be [B, T, 3, H, W], got {tuple(video.shape)}")
         cfg = self.cfg
@@ -88,38 +117,46 @@ class VideoEncoder(nn.Module):
                 patches, mask, ids_restore = random_masking(patches, mask_ratio, generator)
             else:
                 raise ValueError(f"unknown mask_mode {mask_mode!r} (random | tube)")
-            ids = kept_ids(ids_restore, mask)                                 # [B, K]
+            ids = kept_ids(ids_restore, patches.shape[1])                     # [B, K]
             pos = pos.gather(1, ids[..., None].expand(-1, -1, pos.shape[-1]))
         x = self.patch_embed(patches) + pos
         x = torch.cat([self.cls_token.expand(b, -1, -1), x], dim=1)           # [B, 1+K, D]
         x = self.ln_pre(x)
         visible = ids
-        trace: list[dict] = []
+        steps: list[dict] = []
+        n_fused = 0
         sp = self.sparsify_cfg if sparsify else None
+        keep = self.keep_rates() if sp is not None else (1.0, 1.0)
         for i, block in enumerate(self.blocks):
             at_sparse = sp is not None and i in self.sparse_layers
             x, cls_attn = block(x, return_cls_attention=at_sparse)
             if at_sparse:
-                x, ids, step = self._sparsify(x, cls_attn, ids, grid, sp)
-                step["layer"] = i
-                trace.append(step)
-        return VideoEncoding(self.norm(x), ids, grid, mask, ids_restore, visible, trace)
+                x, ids, n_fused, step = self._sparsify(x, cls_attn, ids, grid, sp, keep, n_fused,
+                                                       trace)
+                if trace:
+                    steps.append({**step, "layer": i})
+        return VideoEncoding(self.norm(x), ids, grid, mask, ids_restore, visible, steps, n_fused)
 
     @staticmethod
-    def _sparsify(x, scores, ids, grid, sp: SparsifyConfig):
+    def _sparsify(x, scores, ids, grid, sp: SparsifyConfig, keep, n_fused: int, trace: bool):
+        spatial_keep, temporal_keep = keep
         step: dict = {}
-        if sp.temporal and sp.temporal_keep < 1.0:
+        if sp.temporal and temporal_keep < 1.0:
             before = ids
             x, scores, ids, _ = temporal_sparsify(
-                x, scores, ids, sp.temporal_keep, tokens_per_frame=grid[1] * grid[2], frames=grid[0]
+                x, scores, ids, temporal_keep, tokens_per_frame=grid[1] * grid[2], frames=grid[0],
+                n_fused=n_fused,
             )
-            step["temporal_dropped"] = _dropped(before, ids)
-        if sp.spatial and sp.spatial_keep < 1.0:
+            if trace:
+                step["temporal_dropped"] = _dropped(before, ids)
+        if sp.spatial and spatial_keep < 1.0:
             before = ids
-            x, scores, ids, _ = spatial_sparsify(x, scores, ids, sp.spatial_keep)
-            step["spatial_fused"] = _dropped(before, ids)
+            x, scores, ids, kept = spatial_sparsify(x, scores, ids, spatial_keep)
+            n_fused += int(kept.shape[1] < before.shape[1])  # shapes only: one more fused token
+            if trace:
+                step["spatial_fused"] = _dropped(before, ids)
         step["kept"] = ids
-        return x, ids, step
+        return x, ids, n_fused, step
 
 
 def _dropped(before: torch.Tensor, after: torch.Tensor) -> list[torch.Tensor]:

@@ -60,7 +60,7 @@ def plot_sparsification(
     model.eval()
     try:
         enc = model._encode_video(video.to(device), mask=model.cfg.masking.video_ratio > 0,
-                                  generator=generator)
+                                  generator=generator, trace=True)
     finally:
         model.train(was_training)
     vcfg = model.cfg.video

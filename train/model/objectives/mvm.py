@@ -50,7 +50,10 @@ class MVMDecoder(nn.Module):
         grid = self.mask_token.to(x.dtype).expand(b, n_all + 1, -1).clone()  # (autocast: bf16)
         grid = grid.scatter(1, slot[..., None].expand(-1, -1, x.shape[-1]), tokens)
         grid = grid[:, :n_all] + self.pos(*enc.grid)
-        fused = tokens[~real].reshape(b, -1, x.shape[-1])       # same count in every sample
+        # the fused tokens (the same count in every sample), found by a stable sort, not by a
+        # boolean index, whose output size the host would have to wait for
+        first = real.to(torch.uint8).argsort(dim=1, stable=True)[:, : enc.n_fused]
+        fused = tokens.gather(1, first[..., None].expand(-1, -1, x.shape[-1]))
         h = torch.cat([cls, grid, fused], dim=1)
         for block in self.blocks:
             h, _ = block(h)
@@ -60,9 +63,9 @@ class MVMDecoder(nn.Module):
         return self.head(self.norm(h))
 
 
-def masked_positions(mask: torch.Tensor) -> torch.Tensor:
-    """mask [B, N] (1 = masked, the same count per sample) -> patch indices [B, M] of masked ones."""
-    m = int(mask[0].sum())
+def masked_positions(mask: torch.Tensor, m: int) -> torch.Tensor:
+    """mask [B, N] (1 = masked, ``m`` per sample: known from the shapes, never read from the
+    device) -> patch indices [B, M] of the masked ones."""
     return mask.argsort(dim=1, descending=True, stable=True)[:, :m]
 
 
