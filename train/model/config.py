@@ -163,12 +163,13 @@ class ObjectivesConfig:
     vtm: float = 1.0
     mlm: float = 1.0
     mvm: float = 1.0
+    order: float = 0.0    # temporal-order contrast (OrderConfig): a clip's time-perturbed copy is a negative for its caption
 
     def __post_init__(self) -> None:
-        for name in ("vtc", "vtm", "mlm", "mvm"):
+        for name in ("vtc", "vtm", "mlm", "mvm", "order"):
             check(getattr(self, name) >= 0, name, "must be >= 0")
         check(any(getattr(self, n) > 0 for n in ("vtc", "vtm", "mlm", "mvm")),
-              "vtc", "all objective weights are 0; at least one must be > 0")
+              "vtc", "all objective weights are 0; at least one of vtc, vtm, mlm, mvm must be > 0")
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,21 @@ class MVMConfig:
         check(self.decoder_depth >= 1, "decoder_depth", "must be >= 1")
         check(self.decoder_heads >= 1 and self.decoder_width % self.decoder_heads == 0,
               "decoder_heads", f"must divide decoder_width={self.decoder_width}")
+
+
+@dataclass(frozen=True)
+class OrderConfig:
+    """The temporal-order objective (``objectives.order`` > 0): for a share of the batch, the
+    clip with its frames perturbed in time is encoded again and must score below the clip
+    itself against the clip's caption (a two-way softmax at the VTC temperature). Without it
+    nothing in pre-training rewards reading frame order: the same frames in any order are an
+    equally good match for "X, then Y" (HiTeA's shuffle test measures exactly that)."""
+
+    negative: Literal["reverse", "swap_halves", "shuffle"] = "reverse"  # reverse: played backwards ("moves left" -> "moves right", "X then Y" -> "Y then X")
+    fraction: float = 0.25         # share of each batch given a perturbed copy (each costs one more video pass)
+
+    def __post_init__(self) -> None:
+        check(0.0 < self.fraction <= 1.0, "fraction", "must be in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -203,6 +219,7 @@ class ModelConfig:
     objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
     mvm: MVMConfig = field(default_factory=MVMConfig)
     vtm: VTMConfig = field(default_factory=VTMConfig)
+    order: OrderConfig = field(default_factory=OrderConfig)
 
     def __post_init__(self) -> None:
         check(self.embed_dim >= 1, "embed_dim", "must be >= 1")

@@ -8,7 +8,8 @@ One training step (``model(batch)``):
 3. objectives with a weight > 0, each reading the shared encodings:
    VTC (contrastive on the [CLS] features), VTM (matching with hard negatives drawn from the
    VTC similarities, through the fusion), MLM (masked words predicted from the fused text),
-   MVM (decoder reconstructs the masked patches).
+   MVM (decoder reconstructs the masked patches), and temporal order (a share of the clips,
+   played in another order, must score below the real clip against its caption).
 
 Text masking, ``masking.text_pass``:
 
@@ -34,7 +35,8 @@ from .config import ModelConfig
 from .fusion import FusionEncoder
 from .masking import mask_tokens
 from .objectives import (
-    TARGETS, VTC, MLMHead, MVMDecoder, VTMHead, masked_positions, mlm_loss, mvm_loss, sample_negatives, vtm_loss,
+    TARGETS, VTC, MLMHead, MVMDecoder, VTMHead, masked_positions, mlm_loss, mvm_loss, order_loss, perturb_time,
+    sample_negatives, vtm_loss,
 )
 from .pretrained import InitReport, init_video_encoder
 from .text_encoder import TextEncoder
@@ -192,7 +194,7 @@ class SMAUG(nn.Module):
         if w.mlm > 0 or shared:
             corrupted, labels = self.mask_text(input_ids, attention_mask, generator)
             stats["mlm_masked_tokens"] = (labels != -100).sum()   # 0-d tensor: no device read
-        need_text = w.vtc > 0 or w.vtm > 0 or (shared and w.mlm > 0)
+        need_text = w.vtc > 0 or w.vtm > 0 or w.order > 0 or (shared and w.mlm > 0)
         if need_text:
             t_hidden = self.text(corrupted if shared else input_ids, attention_mask)
             v_feat = self.video_feature(v_tokens)
@@ -201,6 +203,9 @@ class SMAUG(nn.Module):
         if w.vtc > 0:
             losses["vtc"] = self.vtc(v_feat, t_feat)
             stats["temperature"] = self.vtc.temperature.detach()
+
+        if w.order > 0:
+            losses["order"], stats["order_acc"] = self._order(video, v_feat, t_feat, generator)
 
         fused_positives = None
         if w.vtm > 0:
@@ -265,6 +270,16 @@ class SMAUG(nn.Module):
         labels = torch.cat([logits.new_ones(b), logits.new_zeros(2 * b)])
         weight = torch.cat([torch.ones(b, device=logits.device), ok_t.float(), ok_v.float()])
         return vtm_loss(logits, labels, weight), fused[:b]
+
+    def _order(self, video, v_feat, t_feat, generator):
+        """Temporal-order contrast (objectives/order.py) on the first ``order.fraction`` of the
+        batch: those clips are encoded again, frames perturbed in time (masked and sparsified
+        as in the step), and each caption must prefer its real clip."""
+        k = max(1, round(self.cfg.order.fraction * video.shape[0]))
+        perturbed = perturb_time(video[:k], self.cfg.order.negative, generator)
+        enc = self._encode_video(perturbed, mask=self.cfg.masking.video_ratio > 0, generator=generator)
+        temperature = self.vtc.temperature if self.vtc is not None else self.cfg.temperature
+        return order_loss(t_feat[:k], v_feat[:k], self.video_feature(enc.tokens), temperature)
 
     def _check_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
         if input_ids.shape != attention_mask.shape or input_ids.ndim != 2:
