@@ -23,9 +23,15 @@ class RetrievalEvalConfig:
     paragraph: bool = False  # join each video's captions into one query (DiDeMo, ActivityNet)
     rerank_k: int = 4  # VTM re-ranks each query's top k by VTC (0: VTC only)
     rerank_add_vtc: bool = True  # re-rank by VTM logit + VTC similarity (BLIP); false: VTM logit alone
+    # temporal-order pairs (eval/order_pairs.py): each clip against its caption with the events
+    # swapped; null: not scored
+    order_pairs: str | None = "data/raw/synthetic/annotations/order_pairs/test.json"
+    sparsify: Literal["auto", "off"] = "auto"  # auto: as trained; off: no token sparsification at test time
 
     def __post_init__(self) -> None:
         check(self.rerank_k >= 0, "rerank_k", "must be >= 0 (0 disables VTM re-ranking)")
+        check(self.order_pairs is None or bool(self.order_pairs.strip()), "order_pairs",
+              "must be a path or null")
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,8 @@ class EvalConfig:
     batch_size: int = 8  # videos per forward pass
     max_len: int | None = None  # text tokens (null: the checkpoint's loader.max_len)
     shuffle_test: bool = True  # also evaluate with frames shuffled and report the drop (HiTeA)
-    seed: int | None = None  # shuffle-test permutations (null: the top-level `seed`)
+    seed: int | None = None  # shuffle-test permutations and bootstrap draws (null: the top-level `seed`)
+    bootstrap: int = 1000  # resamples of test videos for the 95% intervals of t2v R@K (0: none)
     threads: int = 0  # torch intra-op threads (0: torch's default)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: the GPU if there is one
     metrics_dir: str = "results/metrics"  # eval-<recipe>.json (headline numbers) go here
@@ -68,6 +75,8 @@ class EvalConfig:
         check(self.batch_size >= 1, "batch_size", "must be >= 1")
         check(self.max_len is None or self.max_len >= 4, "max_len", "must be null or >= 4")
         check(self.threads >= 0, "threads", "must be >= 0")
+        check(self.bootstrap == 0 or self.bootstrap >= 100, "bootstrap",
+              "must be 0 (no intervals) or >= 100 resamples")
 
 
 # --------------------------------------------------------------------------- tables:
@@ -81,10 +90,41 @@ class TablesConfig:
     out_dir: str = "results/tables"  # retrieval / qa / efficiency .md and .csv
     reference_rows: bool = True  # add published figures (marked "reported", with source)
     decimals: int = 1  # digits after the point for percentages
-    candidate: str = "smaug"  # the claim table compares this run ...
-    equal_steps: str = "dense"  # ... with this one (same steps) ...
-    equal_time: str = "dense-equal-time"  # ... and with this one (same wall time); "" leaves a row out
 
     def __post_init__(self) -> None:
         check(0 <= self.decimals <= 4, "decimals", "must be in [0, 4]")
-        check(bool(self.candidate), "candidate", "must name a pre-training run")
+
+
+# --------------------------------------------------------------------------- ablation:
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    # table rows: run names (a recipe, or dense-equal-time), in this order
+    rows: list[str] = field(default_factory=lambda: [
+        "dense", "mask-only", "mask-no-mvm", "sparsify-only", "smaug", "simvtp", "mac", "singularity",
+        "dense-equal-time"])
+    seeded: list[str] = field(default_factory=lambda: ["smaug", "dense", "dense-equal-time"])  # rows with extra seeds
+    extra_seeds: list[int] = field(default_factory=lambda: [1, 2])  # run <row>-seed<k> trains with pretrain.seed=k
+    eval_dirs: list[str] = field(default_factory=lambda: ["results/eval", "results/ablation/eval"])  # <run>.json, first found
+    metrics_dirs: list[str] = field(default_factory=lambda: ["results/metrics", "results/ablation/metrics"])  # pretrain-<run>.json
+    sparsify_off_dir: str = "results/ablation/eval-sparsify-off"  # <run>.json evaluated with eval.retrieval.sparsify=off
+    out_dir: str = "results/tables"  # ablation.md, claim.md
+    json_dir: str = "results/metrics"  # ablation.json, claim.json
+    candidate: str = "smaug"  # the claim: this run ...
+    equal_steps: str = "dense"  # ... within `margin` R@1 points of this one (same steps) ...
+    equal_time: str = "dense-equal-time"  # ... and above this one (dense for the candidate's wall time)
+    margin: float = 2.0  # R@1 points
+    bootstrap: int = 1000  # resamples (seeds and test videos) for the intervals
+    seed: int = 0  # of the bootstrap draws
+    decimals: int = 1
+
+    def __post_init__(self) -> None:
+        check(bool(self.rows), "rows", "must name at least one run")
+        check(all(r in self.rows for r in self.seeded), "seeded", "each must be one of rows")
+        check(len(set(self.extra_seeds)) == len(self.extra_seeds), "extra_seeds", "must not repeat a seed")
+        for name in ("candidate", "equal_steps", "equal_time"):
+            check(getattr(self, name) in self.rows, name, "must be one of rows")
+        check(self.margin >= 0, "margin", "must be >= 0")
+        check(self.bootstrap >= 100, "bootstrap", "must be >= 100 resamples")
+        check(0 <= self.decimals <= 4, "decimals", "must be in [0, 4]")

@@ -5,15 +5,18 @@
 For every recipe in ``eval.recipes`` this writes ``results/eval/<recipe>.json`` (everything
 below) and ``results/metrics/eval-<recipe>.json`` (the headline numbers for ``dvc metrics show``):
 
-* ``zero_shot``: retrieval (VTC, and VTM re-ranking of the top ``eval.retrieval.rerank_k``)
-  and multiple choice by VTM, straight from ``models/pretrain/<recipe>``;
+* ``zero_shot``: retrieval (VTC ranking, the headline, and beside it VTM re-ranking of the top
+  ``eval.retrieval.rerank_k``; 95% bootstrap intervals of t2v R@K over test videos; order-pair
+  accuracy from ``eval.retrieval.order_pairs``, and t2v metrics of the order-dependent queries
+  apart from the rest) and multiple choice by VTM, straight from ``models/pretrain/<recipe>``;
 * ``finetuned``: retrieval, open-ended QA and multiple choice from
   ``models/finetune/<recipe>/<task>`` (a task without a fine-tuned checkpoint is listed in
   ``not_finetuned``; open-ended QA needs its classifier, so it has no zero-shot entry);
 * ``chance``: R@1 chance (100 / test videos), the QA majority-answer baseline, MC chance;
 * with ``eval.shuffle_test`` every evaluation is repeated with the frames of each clip in a
   fixed shuffled order (HiTeA) and ``shuffle_drop`` = normal - shuffled is reported;
-* ``checkpoints``: path + sha256 of each model.safetensors used, ``params``: the settings.
+* ``checkpoints``: path + sha256 of each model.safetensors used, ``params``: the settings,
+  ``params_provenance``: the hash of the params keys this stage reads (pipeline/provenance.py).
 
 and ``results/plots/recall/<recipe>-<setting>.csv`` (R@K for K = 1..10) for ``dvc plots``.
 Evaluation is deterministic: fixed frame positions, candidates sorted by key, fixed
@@ -35,6 +38,7 @@ from eval.config import EvalConfig
 from eval.shuffle import shuffle_drop
 from pipeline import cli
 from pipeline.config import ConfigError, load_params, section, to_dict
+from pipeline.provenance import EVAL_KEYS, FIELD, stamp
 from train.checkpoint import fingerprint, loader_config_of, model_config_of, resolve_checkpoint
 from train.config import FinetuneConfig
 from train.tasks import load_task_model
@@ -103,15 +107,22 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
     batches = cache.get(loader_cfg, task_eval.shards, LOADER_TEXT[task])
     curves: dict = {}
     if task == "retrieval":
-        tokenizer = load_tokenizer(model_config_of(state).text.path)
+        from eval.order_pairs import load_order_pairs
 
+        tokenizer = load_tokenizer(model_config_of(state).text.path)
+        pairs = load_order_pairs(task_eval.order_pairs) if task_eval.order_pairs else None
         texts: dict = {}
 
         def run(shuffle_seed):
             r = evaluate_retrieval(model, batches, tokenizer, max_len=max_len, rerank_k=task_eval.rerank_k,
                                    rerank_add_sim=task_eval.rerank_add_vtc,
                                    paragraph=task_eval.paragraph, shuffle_seed=shuffle_seed,
-                                   reuse_texts=texts.get("emb"))
+                                   reuse_texts=texts.get("emb"), order_pairs=pairs,
+                                   # intervals of the normal pass only: the shuffled one is a contrast
+                                   bootstrap=cfg.bootstrap if shuffle_seed is None else 0,
+                                   bootstrap_seed=seed, sparsify=task_eval.sparsify == "auto")
+            if shuffle_seed is not None:
+                r.pop("per_query")
             texts["emb"] = r.pop("embeddings")  # the shuffled pass changes only the videos
             curves["shuffled" if shuffle_seed is not None else "normal"] = r.pop("curve")
             return r
@@ -172,8 +183,11 @@ def write_curves(curves: dict, path: Path) -> None:
             w.writerow(row)
 
 
-def evaluate_recipe(params: dict, recipe: str) -> dict:
-    """Evaluate one recipe's checkpoints; writes its details and headline files, returns the details."""
+def evaluate_recipe(params: dict, recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """Evaluate one recipe's checkpoints; writes its details and headline files, returns the details.
+
+    ``overrides``: the ``key=value`` overrides already in ``params`` (recorded with the params
+    hash, so the tables can check the file against the params file they are given)."""
     from train.checkpoint import CheckpointError, read_state
 
     cfg = section(params, EvalConfig, "eval")
@@ -212,6 +226,8 @@ def evaluate_recipe(params: dict, recipe: str) -> dict:
         r = out[setting].get("retrieval")
         if r:
             out["chance"]["retrieval_R@1"] = r["normal"]["chance_R@1"]
+            if "order_pairs" in r["normal"]:
+                out["chance"]["order_pairs"] = r["normal"]["order_pairs"]["chance"]
         m = out[setting].get("mc")
         if m:
             out["chance"]["mc"] = m["normal"]["chance"]
@@ -220,25 +236,33 @@ def evaluate_recipe(params: dict, recipe: str) -> dict:
         out["chance"]["qa_majority"] = qa_chance(params, cfg, cache, loader_cfg)
     # Measured numbers are rounded for stable files; the settings are written as they are
     # (rounding turned a learning rate of 5e-5 into 1e-4 in the provenance).
-    out = {**rounded({k: v for k, v in out.items() if k != "params"}), "params": out["params"]}
+    out = {**rounded({k: v for k, v in out.items() if k != "params"}), "params": out["params"],
+           FIELD: stamp(params, EVAL_KEYS, overrides=overrides)}
     for path, payload in ((Path(cfg.details_dir) / f"{recipe}.json", out),
-                          (Path(cfg.metrics_dir) / f"eval-{recipe}.json", headline(out))):
+                          (Path(cfg.metrics_dir) / f"eval-{recipe}.json", {**headline(out), FIELD: out[FIELD]})):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     return out
 
 
 def headline(out: dict) -> dict:
-    """The few numbers ``dvc metrics show`` lists: R@1/5/10 and MdR of the reported ranking,
-    accuracies, the shuffle-test drops and the chance levels (details stay in details_dir)."""
+    """The few numbers ``dvc metrics show`` lists: R@1/5/10 and MdR of VTC ranking (the headline),
+    VTM re-ranking's beside it (``vtm_*``), order-pair accuracy, accuracies, the shuffle-test
+    drops and the chance levels (details stay in details_dir)."""
     lean: dict[str, Any] = {}
     for setting in ("zero_shot", "finetuned"):
         for task, m in sorted(out[setting].items()):
             if task == "retrieval":
-                name = "vtm" if "vtm" in m["normal"] else "vtc"
-                row = {f"{d}_{k}": m["normal"][name][d][k] for d in ("t2v", "v2t") for k in ("R@1", "R@5", "R@10", "MdR")}
+                row = {}
+                for name, prefix in (("vtc", ""), ("vtm", "vtm_")):
+                    if name in m["normal"]:
+                        row.update({f"{prefix}{d}_{k}": m["normal"][name][d][k] for d in ("t2v", "v2t")
+                                    for k in ("R@1", "R@5", "R@10", "MdR")})
+                for name, value in m["normal"].get("order_pairs", {}).items():
+                    if name in ("vtc", "vtm"):
+                        row[f"order_pair_acc_{name}"] = value
                 if "shuffle_drop" in m:
-                    row["shuffle_drop_t2v_R@1"] = m["shuffle_drop"][name]["t2v"]["R@1"]
+                    row["shuffle_drop_t2v_R@1"] = m["shuffle_drop"]["vtc"]["t2v"]["R@1"]
             else:
                 row = {"accuracy": m["normal"]["accuracy"]}
                 if "shuffle_drop" in m:
@@ -262,13 +286,14 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.parse(p, argv)
     from eval.benchmarks import preset_overrides
 
-    params = load_params(args.params, overrides=preset_overrides(args.preset) + args.overrides)
+    overrides = preset_overrides(args.preset) + args.overrides
+    params = load_params(args.params, overrides=overrides)
     cfg = section(params, EvalConfig, "eval")
     if args.print_config:
         return cli.print_config(params)
     try:
         for recipe in args.recipe or cfg.recipes:
-            out = evaluate_recipe(params, recipe)
+            out = evaluate_recipe(params, recipe, overrides)
             print(f"{Path(cfg.metrics_dir) / f'eval-{recipe}.json'}: zero-shot {sorted(out['zero_shot'])}, "
                   f"fine-tuned {sorted(out['finetuned'])}")
     except (FileNotFoundError, ValueError) as err:

@@ -55,6 +55,34 @@ def recall_summary(ranks: torch.Tensor | Sequence[int], ks: Iterable[int] = DEFA
     return out
 
 
+def bootstrap_recall_ci(ranks: torch.Tensor | Sequence[int], query_videos: Sequence[int],
+                        ks: Iterable[int] = DEFAULT_KS, *, resamples: int = 1000, seed: int = 0,
+                        level: float = 0.95) -> dict[str, list[float]]:
+    """Percentile bootstrap interval of R@K over test videos: each resample draws the videos with
+    replacement and keeps every query (caption) of each drawn video, as often as it was drawn, so
+    a video's captions move together (they are not independent queries). Fixed ``seed``.
+
+    ranks: [Q] 1-based ranks; query_videos: [Q] the video each query belongs to.
+    Returns ``{"R@K": [low, high]}`` in percent.
+    """
+    r = np.asarray(torch.as_tensor(ranks).cpu().numpy(), dtype=np.float64)
+    if r.size == 0 or len(query_videos) != r.size:
+        raise ValueError(f"{r.size} ranks for {len(query_videos)} query videos")
+    _, video = np.unique(np.asarray(query_videos), return_inverse=True)
+    num_videos = int(video.max()) + 1
+    per_video = np.bincount(video, minlength=num_videos)
+    draws = np.random.default_rng(seed).multinomial(num_videos, np.full(num_videos, 1.0 / num_videos),
+                                                    size=resamples)  # [B, V] times each video is drawn
+    queries = draws @ per_video
+    tail = 100.0 * (1.0 - level) / 2.0
+    out = {}
+    for k in ks:
+        hits = np.bincount(video, weights=(r <= k).astype(np.float64), minlength=num_videos)
+        values = 100.0 * (draws @ hits) / queries
+        out[f"R@{k}"] = [float(np.percentile(values, tail)), float(np.percentile(values, 100.0 - tail))]
+    return out
+
+
 def groups_to_mask(query_groups: Sequence[int], candidate_groups: Sequence[int]) -> torch.Tensor:
     """``correct[i, j] = query_groups[i] == candidate_groups[j]`` as a bool matrix."""
     q = torch.as_tensor(list(query_groups))

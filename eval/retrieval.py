@@ -26,7 +26,8 @@ from typing import Callable, Iterable, Sequence
 import torch
 from tqdm import tqdm
 
-from eval.metrics import retrieval_metrics
+from eval.metrics import (bootstrap_recall_ci, groups_to_mask, ranks_from_scores, recall_summary,
+                          retrieval_metrics)
 from eval.shuffle import shuffle_frames
 from train.data import text
 
@@ -68,16 +69,22 @@ def rerank_top_k(sim: torch.Tensor, k: int, score_pairs: PairScorer, *, queries_
     return out
 
 
+def ranking_scores(sim_t2v: torch.Tensor, *, k: int = 0, score_pairs: PairScorer | None = None,
+                   add_sim: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(t2v scores [T, V], v2t scores [V, T]): VTC only (k=0) or with VTM re-ranking of the top k."""
+    if k > 0 and score_pairs is None:
+        raise ValueError("VTM re-ranking needs score_pairs")
+    if k <= 0:
+        return sim_t2v, sim_t2v.t()
+    return (rerank_top_k(sim_t2v, k, score_pairs, queries_are_texts=True, add_sim=add_sim),
+            rerank_top_k(sim_t2v.t(), k, score_pairs, queries_are_texts=False, add_sim=add_sim))
+
+
 def rank_retrieval(sim_t2v: torch.Tensor, text_to_video: Sequence[int], *, k: int = 0,
                    score_pairs: PairScorer | None = None, ks: Iterable[int] = (1, 5, 10),
                    add_sim: bool = False) -> dict:
     """t2v and v2t metrics, VTC only (k=0) or with VTM re-ranking of the top k."""
-    if k > 0 and score_pairs is None:
-        raise ValueError("VTM re-ranking needs score_pairs")
-    t2v_scores = (rerank_top_k(sim_t2v, k, score_pairs, queries_are_texts=True, add_sim=add_sim)
-                  if k > 0 else sim_t2v)
-    v2t_scores = (rerank_top_k(sim_t2v.t(), k, score_pairs, queries_are_texts=False, add_sim=add_sim)
-                  if k > 0 else sim_t2v.t())
+    t2v_scores, v2t_scores = ranking_scores(sim_t2v, k=k, score_pairs=score_pairs, add_sim=add_sim)
     t2v = retrieval_metrics(t2v_scores, text_to_video, ks)["t2v"]
     v2t = retrieval_metrics(v2t_scores.t(), text_to_video, ks)["v2t"]
     return {"t2v": t2v, "v2t": v2t}
@@ -118,12 +125,13 @@ def tokenize(tokenizer, texts: list[str], max_len: int) -> tuple[torch.Tensor, t
 @torch.no_grad()
 def embed_retrieval_set(model, batches, tokenizer, *, max_len: int, paragraph: bool = False,
                         shuffle_seed: int | None = None, text_batch: int = 64,
-                        reuse_texts: RetrievalEmbeddings | None = None) -> RetrievalEmbeddings:
+                        reuse_texts: RetrievalEmbeddings | None = None, sparsify: bool = True) -> RetrievalEmbeddings:
     """Encode every video once (frames shuffled when ``shuffle_seed`` is set) and every text.
 
     Candidates are sorted by key, so the result does not depend on the loader's order.
     ``reuse_texts``: an earlier pass over the same set whose text encodings are taken as they
-    are (the shuffle test changes only the videos).
+    are (the shuffle test changes only the videos). ``sparsify=False`` encodes every visible token
+    (a model trained with token sparsification, evaluated without it: ``eval.retrieval.sparsify``).
     """
     model.eval()
     device = next(model.parameters()).device
@@ -132,7 +140,7 @@ def embed_retrieval_set(model, batches, tokenizer, *, max_len: int, paragraph: b
         video = batch["video"].to(device)
         if shuffle_seed is not None:
             video = shuffle_frames(video, batch["key"], shuffle_seed)
-        tok, feat = model.encode_video(video, mask=False)
+        tok, feat = model.encode_video(video, mask=False, sparsify=sparsify)
         for i, key in enumerate(batch["key"]):
             if key in per_key:  # a loader that repeats samples must not create duplicate candidates
                 continue
@@ -151,6 +159,14 @@ def embed_retrieval_set(model, batches, tokenizer, *, max_len: int, paragraph: b
             raise ValueError("reuse_texts comes from a different test set")
         return RetrievalEmbeddings(keys, video_tokens, video_feats, texts, owner, reuse_texts.text_hidden,
                                    reuse_texts.text_mask, reuse_texts.text_feats)
+    hidden, all_mask, tfeats = encode_texts(model, tokenizer, texts, max_len, text_batch)
+    return RetrievalEmbeddings(keys, video_tokens, video_feats, texts, owner, hidden, all_mask, tfeats)
+
+
+@torch.no_grad()
+def encode_texts(model, tokenizer, texts: list[str], max_len: int, text_batch: int = 64):
+    """(hidden [N, L, Dt], mask [N, L], feats [N, E]) of ``texts``, on the CPU."""
+    device = next(model.parameters()).device
     all_ids, all_mask = tokenize(tokenizer, texts, max_len)  # one padded length for every text
     hidden, tfeats = [], []
     for start in range(0, len(texts), text_batch):
@@ -158,8 +174,12 @@ def embed_retrieval_set(model, batches, tokenizer, *, max_len: int, paragraph: b
         h, f = model.encode_text(ids.to(device), mask.to(device))
         hidden.append(h.float().cpu())
         tfeats.append(f.float().cpu())
-    return RetrievalEmbeddings(keys, video_tokens, video_feats, texts, owner,
-                               torch.cat(hidden), all_mask, torch.cat(tfeats))
+    return torch.cat(hidden), all_mask, torch.cat(tfeats)
+
+
+def has_vtm(model) -> bool:
+    """Whether the model was built with a VTM head (objectives.vtm > 0; MAC's recipe has none)."""
+    return getattr(model, "vtm_head", None) is not None
 
 
 def vtm_pair_scorer(model, emb: RetrievalEmbeddings, batch: int = 32) -> PairScorer:
@@ -180,29 +200,58 @@ def vtm_pair_scorer(model, emb: RetrievalEmbeddings, batch: int = 32) -> PairSco
 
 def evaluate_retrieval(model, batches, tokenizer, *, max_len: int, rerank_k: int = 0, paragraph: bool = False,
                        shuffle_seed: int | None = None, curve_ks: Sequence[int] = tuple(range(1, 11)),
-                       reuse_texts: RetrievalEmbeddings | None = None, rerank_add_sim: bool = True) -> dict:
+                       reuse_texts: RetrievalEmbeddings | None = None, rerank_add_sim: bool = True,
+                       order_pairs: list[dict] | None = None, bootstrap: int = 0, bootstrap_seed: int = 0,
+                       sparsify: bool = True) -> dict:
     """Full retrieval evaluation of ``model`` on an iterable of loader batches.
 
-    Returns ``vtc`` (and ``vtm`` when re-ranking) metrics, the test-set size, R@1 chance
-    (100 / videos), ``curve``: R@K for K in ``curve_ks`` of the final ranking (for plots),
-    and ``embeddings`` (for ``reuse_texts`` of a later pass; not a metric).
+    Returns ``vtc`` (the headline ranking) and, when re-ranking and the model has a VTM head,
+    ``vtm`` metrics; with ``bootstrap`` resamples each t2v R@K gets ``R@K_ci95`` (over test
+    videos); with ``order_pairs`` (eval/order_pairs.py) ``order_pairs`` accuracy and t2v metrics
+    of the order-dependent queries (``t2v_order_pairs``: captions of pair clips) apart from the
+    rest (``t2v_other``); the per-query t2v ranks (``per_query``, for the claim's paired
+    bootstrap); the test-set size, R@1 chance (100 / videos), ``curve``: R@K for K in
+    ``curve_ks`` of VTC ranking (for plots), and ``embeddings`` (for ``reuse_texts``; not a metric).
     """
+    from eval.order_pairs import score_order_pairs
+
     emb = embed_retrieval_set(model, batches, tokenizer, max_len=max_len, paragraph=paragraph,
-                              shuffle_seed=shuffle_seed, reuse_texts=reuse_texts)
+                              shuffle_seed=shuffle_seed, reuse_texts=reuse_texts, sparsify=sparsify)
     sim = emb.similarity()
     all_ks = sorted(set(REPORTED_KS) | set(curve_ks))
-    result = {"vtc": rank_retrieval(sim, emb.text_to_video, ks=all_ks)}
-    if rerank_k > 0:
-        result["vtm"] = rank_retrieval(sim, emb.text_to_video, k=rerank_k, score_pairs=vtm_pair_scorer(model, emb),
-                                       ks=all_ks, add_sim=rerank_add_sim)
-    final = result["vtm" if rerank_k > 0 else "vtc"]
-    result["curve"] = {d: [final[d][f"R@{k}"] for k in curve_ks] for d in ("t2v", "v2t")}
+    rankings = {"vtc": (sim, sim.t())}
+    use_vtm = rerank_k > 0 and has_vtm(model)
+    if use_vtm:
+        rankings["vtm"] = ranking_scores(sim, k=rerank_k, score_pairs=vtm_pair_scorer(model, emb),
+                                         add_sim=rerank_add_sim)
+    pair_keys = {e["key"] for e in order_pairs or []}
+    in_pair = torch.tensor([emb.keys[v] in pair_keys for v in emb.text_to_video])
+    correct = groups_to_mask(emb.text_to_video, range(len(emb.keys)))
+    result: dict = {"per_query": {"video": list(emb.text_to_video)}}
+    for name, (t2v_scores, v2t_scores) in rankings.items():
+        t2v_ranks = ranks_from_scores(t2v_scores, correct)
+        result[name] = {"t2v": recall_summary(t2v_ranks, all_ks),
+                        "v2t": retrieval_metrics(v2t_scores.t(), emb.text_to_video, all_ks)["v2t"]}
+        result["per_query"][name] = [int(r) for r in t2v_ranks]
+        if bootstrap:
+            ci = bootstrap_recall_ci(t2v_ranks, emb.text_to_video, REPORTED_KS, resamples=bootstrap,
+                                     seed=bootstrap_seed)
+            result[name]["t2v"].update({f"{k}_ci95": v for k, v in ci.items()})
+        if order_pairs and bool(in_pair.any()) and not bool(in_pair.all()):
+            result[name]["t2v_order_pairs"] = recall_summary(t2v_ranks[in_pair], REPORTED_KS)
+            result[name]["t2v_other"] = recall_summary(t2v_ranks[~in_pair], REPORTED_KS)
+    if order_pairs:
+        result["order_pairs"] = score_order_pairs(
+            model, emb, order_pairs, lambda texts: encode_texts(model, tokenizer, texts, max_len), use_vtm=use_vtm)
+    if rerank_k > 0 and not use_vtm:
+        result["vtm_skipped"] = "the model has no VTM head (objectives.vtm was 0)"
+    result["curve"] = {d: [result["vtc"][d][f"R@{k}"] for k in curve_ks] for d in ("t2v", "v2t")}
     result["curve"]["k"] = list(curve_ks)
-    for name in ("vtc", "vtm"):  # the metrics file keeps the reported Ks only
-        for d in result.get(name, {}).values():
+    for name in rankings:  # the metrics file keeps the reported Ks only
+        for d in ("t2v", "v2t"):
             for k in all_ks:
                 if k not in REPORTED_KS:
-                    d.pop(f"R@{k}")
+                    result[name][d].pop(f"R@{k}")
     result["num_videos"] = len(emb.keys)
     result["num_texts"] = len(emb.texts)
     result["chance_R@1"] = 100.0 / len(emb.keys)

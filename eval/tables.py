@@ -10,9 +10,13 @@ each as Markdown and CSV under ``results/tables/``:
   answer type (``qa_per_type``);
 * ``efficiency`` pre-training cost (steps, clips, core- or GPU-hours, FLOPs, clips/s, the
   paper-scale GPU-hour projection) against accuracy;
-* ``temporal``   HiTeA's shuffle test: each score with frames in order, shuffled, and the drop;
-* ``claim``      the paper's claim: SMAUG against dense pre-training at the same steps and at
-  the same wall time (zero-shot retrieval), with whether it holds.
+* ``temporal``   HiTeA's shuffle test: each score with frames in order, shuffled, and the drop,
+  for the order-dependent queries apart from the rest, and order-pair accuracy.
+
+The paper's claim and the ablation table need several seeds and recipes, which the default
+pipeline does not train: ``python -m eval.ablation`` writes them (ablation/dvc.yaml).
+Before rendering, every input must carry the params hash of the keys its stage reads, equal to
+the current params' (pipeline/provenance.py); otherwise the program stops naming the file.
 
 Rows are marked ``measured`` (this repository's checkpoints, named with path + sha256 of
 model.safetensors in the CSV columns and the Markdown's provenance list) or ``reported``
@@ -29,14 +33,15 @@ import csv
 import hashlib
 import io
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from eval.config import TablesConfig
-from pipeline import cli
-from pipeline.config import ConfigError, load_params, section
+from pipeline import cli, provenance
+from pipeline.config import load_params, section
 
 DASH = "–"
 
@@ -128,10 +133,25 @@ def load_eval_metrics(eval_dir: Path) -> list[dict]:
     return out
 
 
-def final_scores(retrieval: dict) -> tuple[str, dict]:
-    """The reported ranking: VTM re-ranked if it was run, else VTC."""
-    normal = retrieval["normal"]
-    return ("vtm", normal["vtm"]) if "vtm" in normal else ("vtc", normal["vtc"])
+def headline_scores(retrieval: dict) -> dict:
+    """The headline ranking is VTC; VTM re-ranking is reported beside it, not in its place
+    (a VTM head that has not learnt would otherwise decide the headline)."""
+    return retrieval["normal"]["vtc"]
+
+
+# VTM sees 1 positive to 2 negatives per clip: a head that has learnt nothing predicts 1/3 and
+# its binary cross-entropy is the entropy of that prior, H(1/3) = 0.6365 nats.
+VTM_PRIOR_LOSS = -(math.log(1 / 3) / 3 + 2 * math.log(2 / 3) / 3)
+VTM_TRAINED_BELOW = 0.95  # a final VTM loss under this share of the prior counts as trained
+
+
+def vtm_status(pretrain_cost: dict | None) -> str | None:
+    """"VTM not trained (loss L vs prior P)" when the run's final VTM loss is not clearly below
+    the prior; None when it is, or when the run has no VTM loss to judge."""
+    loss = ((pretrain_cost or {}).get("final_losses") or {}).get("vtm")
+    if loss is None or loss < VTM_TRAINED_BELOW * VTM_PRIOR_LOSS:
+        return None
+    return f"VTM not trained (loss {loss:.3f} vs prior {VTM_PRIOR_LOSS:.3f})"
 
 
 def setting_label(setting: str, metrics: dict, data: dict, task: str) -> str:
@@ -140,8 +160,10 @@ def setting_label(setting: str, metrics: dict, data: dict, task: str) -> str:
     frames = metrics.get("frames")
     parts = ["zero-shot" if setting == "zero_shot" else "fine-tuned"]
     if task == "retrieval":
-        vtm = f"VTM{'+VTC' if add_vtc else ''} top-{rerank}"
-        parts.append(vtm if "vtm" in metrics["normal"] else "VTC")
+        parts.append("VTC ranking" + (f" (VTM{'+VTC'if add_vtc else ''} top-{rerank} beside)"
+                                      if "vtm" in metrics["normal"] else ""))
+        if data["params"]["eval"]["retrieval"].get("sparsify") == "off":
+            parts.append("no sparsification at test")
     if frames:
         parts.append(f"{frames} frames")
     return ", ".join(parts)
@@ -171,38 +193,70 @@ def chance_retrieval_cells(num_videos: int, decimals: int) -> list[str]:
     return [fmt(100.0 * min(k, n) / n, decimals) for k in (1, 5, 10)] + [fmt((n + 1) / 2, 1)]
 
 
+RETRIEVAL_CELLS = ("R@1", "R@1 95% CI", "R@5", "R@10", "MdR", "VTM re-rank R@1", "Order-pair acc VTC / VTM")
+
+
+def ci_cell(t2v: dict, metric: str, decimals: int) -> str:
+    ci = t2v.get(f"{metric}_ci95")
+    return f"[{fmt(ci[0], decimals)}, {fmt(ci[1], decimals)}]" if ci else DASH
+
+
+def order_pair_cell(normal: dict, decimals: int) -> str:
+    pairs = normal.get("order_pairs")
+    if not pairs:
+        return DASH
+    return " / ".join(fmt(pairs.get(k), decimals) for k in ("vtc", "vtm"))
+
+
+def retrieval_cells(metrics: dict, vtm_note: str | None, decimals: int) -> list[str]:
+    """The cells of RETRIEVAL_CELLS for one evaluation (VTC headline, VTM beside)."""
+    normal, t2v = metrics["normal"], headline_scores(metrics)["t2v"]
+    vtm = normal.get("vtm")
+    vtm_cell = fmt(vtm["t2v"]["R@1"], decimals) if vtm else DASH
+    if vtm and vtm_note:
+        vtm_cell += f" ({vtm_note})"
+    return ([fmt(t2v["R@1"], decimals), ci_cell(t2v, "R@1", decimals)]
+            + [fmt(t2v[m], decimals) for m in ("R@5", "R@10", "MdR")] + [vtm_cell, order_pair_cell(normal, decimals)])
+
+
 def retrieval_table(evals: list[dict], cfg: TablesConfig) -> Table:
     d = cfg.decimals
     measured_sets = sorted({m["dataset"] for e in evals for s in ("zero_shot", "finetuned")
                             for t, m in e.get(s, {}).items() if t == "retrieval"})
     datasets = ([MSRVTT] if cfg.reference_rows and MSRVTT not in measured_sets else []) + measured_sets
-    metric_names = ("R@1", "R@5", "R@10", "MdR")
-    columns = ["Method", "Kind", "Setting"] + [f"{ds} {m}" for ds in datasets for m in metric_names] \
+    width = len(RETRIEVAL_CELLS)
+    columns = ["Method", "Kind", "Setting"] + [f"{ds} {m}" for ds in datasets for m in RETRIEVAL_CELLS] \
         + ["Checkpoint", "sha256"]
-    table = Table("retrieval", "Text-to-video retrieval (R@K in %, MdR = median rank; lower is better)", columns)
+    table = Table("retrieval", "Text-to-video retrieval by VTC ranking (R@K in %, MdR = median rank; lower is "
+                  "better), VTM re-ranking beside it", columns)
     for e in evals:
         for setting in ("zero_shot", "finetuned"):
             metrics = e.get(setting, {}).get("retrieval")
             if not metrics:
                 continue
-            _, scores = final_scores(metrics)
-            cells = {metrics["dataset"]: [fmt(scores["t2v"][m], d) for m in metric_names]}
+            note = None
+            if setting == "zero_shot":
+                note = vtm_status(read_json(Path(cfg.metrics_dir) / f"pretrain-{e['recipe']}.json"))
+                if note:
+                    table.notes.append(f"{e['recipe']}: {note}; its VTM re-ranking column is not a trained ranking.")
+            cells = {metrics["dataset"]: retrieval_cells(metrics, note and "not trained", d)}
             ck = e["checkpoints"][checkpoint_key(setting, "retrieval")]
             table.rows.append([e["recipe"], "measured", setting_label(setting, metrics, e, "retrieval")]
-                              + [c for ds in datasets for c in cells.get(ds, [DASH] * 4)]
+                              + [c for ds in datasets for c in cells.get(ds, [DASH] * width)]
                               + [ck["path"], ck["sha256"]])
     for ds in measured_sets:
         sizes = {m["normal"]["num_videos"] for e in evals for s in ("zero_shot", "finetuned")
                  for t, m in e.get(s, {}).items() if t == "retrieval" and m["dataset"] == ds}
         for n in sorted(sizes):
-            cells = chance_retrieval_cells(n, d)
+            r1, r5, r10, mdr = chance_retrieval_cells(n, d)
+            cells = [r1, DASH, r5, r10, mdr, r1, fmt(50.0, d)]
             table.rows.append([f"chance ({n} test videos)", "computed", "random ranking"]
-                              + [c for x in datasets for c in (cells if x == ds else [DASH] * 4)] + ["", ""])
+                              + [c for x in datasets for c in (cells if x == ds else [DASH] * width)] + ["", ""])
     if cfg.reference_rows:
         for method, source, note, r1, _ in REPORTED:
-            cells = [fmt(r1, 1), DASH, DASH, DASH]
+            cells = [fmt(r1, 1)] + [DASH] * (width - 1)
             table.rows.append([method, f"reported ({source})", "fine-tuned" + (f", {note}" if note else "")]
-                              + [c for ds in datasets for c in (cells if ds == MSRVTT else [DASH] * 4)] + ["", ""])
+                              + [c for ds in datasets for c in (cells if ds == MSRVTT else [DASH] * width)] + ["", ""])
         table.notes.append(f"Reported rows are published fine-tuned MSRVTT 1k-A text-to-video R@1 figures, "
                            f"copied from their papers (only R@1 is listed); they are in the {MSRVTT} column only.")
     for ds in measured_sets:
@@ -211,6 +265,11 @@ def retrieval_table(evals: list[dict], cfg: TablesConfig) -> Table:
                                f"eval.retrieval.dataset): its numbers are not comparable with the published columns.")
     table.notes.append("Ranks are pessimistic: a wrong candidate scoring exactly as high as the right one counts "
                        "as ranked above it. A query with several captions (v2t) is a hit if any caption is found.")
+    table.notes.append("R@1 95% CI: percentile bootstrap over test videos (each resample draws videos with all their "
+                       "captions; eval.bootstrap resamples, fixed seed). VTM re-rank: the VTC top-k re-ordered by "
+                       "the matching head, reported beside the headline VTC ranking. Order-pair acc: % of clips "
+                       "of temporal-order pairs whose own caption scores above the one with its two events swapped "
+                       "(eval.retrieval.order_pairs; chance 50), by VTC similarity / by VTM.")
     if not evals:
         table.notes.append(f"No measured rows: no <recipe>.json under {cfg.eval_dir} (run `python -m eval.evaluate`).")
     table.provenance = provenance_lines(evals)
@@ -301,12 +360,22 @@ def temporal_table(evals: list[dict], cfg: TablesConfig) -> Table:
                     continue
                 label = setting_label(setting, m, e, task)
                 if task == "retrieval":
-                    name, normal = final_scores(m)
-                    shuffled = m["shuffled"][name]
-                    for direction in ("t2v", "v2t"):
-                        a, b = normal[direction]["R@1"], shuffled[direction]["R@1"]
-                        table.rows.append([e["recipe"], label, task, m["dataset"], f"{direction} R@1",
-                                           fmt(a, d), fmt(b, d), fmt(a - b, d)])
+                    normal, shuffled = m["normal"]["vtc"], m["shuffled"]["vtc"]
+                    # the order-dependent queries (captions of pair clips) apart from the rest
+                    for part, metric in (("t2v", "t2v R@1"), ("v2t", "v2t R@1"),
+                                         ("t2v_order_pairs", "t2v R@1, order-pair clips' captions"),
+                                         ("t2v_other", "t2v R@1, other captions")):
+                        if part in normal and part in shuffled:
+                            a, b = normal[part]["R@1"], shuffled[part]["R@1"]
+                            table.rows.append([e["recipe"], label, task, m["dataset"], metric,
+                                               fmt(a, d), fmt(b, d), fmt(a - b, d)])
+                    pairs, shuffled_pairs = m["normal"].get("order_pairs", {}), m["shuffled"].get("order_pairs", {})
+                    for name in ("vtc", "vtm"):
+                        if name in pairs and name in shuffled_pairs:
+                            a, b = pairs[name], shuffled_pairs[name]
+                            table.rows.append([e["recipe"], label, task, m["dataset"],
+                                               f"order-pair acc ({name.upper()}, chance 50)",
+                                               fmt(a, d), fmt(b, d), fmt(a - b, d)])
                 else:
                     a, b = m["normal"]["accuracy"], m["shuffled"]["accuracy"]
                     table.rows.append([e["recipe"], label, task, m["dataset"], "accuracy",
@@ -339,8 +408,8 @@ def efficiency_table(evals: list[dict], cfg: TablesConfig) -> Table:
         zs = e.get("zero_shot", {}).get("retrieval")
         ft = e.get("finetuned", {}).get("retrieval")
         qa = e.get("finetuned", {}).get("qa")
-        acc = [fmt(final_scores(zs)[1]["t2v"]["R@1"], d) if zs else DASH,
-               fmt(final_scores(ft)[1]["t2v"]["R@1"], d) if ft else DASH,
+        acc = [fmt(headline_scores(zs)["t2v"]["R@1"], d) if zs else DASH,
+               fmt(headline_scores(ft)["t2v"]["R@1"], d) if ft else DASH,
                fmt(qa["normal"]["accuracy"], d) if qa else DASH,
                " / ".join(sorted({m["dataset"] for m in (zs, ft, qa) if m})) or DASH]
         if cost is None:
@@ -400,80 +469,32 @@ def efficiency_table(evals: list[dict], cfg: TablesConfig) -> Table:
     return table
 
 
-# --------------------------------------------------------------------------- the claim
-
-
-def claim_table(evals: list[dict], cfg: TablesConfig) -> Table:
-    """SMAUG against the dense model at the same number of steps and at the same wall time.
-
-    The paper's claim in one table: the candidate (``tables.candidate``) should be about as
-    accurate as the dense run after the same steps (``tables.equal_steps``) and more accurate
-    than a dense run given only the candidate's wall time (``tables.equal_time``, trained by
-    ``train.pretrain --equal-time``). Zero-shot retrieval, so no fine-tuning blurs the comparison.
-    """
-    d = cfg.decimals
-    metrics_dir = Path(cfg.metrics_dir)
-    by_run = {e["recipe"]: e for e in evals}
-    columns = ["Comparison", "Run", "Recipe", "Steps", "Train wall (s)", "Dataset",
-               "Zero-shot t2v R@1", "R@5", "R@10", "MdR", "R@1 - candidate's"]
-    table = Table("claim", "SMAUG against dense pre-training: same steps, same wall time (zero-shot retrieval)",
-                  columns)
-
-    def scores(run: str) -> tuple[dict | None, dict | None, dict | None]:
-        e = by_run.get(run, {})
-        zs = e.get("zero_shot", {}).get("retrieval")
-        return (final_scores(zs)[1]["t2v"] if zs else None), zs, read_json(metrics_dir / f"pretrain-{run}.json")
-
-    cand, cand_ret, _ = scores(cfg.candidate)
-    results: dict[str, float | None] = {}
-    for label, run in (("candidate", cfg.candidate), ("same steps", cfg.equal_steps),
-                       ("same wall time", cfg.equal_time)):
-        if not run:
-            continue
-        t2v, ret, cost = scores(run)
-        cost = cost or {}
-        wall = cost.get("train_wall_s")
-        delta = t2v["R@1"] - cand["R@1"] if t2v and cand and run != cfg.candidate else None
-        results[label] = delta
-        table.rows.append([label, run, cost.get("recipe", DASH), fmt(cost.get("steps"), d),
-                           fmt(wall, 0) if wall is not None else DASH, ret["dataset"] if ret else DASH]
-                          + ([fmt(t2v[m], d) for m in ("R@1", "R@5", "R@10", "MdR")] if t2v else [DASH] * 4)
-                          + [f"{delta:+.{d}f}" if delta is not None else DASH])
-        if t2v is None:
-            table.notes.append(f"{run}: no zero-shot retrieval in {cfg.eval_dir}/{run}.json "
-                               f"(add it to eval.recipes and run `python -m eval.evaluate`).")
-    if cand_ret:
-        n = cand_ret["normal"]["num_videos"]
-        table.rows.append(["chance", f"{n} test videos", DASH, DASH, DASH, cand_ret["dataset"],
-                           *chance_retrieval_cells(n, d), DASH])
-    same_steps, same_time = results.get("same steps"), results.get("same wall time")
-    if same_steps is not None:
-        verdict = "holds" if same_steps <= 2.0 else "does not hold"
-        table.notes.append(f"Same steps: {cfg.equal_steps} is {same_steps:+.{d}f} R@1 points from {cfg.candidate}; "
-                           f"the claim (within 2 points, or better) {verdict}.")
-    if same_time is not None:
-        verdict = "holds" if same_time < 0 else "does not hold"
-        table.notes.append(f"Same wall time: {cfg.equal_time} is {same_time:+.{d}f} R@1 points from "
-                           f"{cfg.candidate}; the claim ({cfg.candidate} higher) {verdict}.")
-    table.notes.append("R@1 on one test set of a few hundred queries moves by up to about 3 points between seeds of "
-                       "the same short run (7.0 to 10.2 for smaug on the built-in benchmark, docs/parts/trainer.md); "
-                       "one run per recipe cannot separate differences of that size.")
-    table.provenance = provenance_lines([by_run[r] for r in (cfg.candidate, cfg.equal_steps, cfg.equal_time)
-                                         if r and r in by_run])
-    return table
-
-
 # --------------------------------------------------------------------------- main
 
 
-def write_tables(cfg: TablesConfig) -> list[Path]:
+def check_inputs(cfg: TablesConfig, evals: list[dict], params_path: str | Path | None) -> None:
+    """Refuse results that the current params did not make: every eval file, pre-training
+    metrics file and the benchmark this program reads must carry the params hash of the keys
+    its own stage reads, equal to the hash of those keys in ``params_path`` now."""
+    for data in evals:
+        provenance.check(data, data["_file"], params_path)
+    for path in sorted(Path(cfg.metrics_dir).glob("pretrain-*.json")) + [Path(cfg.bench)]:
+        data = read_json(path)
+        if data is not None:
+            provenance.check(data, path, params_path)
+
+
+def write_tables(cfg: TablesConfig, params_path: str | Path | None = None, *, check: bool = True) -> list[Path]:
+    """Render every table; ``check``: first refuse inputs made by other params than ``params_path``
+    (default: the repository's params.yaml)."""
     evals = load_eval_metrics(Path(cfg.eval_dir))
+    if check:
+        check_inputs(cfg, evals, params_path)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     qa, per_type = qa_tables(evals, cfg)
     written = []
-    tables = (retrieval_table(evals, cfg), qa, per_type, efficiency_table(evals, cfg), temporal_table(evals, cfg),
-              claim_table(evals, cfg))
+    tables = (retrieval_table(evals, cfg), qa, per_type, efficiency_table(evals, cfg), temporal_table(evals, cfg))
     for table in tables:
         for ext, text in (("md", table.markdown()), ("csv", table.csv())):
             path = out / f"{table.name}.{ext}"
@@ -491,14 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = section(params, TablesConfig, "tables")
     if args.print_config:
         return cli.print_config(params)
-    try:
-        for path in write_tables(cfg):
-            print(path)
-    except ValueError as err:
-        if isinstance(err, ConfigError):
-            raise
-        return cli.fail(err)
-    return 0
+    return cli.print_written(lambda: write_tables(cfg, args.params))
 
 
 if __name__ == "__main__":

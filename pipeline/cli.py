@@ -57,6 +57,20 @@ def fail(message: Any, code: int = EXIT_CONFIG) -> int:
     return code
 
 
+def print_written(write: Callable[[], Any]) -> int:
+    """Run ``write()`` and print each path it returns (exit 0); a bad input it reports as a
+    ``ValueError`` becomes one ``error:`` line and exit 2 (a ConfigError goes up to
+    :func:`config_errors_exit`)."""
+    try:
+        for path in write():
+            print(path)
+    except ValueError as err:
+        if isinstance(err, ConfigError):
+            raise
+        return fail(err)
+    return 0
+
+
 def config_errors_exit(main: Callable[..., int]) -> Callable[..., int]:
     """Decorate a ``main``: a :class:`ConfigError` becomes ``error: ...`` on stderr and exit 2."""
 

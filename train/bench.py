@@ -35,6 +35,7 @@ import torch
 
 from pipeline import cli
 from pipeline.config import deep_merge, load_params, load_recipe, section
+from pipeline.provenance import BENCH_KEYS, FIELD, stamp
 from train import cost
 from train.config import CostConfig
 from train.pretrain import load_run_config
@@ -203,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     out = run_bench(args)
     if not args.no_projection:
         out["projection"] = paper_scale_projection(args)
+    out[FIELD] = stamp(load_params(args.params, overrides=args.overrides), BENCH_KEYS, overrides=args.overrides)
     cost.write_json(Path(args.out), out)
     log.info("speedup %.2fx (clips/s %s %.2f vs %s %.2f), flops_ratio %.2f -> %s",
              out["speedup"], args.candidate, out[args.candidate]["clips_per_s"], args.baseline,

@@ -8,6 +8,7 @@ Layout (docs/design.md, "Built-in synthetic benchmark")::
     annotations/msrvtt/msrvtt_ret_{split}.json   MSRVTT layout, one split each
     annotations/msrvtt_qa/{split}.json           MSRVTT-QA
     annotations/tgif_qa/action_{train,test}.jsonl  TGIF-QA Action (five options)
+    annotations/order_pairs/{val,test}.json      temporal-order pairs (eval.retrieval.order_pairs)
     meta.json                                    ground truth per clip
 """
 
@@ -117,6 +118,35 @@ def write_tgif_qa(root: Path, clips: list[ClipPlan]) -> None:
                                         "answer_type": mc.answer_type}) + "\n")
 
 
+def order_pair_entries(clips: list[ClipPlan]) -> list[dict[str, str]]:
+    """One entry per clip of a temporal-order pair: its key, its own canonical caption and its
+    partner's, which names the same two events in the other order.
+
+    The format is generic, so a user can write one for their own test set: a JSON list of
+    ``{"key": <video key in the shards>, "caption": <the right text>, "swapped_caption": <the
+    same text with the order of events swapped>}``; ``pair_id`` is optional. Evaluation scores
+    each clip against both texts (chance 50%).
+    """
+    by_pair: dict[str, list[ClipPlan]] = {}
+    for c in clips:
+        if c.pair_id:
+            by_pair.setdefault(c.pair_id, []).append(c)
+    out = []
+    for c in clips:
+        partners = [p for p in by_pair.get(c.pair_id or "", []) if p.stem != c.stem]
+        if partners:
+            out.append({"key": c.stem, "caption": c.captions[0], "swapped_caption": partners[0].captions[0],
+                        "pair_id": c.pair_id})
+    return out
+
+
+def write_order_pairs(root: Path, clips: list[ClipPlan]) -> None:
+    """Val and test only: the pairs are an evaluation, not training data."""
+    for split in ("val", "test"):
+        _dump_json(root / "annotations" / "order_pairs" / f"{split}.json",
+                   order_pair_entries([c for c in clips if c.split == split]))
+
+
 def clip_meta(c: ClipPlan) -> dict[str, Any]:
     s = c.scene
     return {
@@ -151,6 +181,7 @@ def write_annotations(root: Path, clips: list[ClipPlan], held_out, cfg: Syntheti
     write_msrvtt(root, clips)
     write_msrvtt_qa(root, clips)
     write_tgif_qa(root, clips)
+    write_order_pairs(root, clips)
     write_meta(root, clips, held_out, cfg)
 
 

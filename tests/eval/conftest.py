@@ -82,6 +82,13 @@ def shard_root(tmp_path_factory) -> Path:
                 if name.startswith("mc"):
                     meta["captions"], meta["qa"] = [], qa_choice(n)
                 sink.write({"__key__": key, "mp4": clips[n], "json": json.dumps(meta).encode()})
+    # temporal-order pairs over the first four test clips (two pairs), in the generic format
+    events = [(f"a {COLOURS[n]} circle {MOTIONS[n]}", f"a {COLOURS[n + 1]} square {MOTIONS[n + 1]}") for n in (0, 2)]
+    pairs = []
+    for n, (a, b) in zip((0, 2), events):
+        pairs += [{"key": f"clip_ret_test_{n:03d}", "caption": f"{a}, then {b}", "swapped_caption": f"{b}, then {a}"},
+                  {"key": f"clip_ret_test_{n + 1:03d}", "caption": f"{b}, then {a}", "swapped_caption": f"{a}, then {b}"}]
+    (root / "order_pairs.json").write_text(json.dumps(pairs))
     return root
 
 
@@ -121,6 +128,7 @@ def workspace(tmp_path_factory, shard_root) -> dict:
         f"eval.pretrain_dir={base / 'models/pretrain'}", f"eval.finetune_dir={base / 'models/finetune'}",
         f"eval.retrieval.shards={shard_root / 'ret_test'}", f"eval.qa.shards={shard_root / 'qa_test'}",
         f"eval.mc.shards={shard_root / 'mc_test'}", "eval.retrieval.rerank_k=3", "eval.batch_size=4",
+        f"eval.retrieval.order_pairs={shard_root / 'order_pairs.json'}", "eval.bootstrap=200",
         f"eval.metrics_dir={base / 'results/metrics'}", f"eval.plots_dir={base / 'results/plots'}",
         f"eval.details_dir={base / 'results/eval'}", f"tables.eval_dir={base / 'results/eval'}",
         "eval.threads=1",

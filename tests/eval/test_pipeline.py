@@ -85,7 +85,7 @@ def test_finetune_cli_rejects_bad_input(workspace, capsys):
 @pytest.fixture(scope="module")
 def evaluated(workspace, finetuned):
     params = workspace["params"]()
-    return {r: evaluate_recipe(params, r) for r in ("smaug", "dense")}
+    return {r: evaluate_recipe(params, r, workspace["overrides"]) for r in ("smaug", "dense")}
 
 
 def test_evaluation_metrics(workspace, evaluated):
@@ -118,18 +118,43 @@ def test_evaluation_metrics(workspace, evaluated):
     assert json.loads(details.read_text())["checkpoints"]["pretrain"]["sha256"] == \
         sha(workspace["base"] / "models/pretrain/smaug/model.safetensors")
     headline = json.loads((workspace["base"] / "results/metrics/eval-smaug.json").read_text())
-    assert sorted(headline) == ["chance", "finetuned", "zero_shot"]
-    assert headline["zero_shot"]["retrieval"]["t2v_R@1"] == r["normal"]["vtm"]["t2v"]["R@1"]
+    assert sorted(headline) == ["chance", "finetuned", "params_provenance", "zero_shot"]
+    # the headline is VTC ranking; VTM re-ranking is beside it
+    assert headline["zero_shot"]["retrieval"]["t2v_R@1"] == r["normal"]["vtc"]["t2v"]["R@1"]
+    assert headline["zero_shot"]["retrieval"]["vtm_t2v_R@1"] == r["normal"]["vtm"]["t2v"]["R@1"]
+    assert headline["zero_shot"]["retrieval"]["order_pair_acc_vtc"] == r["normal"]["order_pairs"]["vtc"]
     assert headline["finetuned"]["qa"]["shuffle_drop_accuracy"] == drop
     assert headline["chance"]["qa_majority"] == smaug["chance"]["qa_majority"]["accuracy"]
+    # the fine-tuning lr is recorded as params.yaml says (rounding once made 5e-5 into 1e-4)
+    assert json.loads(details.read_text())["params"]["finetune"]["retrieval"]["lr"] == 5e-05
     curve = (workspace["base"] / "results/plots/recall/smaug-zero_shot.csv").read_text().splitlines()
     assert curve[0] == "k,t2v,v2t,t2v_shuffled,v2t_shuffled" and len(curve) == 11
+
+
+def test_order_pairs_intervals_and_order_dependent_queries(evaluated):
+    r = evaluated["smaug"]["zero_shot"]["retrieval"]
+    pairs = r["normal"]["order_pairs"]
+    # four clips of the fixture are in pairs; each is scored against its own and the swapped caption
+    assert pairs["num_clips"] == 4 and pairs["num_missing"] == 0 and pairs["chance"] == 50.0
+    assert pairs["vtc"] in (0.0, 12.5, 25.0, 37.5, 50.0, 62.5, 75.0, 87.5, 100.0) and "vtm" in pairs
+    assert evaluated["smaug"]["chance"]["order_pairs"] == 50.0
+    for scoring in ("vtc", "vtm"):
+        t2v = r["normal"][scoring]["t2v"]
+        for k in ("R@1", "R@5", "R@10"):
+            low, high = t2v[f"{k}_ci95"]
+            assert 0.0 <= low <= t2v[k] <= high <= 100.0
+        # the shuffle test on order-dependent queries (8 captions of pair clips) apart from the rest (4)
+        assert r["normal"][scoring]["t2v_order_pairs"]["num_queries"] == 8
+        assert r["normal"][scoring]["t2v_other"]["num_queries"] == 4
+        assert "t2v_order_pairs" in r["shuffle_drop"][scoring] and "R@1_ci95" not in r["shuffled"][scoring]["t2v"]
+    assert r["normal"]["per_query"]["video"] == [v for v in range(6) for _ in range(2)]
+    assert len(r["normal"]["per_query"]["vtc"]) == 12 and "per_query" not in r["shuffled"]
 
 
 def test_evaluation_is_deterministic(workspace, evaluated):
     path = workspace["base"] / "results/eval/dense.json"
     before = path.read_bytes()
-    evaluate_recipe(workspace["params"](), "dense")
+    evaluate_recipe(workspace["params"](), "dense", workspace["overrides"])
     assert path.read_bytes() == before
 
 
@@ -145,16 +170,23 @@ def test_more_frames_at_test_time(workspace, finetuned):
 
 def test_tables_twice_identical_and_name_checkpoints(workspace, evaluated):
     cfg = section(workspace["params"](), TablesConfig, "tables")
-    written = tables_mod.write_tables(cfg)
+    written = tables_mod.write_tables(cfg, workspace["params_path"])
     first = {p: p.read_bytes() for p in written}
     assert {p.name for p in written} >= {"retrieval.md", "retrieval.csv", "qa.md", "qa.csv",
                                          "efficiency.md", "efficiency.csv", "temporal.md", "temporal.csv"}
-    again = tables_mod.write_tables(cfg)
+    again = tables_mod.write_tables(cfg, workspace["params_path"])
     assert {p: p.read_bytes() for p in again} == first
     out = Path(cfg.out_dir)
     ret = (out / "retrieval.md").read_text()
     assert sha(workspace["base"] / "models/pretrain/smaug/model.safetensors") in ret
-    assert "| smaug | measured | zero-shot, VTM+VTC top-3, 2 frames |" in ret
+    assert "| smaug | measured | zero-shot, VTC ranking (VTM+VTC top-3 beside), 2 frames |" in ret
+    smaug_row = next(r for r in csv.DictReader((out / "retrieval.csv").read_text().splitlines())
+                     if r["Method"] == "smaug" and r["Setting"].startswith("zero-shot"))
+    vtc = json.loads((Path(cfg.eval_dir) / "smaug.json").read_text())["zero_shot"]["retrieval"]["normal"]
+    col = "synthetic ret_test (MSRVTT-style) "
+    assert smaug_row[col + "R@1"] == f"{vtc['vtc']['t2v']['R@1']:.1f}"  # the headline is VTC
+    assert smaug_row[col + "VTM re-rank R@1"] == f"{vtc['vtm']['t2v']['R@1']:.1f}"
+    assert smaug_row[col + "R@1 95% CI"].startswith("[") and " / " in smaug_row[col + "Order-pair acc VTC / VTM"]
     assert "| ALPRO | reported (Li et al., CVPR 2022) |" in ret
     assert "synthetic ret_test (MSRVTT-style) R@1" in ret and "MSRVTT (1k-A) R@1" in ret
     assert "chance (6 test videos)" in ret
@@ -174,10 +206,28 @@ def test_tables_twice_identical_and_name_checkpoints(workspace, evaluated):
     assert "No throughput benchmark" in eff
     temporal = (out / "temporal.csv").read_text().splitlines()
     assert temporal[0] == "Method,Setting,Task,Dataset,Metric,In order,Shuffled,Drop" and len(temporal) > 4
-    # smaug and dense were evaluated here, no equal-time run: the claim table names what it lacks
-    claim = (out / "claim.md").read_text()
-    assert "| candidate | smaug |" in claim and "| same steps | dense |" in claim and "chance" in claim
-    assert "dense-equal-time: no zero-shot retrieval" in claim and "Same steps: dense is" in claim
+    assert "t2v R@1, order-pair clips' captions" in (out / "temporal.md").read_text()
+    assert "order-pair acc (VTC, chance 50)" in (out / "temporal.md").read_text()
+    assert not (out / "claim.md").exists()  # the claim needs seeds: eval.ablation writes it
+
+
+def test_tables_refuse_results_the_params_did_not_make(workspace, evaluated, tmp_path):
+    import yaml
+
+    from pipeline.provenance import ProvenanceError
+
+    cfg = section(workspace["params"](), TablesConfig, "tables")
+    changed = yaml.safe_load(workspace["params_path"].read_text())
+    changed["eval"]["max_len"] = 12  # a key the eval stage reads (and the workspace does not override)
+    other = tmp_path / "params.yaml"
+    other.write_text(yaml.safe_dump(changed))
+    with pytest.raises(ProvenanceError, match=r"results/eval/dense\.json: made by other params than .*: "
+                                              r"eval \(file [0-9a-f]{16}, params [0-9a-f]{16}\)"):
+        tables_mod.write_tables(cfg, other)
+    changed["tables"]["decimals"] = 2  # a key no input's stage reads: nothing to refuse
+    changed["eval"]["max_len"] = None
+    other.write_text(yaml.safe_dump(changed))
+    tables_mod.write_tables(cfg, other)
 
 
 class MeanPooled(torch.nn.Module):
@@ -188,8 +238,9 @@ class MeanPooled(torch.nn.Module):
         torch.manual_seed(0)
         self.frame = torch.nn.Linear(3 * 32 * 32, 16)
         self.text = torch.nn.Embedding(31000, 16)
+        self.vtm_head = torch.nn.Identity()  # it scores pairs (vtm_score below)
 
-    def encode_video(self, video, mask=False):
+    def encode_video(self, video, mask=False, sparsify=True):
         tokens = self.frame(video.flatten(2))                  # [B, T, 16]
         feat = torch.nn.functional.normalize(tokens.mean(1), dim=-1)
         return tokens.mean(1, keepdim=True), feat

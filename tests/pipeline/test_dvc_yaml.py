@@ -69,3 +69,53 @@ def test_cost_assumptions_retrain_nothing():
     for name, stage in stages().items():
         params = stage.get("do", stage).get("params", [])
         assert ("cost" in params) == (name == "pretrain-bench"), name
+
+
+# --------------------------------------------------------------------------- ablation/dvc.yaml
+
+ABLATION = REPO_ROOT / "ablation" / "dvc.yaml"
+
+
+def ablation_stages() -> dict:
+    return yaml.safe_load(ABLATION.read_text())["stages"]
+
+
+def test_ablation_pipeline_is_apart_from_the_default_one():
+    """`dvc repro` (no target) reproduces ./dvc.yaml only: the seeds and the other recipes live in
+    ablation/dvc.yaml, run from the repository root, and write nothing the default stages write."""
+    default, ablation = stages(), ablation_stages()
+    assert not set(default) & set(ablation)
+    assert all(s.get("do", s)["wdir"] == ".." for s in ablation.values())
+    outs = lambda body: {next(iter(o)) if isinstance(o, dict) else o for o in body.get("outs", [])}  # noqa: E731
+    default_outs = set().union(*(outs(s.get("do", s)) for s in default.values()))
+    for name, s in ablation.items():
+        for out in outs(s.get("do", s)):
+            assert not any(out == d or out.startswith(d.rstrip("/") + "/") for d in default_outs), (name, out)
+
+
+def test_ablation_runs_match_params_and_list_what_their_recipe_reads():
+    base = load_yaml(DEFAULT_PARAMS)["ablation"]
+    s = ablation_stages()
+    for stage, recipe, run in (("pretrain-smaug-seeds", "smaug", "smaug"), ("pretrain-dense-seeds", "dense", "dense"),
+                               ("pretrain-equal-time-seeds", "dense", "dense-equal-time")):
+        assert run in base["seeded"]
+        items = s[stage]["foreach"]
+        assert sorted(i["seed"] for i in items.values()) == sorted(base["extra_seeds"])
+        assert all(i["run"] == f"{run}-seed{i['seed']}" for i in items.values())
+        body = s[stage]["do"]
+        assert f"--recipe {recipe} " in body["cmd"] and "pretrain.seed=${item.seed}" in body["cmd"]
+        assert set(body["params"]) == keys_a_recipe_reads(recipe)
+    assert "--equal-time" in s["pretrain-equal-time-seeds"]["do"]["cmd"].split("pretrain.seed")[1]  # after the overrides
+    for row in base["rows"]:
+        if row not in base["seeded"]:
+            assert set(s[f"pretrain-{row}"]["params"]) == keys_a_recipe_reads(row), row
+            assert f"--recipe {row} --run-name {row}" in s[f"pretrain-{row}"]["cmd"]
+    # every run is evaluated, and the table stage reads every evaluation
+    runs = [f"{r}-seed{k}" for r in base["seeded"] for k in base["extra_seeds"]] + \
+        [r for r in base["rows"] if r not in base["seeded"]]
+    assert sorted(s["eval-zero-shot"]["foreach"]) == sorted(runs)
+    deps = set(s["ablation"]["deps"])
+    assert {f"results/ablation/eval/{r}.json" for r in runs} <= deps
+    assert s["ablation"]["params"] == ["ablation"]
+    for name in ("eval-zero-shot", "eval-sparsify-off"):
+        assert s[name]["do"]["params"] == stages()["eval"]["params"]

@@ -20,6 +20,7 @@ ENTRY_POINTS = {
     "train.data.bench": [],
     "eval.evaluate": [],
     "eval.tables": [],
+    "eval.ablation": [],
     "eval.benchmarks": ["overrides", "msrvtt_ret"],
 }
 

@@ -17,6 +17,7 @@ SECTIONS = {
     "finetune": "train.config:FinetuneConfig",
     "eval": "eval.config:EvalConfig",
     "tables": "eval.config:TablesConfig",
+    "ablation": "eval.config:AblationConfig",
     "launch": "pipeline.launch.config:LaunchConfig",
 }
 

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _sections():
-    from eval.config import EvalConfig, TablesConfig
+    from eval.config import AblationConfig, EvalConfig, TablesConfig
     from train.config import CostConfig, FinetuneConfig
     from pipeline.launch.config import LaunchConfig
     from pipeline.synthetic.config import SyntheticConfig
@@ -31,7 +31,7 @@ def _sections():
     return {
         "synthetic": SyntheticConfig, "preprocess": PreprocessConfig, "loader": LoaderConfig,
         "model": ModelConfig, "pretrain": PretrainConfig, "finetune": FinetuneConfig,
-        "eval": EvalConfig, "tables": TablesConfig, "launch": LaunchConfig, "cost": CostConfig,
+        "eval": EvalConfig, "tables": TablesConfig, "ablation": AblationConfig, "launch": LaunchConfig, "cost": CostConfig,
     }
 
 

@@ -35,6 +35,11 @@ def test_pretrain_writes_checkpoint_metrics_and_cost(tmp_path, params_file, over
     assert tokens["video_tokens_visible"] == 8
     assert tokens["video_tokens_final"] < tokens["video_tokens_visible"]
     assert "projection" not in cost  # the bench stage reports it: its assumptions retrain nothing
+    # each objective's final loss (the tables compare VTM's with its prior) and the params hash
+    assert set(cost["final_losses"]) == {"vtc", "vtm", "mlm", "mvm", "window_steps"}
+    from pipeline.provenance import check
+
+    check(cost, "pretrain-smaug.json", params_file)  # the params and overrides that made it
 
     live = json.loads((tmp_path / "results" / "dvclive" / "pretrain-smaug" / "metrics.json").read_text())
     assert "train" in live and "perf" in live and "data_wait_frac" in live["perf"]

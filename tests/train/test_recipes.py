@@ -10,7 +10,7 @@ import torch
 from pipeline.config import RECIPES_DIR, ConfigError, load_yaml, section
 from train.pretrain import check_consistent
 
-TRAINING_RECIPES = ["smaug", "dense", "mask-only", "sparsify-only", "simvtp", "mac", "singularity"]
+TRAINING_RECIPES = ["smaug", "dense", "mask-only", "mask-no-mvm", "sparsify-only", "simvtp", "mac", "singularity"]
 
 
 def test_every_recipe_file_has_a_description():
@@ -62,7 +62,7 @@ def test_recipe_builds_and_takes_a_step(recipe, tiny_params, build_tiny, pretrai
     masked = s["video_tokens_visible"] < s["video_tokens_input"]
     sparsified = s["video_tokens_final"] < s["video_tokens_visible"]
     effects = {
-        "smaug": (True, True), "dense": (False, False), "mask-only": (True, False),
+        "smaug": (True, True), "dense": (False, False), "mask-only": (True, False), "mask-no-mvm": (True, True),
         "sparsify-only": (False, True), "simvtp": (True, False), "mac": (True, False),
         "singularity": (False, False),
     }

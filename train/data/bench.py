@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from pipeline import cli
 from pipeline.config import load_params, section
+from pipeline.provenance import FIELD, LOADER_BENCH_KEYS, stamp
 from train.data.config import LoaderConfig
 from train.data.decode import decode_all_frames, decode_sampled_frames
 from train.data.loader import VideoTextLoader, choose_backend
@@ -143,6 +144,7 @@ def main(argv=None) -> int:
     if args.print_config:
         return cli.print_config(params)
     report = run_bench(args, params)
+    report[FIELD] = stamp(params, LOADER_BENCH_KEYS, overrides=args.overrides)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

@@ -1,0 +1,243 @@
+"""The ablation table and the paper's claim over seeds: ``python -m eval.ablation [--params FILE]``.
+
+Reads, for every run of ``ablation.rows`` (and ``<row>-seed<k>`` for the ``ablation.seeded``
+rows and each of ``ablation.extra_seeds``), the zero-shot evaluation ``<run>.json`` (first found
+in ``ablation.eval_dirs``), the pre-training metrics ``pretrain-<run>.json`` (first found in
+``ablation.metrics_dirs``) and, where it exists, the evaluation without test-time sparsification
+(``ablation.sparsify_off_dir``), and writes:
+
+* ``results/tables/ablation.md`` + ``results/metrics/ablation.json``: per row the video tokens
+  per clip after masking and after sparsification, GFLOP per clip, training clips/s and wall
+  time, zero-shot t2v R@1/R@5/R@10/MdR (VTC ranking) as mean ± std over seeds, the 95% interval
+  of R@1 (seeds and test videos resampled), order-pair accuracy, R@1 without sparsification at
+  test time, and whether VTM learnt (final loss against its 1:2 prior);
+* ``results/tables/claim.md`` + ``results/metrics/claim.json``: each half of the claim as
+  "holds", "does not hold" or "cannot tell" from the intervals (eval/claim.py states the rule).
+
+The runs are the stages of ``ablation/dvc.yaml`` (``dvc repro ablation/dvc.yaml``); a plain
+``dvc repro`` trains one seed of smaug, dense and dense-equal-time only. A missing run is left
+out and named; every input must carry the params hash of its stage's keys equal to the current
+params (pipeline/provenance.py), or the program stops naming the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from eval.claim import RunScores, compare, recipe_interval
+from eval.config import AblationConfig
+from eval.tables import DASH, Table, fmt, read_json, vtm_status
+from pipeline import cli, provenance
+from pipeline.config import load_params, section
+
+ABLATION_KEYS = ("ablation",)
+
+
+def run_names(cfg: AblationConfig, row: str) -> list[str]:
+    """``row`` (the top-level seed) and, for seeded rows, ``row-seed<k>`` for each extra seed."""
+    return [row] + ([f"{row}-seed{k}" for k in cfg.extra_seeds] if row in cfg.seeded else [])
+
+
+def first_found(dirs: list[str], name: str, params_path) -> tuple[Path | None, dict | None]:
+    for folder in dirs:
+        path = Path(folder) / name
+        data = read_json(path)
+        if data is not None:
+            provenance.check(data, path, params_path)
+            return path, data
+    return None, None
+
+
+def load_row(cfg: AblationConfig, row: str, params_path) -> dict[str, Any]:
+    """Every found run of ``row``: its eval, pre-training metrics and sparsify-off eval."""
+    runs, missing = [], []
+    for run in run_names(cfg, row):
+        path, data = first_found(cfg.eval_dirs, f"{run}.json", params_path)
+        retrieval = (data or {}).get("zero_shot", {}).get("retrieval")
+        if retrieval is None or "per_query" not in retrieval["normal"]:
+            missing.append(run)
+            continue
+        _, cost = first_found(cfg.metrics_dirs, f"pretrain-{run}.json", params_path)
+        _, off = first_found([cfg.sparsify_off_dir], f"{run}.json", params_path)
+        runs.append({"run": run, "file": path.as_posix(), "retrieval": retrieval, "cost": cost or {},
+                     "sparsify_off": (off or {}).get("zero_shot", {}).get("retrieval")})
+    return {"row": row, "runs": runs, "missing": missing}
+
+
+def scores_of(row: dict) -> RunScores:
+    normal = [r["retrieval"]["normal"] for r in row["runs"]]
+    return RunScores(row["row"], [r["run"] for r in row["runs"]], normal[0]["per_query"]["video"],
+                     [n["per_query"]["vtc"] for n in normal])
+
+
+def mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def summarise(row: dict, cfg: AblationConfig) -> dict[str, Any]:
+    """The numbers of one table row (ablation.json), means over the seeds found."""
+    runs = row["runs"]
+    out: dict[str, Any] = {"run": row["row"], "runs": [r["run"] for r in runs], "missing": row["missing"],
+                           "seeds": len(runs)}
+    if not runs:
+        return out
+    first = runs[0]["cost"]
+    tokens = first.get("tokens", {})
+    out.update({"recipe": first.get("recipe"),
+                "tokens_after_masking": tokens.get("video_tokens_visible"),
+                "tokens_after_sparsification": tokens.get("video_tokens_final"),
+                "gflop_per_clip": first["flops_per_clip"] / 1e9 if first.get("flops_per_clip") else None,
+                "steps": first.get("steps")})
+    for key, name in (("clips_per_s", "clips_per_s"), ("train_wall_s", "train_wall_s")):
+        out[name] = mean_std([r["cost"].get(key) for r in runs])[0]
+    for metric, name in (("R@1", "r1"), ("R@5", "r5"), ("R@10", "r10"), ("MdR", "mdr")):
+        values = [r["retrieval"]["normal"]["vtc"]["t2v"][metric] for r in runs]
+        out[name] = values
+        out[f"{name}_mean"], out[f"{name}_std"] = mean_std(values)
+    out["r1_ci95"] = recipe_interval(scores_of(row), cfg.bootstrap, cfg.seed)
+    for name in ("vtc", "vtm"):
+        key = "order_pair_acc" if name == "vtc" else "order_pair_acc_vtm"
+        out[key] = mean_std([r["retrieval"]["normal"].get("order_pairs", {}).get(name) for r in runs])[0]
+    off = [r["sparsify_off"]["normal"]["vtc"]["t2v"]["R@1"] for r in runs if r["sparsify_off"]]
+    out["r1_sparsify_off"], out["r1_sparsify_off_seeds"] = mean_std(off)[0], len(off)
+    notes = [vtm_status(r["cost"]) for r in runs]
+    out["vtm"] = next((n for n in notes if n), "trained" if any(
+        "vtm" in (r["cost"].get("final_losses") or {}) for r in runs) else "none")
+    return out
+
+
+def pm(mean: float | None, std: float | None, seeds: int, d: int) -> str:
+    if mean is None:
+        return DASH
+    return f"{fmt(mean, d)} ± {fmt(std, d)}" if seeds > 1 else f"{fmt(mean, d)} (1 seed)"
+
+
+def ablation_table(rows: list[dict], cfg: AblationConfig) -> Table:
+    d = cfg.decimals
+    columns = ["Run", "Recipe", "Seeds", "Video tokens after masking", "after sparsification", "GFLOP / clip",
+               "Clips / s", "Train wall (s)", "t2v R@1", "R@5", "R@10", "MdR", "R@1 95% CI",
+               "Order-pair acc VTC / VTM", "R@1 sparsify off at test", "VTM"]
+    table = Table("ablation", "Ablations and peers: cost against zero-shot retrieval (VTC ranking), "
+                  "mean ± std over seeds", columns)
+    for r in rows:
+        if not r["runs"]:
+            table.rows.append([r["run"]] + [DASH] * (len(columns) - 1))
+            table.notes.append(f"{r['run']}: not run ({', '.join(r['missing'])}: no zero-shot retrieval in "
+                               f"{' or '.join(cfg.eval_dirs)}; `dvc repro ablation/dvc.yaml`).")
+            continue
+        n = r["seeds"]
+        ci = r["r1_ci95"]
+        off = r["r1_sparsify_off"]
+        table.rows.append([
+            r["run"], r["recipe"] or DASH, str(n) if n > 1 else "1 (one seed)",
+            fmt(r["tokens_after_masking"], d), fmt(r["tokens_after_sparsification"], d),
+            fmt(r["gflop_per_clip"], 2), fmt(r["clips_per_s"], 2), fmt(r["train_wall_s"], 0),
+            pm(r["r1_mean"], r["r1_std"], n, d), pm(r["r5_mean"], r["r5_std"], n, d),
+            pm(r["r10_mean"], r["r10_std"], n, d), pm(r["mdr_mean"], r["mdr_std"], n, 1),
+            f"[{fmt(ci[0], d)}, {fmt(ci[1], d)}]",
+            f"{fmt(r['order_pair_acc'], d)} / {fmt(r['order_pair_acc_vtm'], d)}",
+            f"{fmt(off, d)} (on: {fmt(r['r1_mean'], d)})" if off is not None else DASH,
+            r["vtm"]])
+        if r["missing"]:
+            table.notes.append(f"{r['run']}: seeds not found, left out: {', '.join(r['missing'])}.")
+    table.notes += [
+        "Mean ± sample std over the seeds found; '(1 seed)' marks rows trained once. R@1 95% CI: bootstrap "
+        "resampling the seeds and the test videos (each with all its captions).",
+        "Order-pair acc: % of temporal-order pair clips whose own caption scores above the swapped one "
+        "(chance 50). 'R@1 sparsify off': the same checkpoints evaluated with eval.retrieval.sparsify=off.",
+        "mask-no-mvm separates MVM's effect from masking's: smaug's masking and sparsification without MVM.",
+    ]
+    return table
+
+
+def claim_outputs(rows: dict[str, dict], cfg: AblationConfig) -> tuple[Table, dict]:
+    d = cfg.decimals
+    roles = (("candidate", cfg.candidate), ("equal_steps", cfg.equal_steps), ("equal_time", cfg.equal_time))
+    missing = [run for _, run in roles if not rows[run]["runs"]]
+    if missing:
+        raise ValueError(f"the claim needs zero-shot retrieval of {', '.join(missing)}: run them "
+                         f"(dvc repro, then dvc repro ablation/dvc.yaml)")
+    scores = {run: scores_of(rows[run]) for _, run in roles}
+    summary = {run: summarise(rows[run], cfg) for _, run in roles}
+    halves = {
+        "equal_steps": compare(scores[cfg.candidate], scores[cfg.equal_steps], -cfg.margin, cfg.bootstrap, cfg.seed),
+        "equal_time": compare(scores[cfg.candidate], scores[cfg.equal_time], 0.0, cfg.bootstrap, cfg.seed),
+    }
+    num_videos = scores[cfg.candidate].num_videos
+    data: dict[str, Any] = {
+        # seeds behind the weakest-sampled recipe of the three (the verdict's limit), and each one's
+        "seeds": min(len(scores[run].runs) for _, run in roles),
+        "seeds_per_run": {run: len(scores[run].runs) for _, run in roles},
+        "chance_r1": 100.0 / num_videos,
+        "halves": halves,
+        "rule": (f"95% bootstrap interval of mean R@1 ({cfg.candidate}) - mean R@1 (other), resampling "
+                 f"seeds and test videos: holds if it lies wholly above the threshold (-{cfg.margin} at equal "
+                 f"steps, 0 at equal wall time), does not hold if wholly below, else cannot tell"),
+    }
+    for _, run in roles:
+        s = summary[run]
+        data[run.replace("-", "_")] = {
+            "runs": s["runs"], "r1": s["r1"], "r1_mean": s["r1_mean"], "r1_std": s["r1_std"],
+            "r1_ci95": s["r1_ci95"], "r10_mean": s["r10_mean"], "order_pair_acc": s["order_pair_acc"],
+            "steps": s["steps"], "train_wall_s": s["train_wall_s"]}
+    table = Table("claim", "The claim from intervals: SMAUG against dense at equal steps and at equal wall time "
+                  "(zero-shot t2v R@1, VTC ranking)",
+                  ["Half", "Comparison", "Seeds", "R@1 (mean)", "Difference", "95% CI of difference",
+                   "Threshold", "Verdict"])
+    for half, other, text in (("equal_steps", cfg.equal_steps, f"within {cfg.margin:g} points of {cfg.equal_steps}"),
+                              ("equal_time", cfg.equal_time, f"above {cfg.equal_time}")):
+        h = halves[half]
+        table.rows.append([half.replace("_", " "), f"{cfg.candidate} {text}",
+                           f"{h['seeds'][cfg.candidate]} vs {h['seeds'][other]}",
+                           f"{fmt(summary[cfg.candidate]['r1_mean'], d)} vs {fmt(summary[other]['r1_mean'], d)}",
+                           f"{h['difference']:+.{d}f}", f"[{h['ci95'][0]:+.{d}f}, {h['ci95'][1]:+.{d}f}]",
+                           f"{h['threshold']:+.{d}f}", h["verdict"]])
+        if "why" in h:
+            table.notes.append(f"{half.replace('_', ' ')}: {h['verdict']}: {h['why']}.")
+    table.notes.append(f"Rule: {data['rule']}.")
+    table.notes.append(f"Chance R@1: {fmt(data['chance_r1'], d)} ({num_videos} test videos). Runs: "
+                       + "; ".join(f"{run}: {', '.join(summary[run]['runs'])}" for _, run in roles) + ".")
+    return table, data
+
+
+def write_outputs(cfg: AblationConfig, params: dict, params_path, overrides: list[str]) -> list[Path]:
+    rows = {row: load_row(cfg, row, params_path) for row in cfg.rows}
+    summaries = [summarise(rows[row], cfg) for row in cfg.rows]
+    claim_table, claim = claim_outputs(rows, cfg)
+    stamp = provenance.stamp(params, ABLATION_KEYS, overrides=overrides)
+    ablation = {"rows": summaries, "extra_seeds": list(cfg.extra_seeds), "seeded": list(cfg.seeded),
+                provenance.FIELD: stamp}
+    claim[provenance.FIELD] = stamp
+    written = []
+    for table, payload, name in ((ablation_table(summaries, cfg), ablation, "ablation"), (claim_table, claim, "claim")):
+        md = Path(cfg.out_dir) / f"{name}.md"
+        js = Path(cfg.json_dir) / f"{name}.json"
+        for path, text in ((md, table.markdown()), (js, json.dumps(payload, indent=2, sort_keys=True) + "\n")):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            written.append(path)
+    return written
+
+
+@cli.config_errors_exit
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m eval.ablation", description=__doc__.split("\n\n")[0])
+    cli.add_config_arguments(p)
+    args = cli.parse(p, argv)
+    params = load_params(args.params, overrides=args.overrides)
+    cfg = section(params, AblationConfig, "ablation")
+    if args.print_config:
+        return cli.print_config(params)
+    return cli.print_written(lambda: write_outputs(cfg, params, args.params, args.overrides))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
