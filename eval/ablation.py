@@ -152,7 +152,7 @@ def ablation_table(rows: list[dict], cfg: AblationConfig) -> Table:
         "Mean ± sample std over the seeds found; '(1 seed)' marks rows trained once. R@1 95% CI: bootstrap "
         "resampling the seeds and the test videos (each with all its captions).",
         "Order-pair acc: % of temporal-order pair clips whose own caption scores above the swapped one "
-        "(chance 50). 'R@1 sparsify off': the same checkpoints evaluated with eval.retrieval.sparsify=off.",
+        "(chance 50). 'R@1 sparsify off': the same checkpoints evaluated with eval.retrieval.sparsify=false.",
         "mask-no-mvm separates MVM's effect from masking's: smaug's masking and sparsification without MVM.",
     ]
     return table

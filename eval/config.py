@@ -26,7 +26,7 @@ class RetrievalEvalConfig:
     # temporal-order pairs (eval/order_pairs.py): each clip against its caption with the events
     # swapped; null: not scored
     order_pairs: str | None = "data/raw/synthetic/annotations/order_pairs/test.json"
-    sparsify: Literal["auto", "off"] = "auto"  # auto: as trained; off: no token sparsification at test time
+    sparsify: bool = True  # true: token sparsification as trained; false: every visible token at test time (a bool: YAML reads a bare off as false)
 
     def __post_init__(self) -> None:
         check(self.rerank_k >= 0, "rerank_k", "must be >= 0 (0 disables VTM re-ranking)")
@@ -108,7 +108,7 @@ class AblationConfig:
     extra_seeds: list[int] = field(default_factory=lambda: [1, 2])  # run <row>-seed<k> trains with pretrain.seed=k
     eval_dirs: list[str] = field(default_factory=lambda: ["results/eval", "results/ablation/eval"])  # <run>.json, first found
     metrics_dirs: list[str] = field(default_factory=lambda: ["results/metrics", "results/ablation/metrics"])  # pretrain-<run>.json
-    sparsify_off_dir: str = "results/ablation/eval-sparsify-off"  # <run>.json evaluated with eval.retrieval.sparsify=off
+    sparsify_off_dir: str = "results/ablation/eval-sparsify-off"  # <run>.json evaluated with eval.retrieval.sparsify=false
     out_dir: str = "results/tables"  # ablation.md, claim.md
     json_dir: str = "results/metrics"  # ablation.json, claim.json
     candidate: str = "smaug"  # the claim: this run ...

@@ -120,7 +120,7 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
                                    reuse_texts=texts.get("emb"), order_pairs=pairs,
                                    # intervals of the normal pass only: the shuffled one is a contrast
                                    bootstrap=cfg.bootstrap if shuffle_seed is None else 0,
-                                   bootstrap_seed=seed, sparsify=task_eval.sparsify == "auto")
+                                   bootstrap_seed=seed, sparsify=task_eval.sparsify)
             if shuffle_seed is not None:
                 r.pop("per_query")
             texts["emb"] = r.pop("embeddings")  # the shuffled pass changes only the videos

@@ -162,7 +162,7 @@ def setting_label(setting: str, metrics: dict, data: dict, task: str) -> str:
     if task == "retrieval":
         parts.append("VTC ranking" + (f" (VTM{'+VTC'if add_vtc else ''} top-{rerank} beside)"
                                       if "vtm" in metrics["normal"] else ""))
-        if data["params"]["eval"]["retrieval"].get("sparsify") == "off":
+        if data["params"]["eval"]["retrieval"].get("sparsify") is False:
             parts.append("no sparsification at test")
     if frames:
         parts.append(f"{frames} frames")

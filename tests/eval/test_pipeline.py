@@ -168,6 +168,21 @@ def test_more_frames_at_test_time(workspace, finetuned):
     assert out["zero_shot"]["retrieval"]["frames"] == 3 and "shuffled" not in out["zero_shot"]["retrieval"]
 
 
+def test_sparsification_off_at_test_time_from_the_command_line_form(workspace, finetuned):
+    """``eval.retrieval.sparsify=false`` (as the ablation stage passes it) reaches the evaluation
+    and is recorded; a bare ``off`` is YAML's false, so it means the same (a string-valued switch
+    refused it). That the encoder then keeps every token is tested in tests/model."""
+    def run(flag, name):
+        out = workspace["base"] / name
+        return evaluate_recipe(workspace["params"](f"eval.retrieval.sparsify={flag}", "eval.tasks=[retrieval]",
+                                                  "eval.shuffle_test=false", f"eval.metrics_dir={out}",
+                                                  f"eval.details_dir={out}", f"eval.plots_dir={out}"), "smaug")
+    off, off_word = run("false", "s_off"), run("off", "s_off2")
+    assert off["params"]["eval"]["retrieval"]["sparsify"] is False
+    assert off_word["params"]["eval"]["retrieval"]["sparsify"] is False
+    assert off_word["zero_shot"]["retrieval"] == off["zero_shot"]["retrieval"]
+
+
 def test_tables_twice_identical_and_name_checkpoints(workspace, evaluated):
     cfg = section(workspace["params"](), TablesConfig, "tables")
     written = tables_mod.write_tables(cfg, workspace["params_path"])
