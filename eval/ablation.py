@@ -220,7 +220,9 @@ def write_outputs(cfg: AblationConfig, params: dict, params_path, overrides: lis
     for table, payload, name in ((ablation_table(summaries, cfg), ablation, "ablation"), (claim_table, claim, "claim")):
         md = Path(cfg.out_dir) / f"{name}.md"
         js = Path(cfg.json_dir) / f"{name}.json"
-        for path, text in ((md, table.markdown()), (js, json.dumps(payload, indent=2, sort_keys=True) + "\n")):
+        # one line to the provenance, as every table has (eval.tables); the runs and params hash live in the JSON
+        text_md = table.markdown() + f"\nProvenance: the runs read and the params hash are in `{js.as_posix()}`.\n"
+        for path, text in ((md, text_md), (js, json.dumps(payload, indent=2, sort_keys=True) + "\n")):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             written.append(path)

@@ -90,9 +90,13 @@ class TablesConfig:
     out_dir: str = "results/tables"  # retrieval / qa / efficiency .md and .csv
     reference_rows: bool = True  # add published figures (marked "reported", with source)
     decimals: int = 1  # digits after the point for percentages
+    cost_plot: str = "results/plots/cost_vs_accuracy.png"  # zero-shot R@1 against core- / GPU-hours
+    # the ablation runs' results (metrics/pretrain-<run>.json, eval/<run>.json), plotted when present
+    ablation_dir: str | None = "results/ablation"
 
     def __post_init__(self) -> None:
         check(0 <= self.decimals <= 4, "decimals", "must be in [0, 4]")
+        check(self.cost_plot.endswith(".png"), "cost_plot", "must be a .png path")
 
 
 # --------------------------------------------------------------------------- ablation:

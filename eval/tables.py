@@ -11,7 +11,12 @@ each as Markdown and CSV under ``results/tables/``:
 * ``efficiency`` pre-training cost (steps, clips, core- or GPU-hours, FLOPs, clips/s, the
   paper-scale GPU-hour projection) against accuracy;
 * ``temporal``   HiTeA's shuffle test: each score with frames in order, shuffled, and the drop,
-  for the order-dependent queries apart from the rest, and order-pair accuracy.
+  for the order-dependent queries apart from the rest, and order-pair accuracy;
+
+and ``provenance.json`` (per recipe its checkpoints with sha256 and the full params, and the
+params hash of every input) with a short ``provenance.md``: each Markdown table ends with one
+line pointing there instead of the params. The cost plot (``tables.cost_plot``, eval/cost_plot.py)
+is drawn here too.
 
 The paper's claim and the ablation table need several seeds and recipes, which the default
 pipeline does not train: ``python -m eval.ablation`` writes them (ablation/dvc.yaml).
@@ -19,7 +24,7 @@ Before rendering, every input must carry the params hash of the keys its stage r
 the current params' (pipeline/provenance.py); otherwise the program stops naming the file.
 
 Rows are marked ``measured`` (this repository's checkpoints, named with path + sha256 of
-model.safetensors in the CSV columns and the Markdown's provenance list) or ``reported``
+model.safetensors in the CSV columns and in provenance.md) or ``reported``
 (published figures, with their source). Each dataset is its own column, so figures on the
 built-in synthetic benchmark never share a column with the real benchmarks. The output is a
 pure function of the input files: no timestamps, fixed float formatting, sorted rows, so the
@@ -44,6 +49,8 @@ from pipeline import cli, provenance
 from pipeline.config import load_params, section
 
 DASH = "–"
+PROVENANCE_POINTER = ("Provenance: the checkpoints (path, step, sha256) and params behind the measured rows are in "
+                      "[provenance.md](provenance.md) and `provenance.json` beside this table.")
 
 # Published figures (fine-tuned). Source: docs FACTS, "Published reference figures".
 MSRVTT = "MSRVTT (1k-A)"
@@ -71,7 +78,7 @@ class Table:
     columns: list[str]
     rows: list[list[str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    provenance: list[str] = field(default_factory=list)
+    provenance: list[str] = field(default_factory=list)  # checkpoints behind the rows (provenance.md)
 
     def markdown(self) -> str:
         out = [f"# {self.title}", ""]
@@ -84,8 +91,8 @@ class Table:
         if self.notes:
             out += ["", "Notes:", ""] + [f"- {n}" for n in self.notes]
         if self.provenance:
-            out += ["", "Provenance (checkpoints and params that made the measured rows):", ""]
-            out += [f"- {p}" for p in self.provenance]
+            # the checkpoints and params behind the rows fill a page; people come for the numbers
+            out += ["", PROVENANCE_POINTER]
         return "\n".join(out) + "\n"
 
     def csv(self) -> str:
@@ -174,14 +181,52 @@ def checkpoint_key(setting: str, task: str) -> str:
 
 
 def provenance_lines(evals: list[dict]) -> list[str]:
+    """One line per checkpoint and per params set: what provenance.md lists (the full params are
+    in provenance.json)."""
     lines = []
     for data in evals:
         for name, ck in sorted(data.get("checkpoints", {}).items()):
             lines.append(f"{data['recipe']} {name}: `{ck['path']}` (step {ck.get('step')}) "
                          f"sha256 `{ck['sha256']}`")
-        lines.append(f"{data['recipe']} params (sha256 {params_digest(data['params'])}): "
-                     f"`{json.dumps(data['params'], sort_keys=True)}`")
+        lines.append(f"{data['recipe']} eval + finetune params: sha256 {params_digest(data['params'])}")
     return lines
+
+
+def provenance_record(cfg: TablesConfig, evals: list[dict]) -> dict:
+    """Everything the tables were made from: per recipe its checkpoints and params (with their
+    digest) and every input file with its params hash (pipeline/provenance.py)."""
+    runs = {}
+    for data in evals:
+        runs[data["recipe"]] = {"eval_file": data["_file"], "checkpoints": data.get("checkpoints", {}),
+                                "params": data["params"], "params_sha256": params_digest(data["params"]),
+                                provenance.FIELD: data.get(provenance.FIELD)}
+    inputs = {}
+    for path in sorted(Path(cfg.metrics_dir).glob("pretrain-*.json")) + [Path(cfg.bench)]:
+        data = read_json(path)
+        if data is not None:
+            inputs[path.as_posix()] = {provenance.FIELD: data.get(provenance.FIELD)}
+    return {"runs": runs, "inputs": inputs}
+
+
+def provenance_markdown(record: dict, tables: list["Table"]) -> str:
+    out = ["# Provenance of the tables", "",
+           "The checkpoints and params behind the measured rows of "
+           + ", ".join(f"`{t.name}.md`" for t in tables if t.provenance)
+           + ". The full params (and each input's params hash) are in `provenance.json`.", ""]
+    for recipe, run in sorted(record["runs"].items()):
+        out.append(f"## {recipe}")
+        out.append("")
+        for name, ck in sorted(run["checkpoints"].items()):
+            out.append(f"- {name}: `{ck['path']}` (step {ck.get('step')}) sha256 `{ck['sha256']}`")
+        out.append(f"- eval + finetune params: sha256 {run['params_sha256']} (from `{run['eval_file']}`)")
+        out.append("")
+    if record["inputs"]:
+        out += ["## Other inputs", ""]
+        for path, info in sorted(record["inputs"].items()):
+            stamp = info.get(provenance.FIELD) or {}
+            out.append(f"- `{path}`: params hash {stamp.get('sha256', 'none recorded')}")
+        out.append("")
+    return "\n".join(out)
 
 
 # --------------------------------------------------------------------------- retrieval
@@ -390,6 +435,17 @@ def temporal_table(evals: list[dict], cfg: TablesConfig) -> Table:
 # --------------------------------------------------------------------------- efficiency
 
 
+def device_hours(cost: dict) -> float | None:
+    """On the CPU a run costs its wall time times the cores it used; on a GPU, its wall time
+    times the GPUs (world size)."""
+    wall = cost.get("train_wall_s")
+    if wall is None:
+        return None
+    if str(cost.get("device", "?")).startswith("cuda"):
+        return wall * cost.get("world_size", 1) / 3600.0
+    return wall * (cost.get("threads") or 1) * cost.get("world_size", 1) / 3600.0
+
+
 def efficiency_table(evals: list[dict], cfg: TablesConfig) -> Table:
     d = cfg.decimals
     metrics_dir = Path(cfg.metrics_dir)
@@ -422,14 +478,7 @@ def efficiency_table(evals: list[dict], cfg: TablesConfig) -> Table:
         wall = cost.get("train_wall_s")
         device = str(cost.get("device", "?"))
         threads = cost.get("threads")
-        # on the CPU a run costs its wall time times the cores it used; on a GPU, its wall time
-        # times the GPUs (world size)
-        if wall is None:
-            dev_hours = None
-        elif device.startswith("cuda"):
-            dev_hours = wall * cost.get("world_size", 1) / 3600.0
-        else:
-            dev_hours = wall * (threads or 1) * cost.get("world_size", 1) / 3600.0
+        dev_hours = device_hours(cost)
         fpc = cost.get("flops_per_clip")
         # the paper-scale projection is per recipe (same model at paper size), from the bench
         projected = projection.get(cost.get("recipe", recipe), {}).get("gpu_hours")
@@ -463,6 +512,7 @@ def efficiency_table(evals: list[dict], cfg: TablesConfig) -> Table:
             (bench or {}).get("attention_counted", projection.get("attention_counted")), "attention count unknown")
         table.notes.append(f"Paper-scale GFLOP per clip (one training step, forward + backward, {counted}): "
                            f"{per_clip}.")
+    table.notes.append(f"The same cost against zero-shot R@1, one point per run and seed: `{cfg.cost_plot}`.")
     table.notes.append("Device-hours: core-hours on the CPU (train wall time x torch threads), GPU-hours on GPUs. "
                        f"Accuracy columns come from {cfg.eval_dir}/<recipe>.json, on the dataset named in the last column.")
     table.provenance = provenance_lines(evals)
@@ -500,6 +550,13 @@ def write_tables(cfg: TablesConfig, params_path: str | Path | None = None, *, ch
             path = out / f"{table.name}.{ext}"
             path.write_text(text)
             written.append(path)
+    record = provenance_record(cfg, evals)
+    (out / "provenance.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    (out / "provenance.md").write_text(provenance_markdown(record, list(tables)))
+    written += [out / "provenance.json", out / "provenance.md"]
+    from eval.cost_plot import plot_cost_vs_accuracy
+
+    written.append(plot_cost_vs_accuracy(cfg, params_path, check=check))
     return written
 
 

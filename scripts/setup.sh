@@ -3,8 +3,8 @@
 # then return. Safe to run again: each step skips what is already there.
 #
 #   bash scripts/setup.sh          # runtime: ffmpeg, torch, the project and its packages
-#   bash scripts/setup.sh --test   # the same plus what the test suite needs (pytest, DALI,
-#                                  # SLURM and munge for the real-SLURM tests)
+#   bash scripts/setup.sh --test   # the same plus what the test suite needs (pytest, tensorboard,
+#                                  # DALI, SLURM and munge for the real-SLURM tests, chromium)
 #   bash scripts/setup.sh --dry-run [--test]   # say what would be installed, install nothing
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +33,8 @@ command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || apt_packages+=(
 if [ "$want_tests" = 1 ]; then
   command -v slurmctld >/dev/null || apt_packages+=(slurm-wlm)
   command -v munged >/dev/null || apt_packages+=(munge)
+  # the search page's test renders it in a real headless browser (Debian's chromium)
+  command -v chromium >/dev/null || command -v chromium-browser >/dev/null || apt_packages+=(chromium)
 fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null; then

@@ -172,3 +172,17 @@ class FinetuneConfig:
     def task(self, name: str) -> FinetuneTaskConfig:
         check(name in TASKS, "task", f"must be one of {', '.join(TASKS)}, got {name!r}")
         return getattr(self, name)
+
+
+# --------------------------------------------------------------------------- log:
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Where training curves go besides DVCLive (which always runs: ``dvc plots`` reads it)."""
+
+    tensorboard: bool = False  # also write TensorBoard event files: <results_dir>/tensorboard/<run>
+    wandb: str | None = None  # a Weights & Biases project: also log there (WANDB_MODE=offline honoured)
+
+    def __post_init__(self) -> None:
+        check(self.wandb is None or bool(self.wandb.strip()), "wandb", "must be a project name or null")

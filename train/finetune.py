@@ -34,7 +34,8 @@ import sys
 from pathlib import Path
 import torch
 
-from train.config import TASKS, FinetuneConfig
+from train.config import TASKS, FinetuneConfig, LogConfig
+from train.loggers import check_available, open_loggers
 from pipeline import cli
 from pipeline.config import ConfigError, load_params, section, to_dict
 from train.checkpoint import fingerprint, load_weights, loader_config_of, model_config_of, resolve_checkpoint
@@ -99,6 +100,8 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
         raise ConfigError(f"task: must be one of {', '.join(TASKS)}, got {task!r}")
     cfg = section(params, FinetuneConfig, "finetune")
     task_cfg = cfg.task(task)
+    log_cfg = section(params, LogConfig, "log")
+    check_available(log_cfg)  # a missing logger package: before any work
     seed = cfg.seed if cfg.seed is not None else int(params.get("seed", 0))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -151,7 +154,12 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
     torch.manual_seed(seed)  # the new QA head's initial weights
     if task == "qa":
         module.head.reset_parameters()
-    trainer = Trainer(module, task_cfg, dist=dist, ckpt_dir=out, ckpt_state=ckpt_state,
+    results_dir = Path(params.get("pretrain", {}).get("results_dir", "results"))
+    loggers = None
+    if dist.is_main and (log_cfg.tensorboard or log_cfg.wandb):  # dvc plots reads the loss CSV below
+        loggers = open_loggers(log_cfg, results_dir, f"finetune-{recipe}-{task}", dvclive=False,
+                               resume=status == "resume")
+    trainer = Trainer(module, task_cfg, dist=dist, ckpt_dir=out, ckpt_state=ckpt_state, live=loggers,
                       progress=progress, desc=f"finetune {recipe}/{task}", seed=seed)
     if task == "qa":
         scale_lr_of(trainer.optimizer, module.head, task_cfg.head_lr_scale)
@@ -160,12 +168,15 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
     batches = stream_from(trainer, loader, state)
     if state is not None:
         print(f"resuming {out} at step {trainer.step}")
-    result = trainer.fit(batches)
+    try:
+        result = trainer.fit(batches)
+    finally:
+        if loggers is not None:
+            loggers.end()
     summary = {"steps": trainer.step, "final_loss": result.final_loss, "clips_per_s": result.clips_per_s,
                "wall_s": result.wall_s}
     trainer.save(finished=True, summary=summary)
     if dist.is_main:
-        results_dir = Path(params.get("pretrain", {}).get("results_dir", "results"))
         write_loss_curve(trainer.history, results_dir / "plots" / "finetune" / f"{recipe}-{task}.csv")
     shutdown(dist)
     return summary

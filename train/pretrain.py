@@ -58,7 +58,8 @@ from pipeline.config import ConfigError, load_params, section, to_dict
 from pipeline.provenance import PRETRAIN_KEYS, stamp
 from train import cost
 from train.checkpoint import repair
-from train.config import PretrainConfig
+from train.config import LogConfig, PretrainConfig
+from train.loggers import check_available, open_loggers
 from train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
 from train.run import data_identity, open_run, stream_from
 from train.trainer import EXIT_INTERRUPTED, Trainer, TrainingInterrupted, default_loss
@@ -185,6 +186,7 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
         run = load_run_config(args.params, args.recipe,
                               [*args.overrides, f"pretrain.steps={steps}", f"pretrain.warmup={warmup}"])
     pre: PretrainConfig = run["pretrain"]
+    check_available(section(run["params"], LogConfig, "log"))  # a missing logger package: before any work
     recipe, seed = run["recipe"], run["seed"]
     name = args.run_name or recipe
     if pre.threads:
@@ -210,12 +212,9 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
                   "identity": identity}
 
     live = None
-    if dist.is_main:
-        from dvclive import Live
-
-        # dvcyaml=None: dvc.yaml is written by hand, not by DVCLive.
-        live = Live(dir=str(results / "dvclive" / f"pretrain-{name}"), save_dvc_exp=False,
-                    dvcyaml=None, resume=status == "resume")
+    if dist.is_main:  # DVCLive, and TensorBoard / W&B when `log:` asks (train/loggers.py)
+        live = open_loggers(section(run["params"], LogConfig, "log"), results, f"pretrain-{name}",
+                            dvclive=True, resume=status == "resume")
         live.log_params({"recipe": recipe, "run_name": name, "steps": pre.steps, "lr": pre.lr,
                          "batch_size": run["loader"].batch_size, "accum": pre.accum,
                          "world_size": dist.world_size})

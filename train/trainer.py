@@ -234,7 +234,7 @@ class Trainer:
 
     ``ckpt_dir``: the checkpoint folder (rewritten atomically every ``ckpt_every`` steps and at
     the end). ``ckpt_state``: JSON-able facts for state.json (recipe, params, model_config).
-    ``live``: a ``dvclive.Live`` (main rank only) or None. ``step_hook(trainer, row)`` is
+    ``live``: a ``dvclive.Live`` or ``train.loggers.Loggers`` (main rank only) or None. ``step_hook(trainer, row)`` is
     called after every optimiser step with the logged row (cost accounting, tests).
     """
 
@@ -324,8 +324,9 @@ class Trainer:
         self.step = int(training["step"])
         self.skipped_steps = int(training.get("skipped_steps", 0))
         self.resumed_extra = dict(training.get("extra") or {})
-        if self.live is not None:
-            forget_rows_after(Path(self.live.plots_dir), self.step)
+        plots_dir = getattr(self.live, "plots_dir", None)  # DVCLive's; TensorBoard alone has none
+        if plots_dir is not None:
+            forget_rows_after(Path(plots_dir), self.step)
         return self.step
 
     @property

@@ -134,6 +134,8 @@ def workspace(tmp_path_factory, shard_root) -> dict:
         "eval.threads=1",
         f"tables.metrics_dir={base / 'results/metrics'}", f"tables.out_dir={base / 'results/tables'}",
         f"tables.bench={base / 'results/bench/pretrain.json'}",
+        f"tables.cost_plot={base / 'results/plots/cost_vs_accuracy.png'}",
+        f"tables.ablation_dir={base / 'results/ablation'}",
         f"pretrain.results_dir={base / 'results'}",
     ]
     for i, recipe in enumerate(("smaug", "dense")):

@@ -224,6 +224,18 @@ def test_tables_twice_identical_and_name_checkpoints(workspace, evaluated):
     assert "t2v R@1, order-pair clips' captions" in (out / "temporal.md").read_text()
     assert "order-pair acc (VTC, chance 50)" in (out / "temporal.md").read_text()
     assert not (out / "claim.md").exists()  # the claim needs seeds: eval.ablation writes it
+    # tables for people: results and one line to the provenance; the params live in provenance.json
+    for name in ("retrieval", "qa", "qa_per_type", "efficiency", "temporal"):
+        md = (out / f"{name}.md").read_text()
+        assert '"finetune"' not in md and "params (sha256" not in md, name
+        assert md.rstrip().splitlines()[-1].startswith("Provenance: ") and "provenance.md" in md
+    record = json.loads((out / "provenance.json").read_text())
+    assert record["runs"]["smaug"]["params"]["eval"]["retrieval"]["rerank_k"] == 3
+    assert record["runs"]["smaug"]["checkpoints"]["pretrain"]["sha256"] == \
+        sha(workspace["base"] / "models/pretrain/smaug/model.safetensors")
+    assert "sha256" in record["runs"]["smaug"]["params_provenance"]
+    assert record["runs"]["smaug"]["checkpoints"]["pretrain"]["sha256"] in (out / "provenance.md").read_text()
+    assert Path(cfg.cost_plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_tables_refuse_results_the_params_did_not_make(workspace, evaluated, tmp_path):

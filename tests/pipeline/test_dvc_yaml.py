@@ -7,7 +7,7 @@ import yaml
 from pipeline.config import DEFAULT_PARAMS, REPO_ROOT, load_recipe, load_yaml
 
 DVC = REPO_ROOT / "dvc.yaml"
-TRAINED = ("seed", "pretrain", "model", "loader")  # what train.pretrain reads
+TRAINED = ("seed", "pretrain", "model", "loader", "log")  # what train.pretrain reads
 
 
 def stages() -> dict:

@@ -14,6 +14,7 @@ SECTIONS = {
     "model": "train.model.config:ModelConfig",
     "pretrain": "train.config:PretrainConfig",
     "cost": "train.config:CostConfig",
+    "log": "train.config:LogConfig",
     "finetune": "train.config:FinetuneConfig",
     "eval": "eval.config:EvalConfig",
     "tables": "eval.config:TablesConfig",

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _sections():
     from eval.config import AblationConfig, EvalConfig, TablesConfig
-    from train.config import CostConfig, FinetuneConfig
+    from train.config import CostConfig, FinetuneConfig, LogConfig
     from pipeline.launch.config import LaunchConfig
     from pipeline.synthetic.config import SyntheticConfig
     from preprocess.config import PreprocessConfig
@@ -32,6 +32,7 @@ def _sections():
         "synthetic": SyntheticConfig, "preprocess": PreprocessConfig, "loader": LoaderConfig,
         "model": ModelConfig, "pretrain": PretrainConfig, "finetune": FinetuneConfig,
         "eval": EvalConfig, "tables": TablesConfig, "ablation": AblationConfig, "launch": LaunchConfig, "cost": CostConfig,
+        "log": LogConfig,
     }
 
 

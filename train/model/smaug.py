@@ -99,6 +99,27 @@ class SMAUG(nn.Module):
                 self.mlm_head.load_from_checkpoint(self.text.path)
         self.mvm_decoder = MVMDecoder(cfg.mvm, cfg.video) if w.mvm > 0 else None
 
+    @classmethod
+    def from_pretrained(cls, folder, map_location: str | torch.device = "cpu") -> "SMAUG":
+        """The model of any checkpoint folder the project writes, in eval mode, in one call.
+
+        Pre-training runs (``models/pretrain/<run>``) and fine-tuned tasks
+        (``models/finetune/<run>/<task>``; a QA or multiple-choice task gives its underlying
+        model, the heads it shares with it trained) alike; ``final`` / ``last`` sub-folders
+        are found. Weights come from safetensors only. ``checkpoint_state`` keeps state.json
+        (the run's params: image size, normalisation, frames), which ``eval.embed`` reads to
+        encode new videos as evaluation does.
+        """
+        from train.checkpoint import resolve_checkpoint
+        from train.tasks import load_task_model
+
+        folder = resolve_checkpoint(folder)
+        module, state = load_task_model(folder, map_location=map_location)
+        model = getattr(module, "model", module)  # OpenEndedQA / MultipleChoice wrap the model
+        model.checkpoint_state = state
+        model.checkpoint_dir = folder
+        return model
+
     def lr_scales(self) -> dict[nn.Module, float]:
         """Modules whose parameters learn at a multiple of the run's rate (the optimiser puts
         them in their own param groups): the trainable text layers at ``text.lr_scale``."""
