@@ -51,10 +51,10 @@ class TrainerConfig:
     Not a params section of its own: ``pretrain:`` and each ``finetune.<task>:`` extend it.
     """
 
-    steps: int = 240  # optimiser steps (each of `accum` micro-batches)
+    steps: int = 400  # optimiser steps (each of `accum` micro-batches)
     lr: float = 1e-3  # peak learning rate after warm-up
     min_lr: float = 1e-5  # floor of the cosine decay
-    warmup: int = 24  # linear warm-up steps (from 0 to lr)
+    warmup: int = 40  # linear warm-up steps (from 0 to lr)
     weight_decay: float = 0.05  # AdamW decay, not applied to norms, biases, embeddings
     betas: tuple[float, float] = (0.9, 0.98)  # AdamW betas
     clip: float = 1.0  # max global grad norm; 0 disables clipping
@@ -64,7 +64,7 @@ class TrainerConfig:
     # has not (V100), fp32 on CPU
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     grad_checkpointing: bool = False  # recompute transformer blocks in backward (less memory, ~1/3 more compute)
-    ckpt_every: int = 60  # steps between checkpoints (0: only the final one)
+    ckpt_every: int = 100  # steps between checkpoints (0: only the final one)
     log_every: int = 5  # steps between log rows
 
     def __post_init__(self) -> None:

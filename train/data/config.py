@@ -16,7 +16,7 @@ class LoaderConfig:
     backend: Backend = "auto"
     # Sparse sampling (ClipBERT/ALPRO): the clip is cut into ``num_frames`` segments and one
     # frame is taken from each (random in training, the middle in evaluation).
-    num_frames: int = 8
+    num_frames: int = 4
     sampling: SamplingMode = "segments"
     contiguous_stride: int = 1  # only for sampling: contiguous
     image_size: int = 96

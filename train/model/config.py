@@ -24,7 +24,7 @@ from pipeline.config import check
 class VideoConfig:
     image_size: int = 96          # square input side the position embeddings are built for
     patch_size: int = 16          # spatial patch side P
-    num_frames: int = 8           # frames T the temporal position embeddings are built for
+    num_frames: int = 4           # frames T the temporal position embeddings are built for
     tubelet: int = 1              # frames per patch: 1 = one PxP patch per frame, 2 = 2xPxP tubes
     width: int = 256              # ViT hidden size D
     depth: int = 6                # number of ViT blocks
