@@ -50,8 +50,8 @@ def test_eval_batches_match_full_decode(h264_shards):
     for batch in loader:
         assert set(batch) == {"video", "frame_indices", "input_ids", "attention_mask", "text", "key", "meta"}
         b = len(batch["key"])
-        assert batch["video"].shape == (b, 8, 3, 96, 96) and batch["video"].dtype == torch.float32
-        assert batch["frame_indices"].dtype == torch.long and batch["frame_indices"].shape == (b, 8)
+        assert batch["video"].shape == (b, cfg.num_frames, 3, 96, 96) and batch["video"].dtype == torch.float32
+        assert batch["frame_indices"].dtype == torch.long and batch["frame_indices"].shape == (b, cfg.num_frames)
         assert batch["input_ids"].shape == batch["attention_mask"].shape == (b, 32)
         assert batch["input_ids"].dtype == torch.long and batch["input_ids"][:, 0].eq(101).all()  # [CLS]
         for j, key in enumerate(batch["key"]):

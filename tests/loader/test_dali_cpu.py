@@ -113,7 +113,7 @@ def test_dali_loader_matches_cpu_loader(vp9_shards, train, size):
         assert bd["key"] == bc["key"] and bd["text"] == bc["text"]
         assert torch.equal(bd["frame_indices"], bc["frame_indices"])  # same sampled indices
         assert torch.equal(bd["input_ids"], bc["input_ids"])
-        assert bd["video"].shape == bc["video"].shape == (len(bd["key"]), 8, 3, size, size)
+        assert bd["video"].shape == bc["video"].shape == (len(bd["key"]), cfg.num_frames, 3, size, size)
         diff = ((bd["video"].cpu() - bc["video"]) * std).abs()
         if size == 96 and not train:
             # 128x96 clips, eval centre crop 96x96: no resize, so the pixels agree to rounding
