@@ -563,7 +563,7 @@ def write_tables(cfg: TablesConfig, params_path: str | Path | None = None, *, ch
 @cli.config_errors_exit
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.tables", description=__doc__.split("\n\n")[0])
-    cli.add_config_arguments(p)
+    cli.add_config_arguments(p, run_dir=True)
     args = cli.parse(p, argv)
     params = load_params(args.params, overrides=args.overrides)
     cfg = section(params, TablesConfig, "tables")

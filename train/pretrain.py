@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="train for as long as the candidate recipe took for pretrain.steps: steps = "
                         "pretrain.steps x this recipe's clips/s / the candidate's. Either train.bench's JSON, "
                         "or two runs' metrics files (the candidate's, then this recipe's), as dvc.yaml does")
-    cli.add_config_arguments(p)
+    cli.add_config_arguments(p, run_dir=True)
     return cli.parse(p, argv)
 
 
