@@ -124,6 +124,9 @@ def test_readme_walkthrough_runs_literally(walked):
     assert details["zero_shot"]["retrieval"]["normal"]["num_videos"] == n_test
     assert "zero_shot.retrieval.t2v_R@1" in out  # `dvc metrics show` read the file
 
+    table = (clone / "runs/mine/results/tables/retrieval.md").read_text()
+    assert "| mine R@1 |" in table and f"| {printed.group(1)} |" in table
+
     # every annotation row accounted for, in both sets
     for name, rows in (("train", None), ("test", n_test)):
         summary = json.loads((clone / f"runs/mine/shards/{name}/stats_summary.json").read_text())
