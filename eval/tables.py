@@ -135,6 +135,9 @@ def load_eval_metrics(eval_dir: Path) -> list[dict]:
         data = read_json(path)
         if not isinstance(data, dict) or "recipe" not in data:
             raise ValueError(f"{path}: not an eval metrics file (no 'recipe')")
+        if data.get("pending"):  # eval.evaluate stopped before the end: not a table's input
+            raise ValueError(f"{path}: unfinished evaluation (still pending: {', '.join(data['pending'])}); "
+                             "rerun python -m eval.evaluate")
         data["_file"] = path.as_posix()
         out.append(data)
     return out

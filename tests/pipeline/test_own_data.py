@@ -111,6 +111,13 @@ def test_readme_walkthrough_runs_literally(walked):
     pretrain = json.loads((clone / "runs/mine/results/metrics/pretrain-smaug.json").read_text())
     assert pretrain["steps"] == 2
 
+    # the same command again: nothing to do, and it says where the run is
+    again = subprocess.run(["bash", "-c", "RUN=runs/mine STEPS=2; " + next(
+        ln for ln in readme_block().replace("\\\n", " ").splitlines() if "train.pretrain" in ln)],
+        cwd=clone, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(clone)})
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "already finished (2 steps)" in again.stdout and "checkpoint: runs/mine/models/pretrain/smaug" in again.stdout
+
     # evaluation printed R@1 and saved the same number where `dvc metrics show` reads it
     printed = re.search(r"smaug zero-shot retrieval \(mine\): t2v R@1 (\d+\.\d) \[", out)
     assert printed, out
@@ -194,6 +201,12 @@ def test_a_later_failure_keeps_the_tasks_already_evaluated(walked):
     assert saved["pending"] == ["zero_shot/mc"]
     details = json.loads((clone / out / "eval/smaug.json").read_text())
     assert details["pending"] == ["zero_shot/mc"] and "retrieval" in details["zero_shot"]
+    # the tables refuse an unfinished evaluation, naming it
+    tables = subprocess.run([sys.executable, "-m", "eval.tables", "--run-dir", "runs/mine",
+                             f"tables.eval_dir={out}/eval"], cwd=clone, capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "PYTHONPATH": str(clone)})
+    err = error_line(tables)
+    assert f"{out}/eval/smaug.json: unfinished evaluation (still pending: zero_shot/mc)" in err, err
 
 
 def test_dvc_template_reproduces_a_collection(walked):
