@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="a benchmark preset: a name from eval/presets/ or your own preset file")
     p.add_argument("--fresh", action="store_true", help="start over even if a run is there")
     p.add_argument("--no-progress", action="store_true")
-    cli.add_config_arguments(p)
+    cli.add_config_arguments(p, run_dir=True)
     args = cli.parse(p, argv)
     from eval.benchmarks import preset_overrides
 
