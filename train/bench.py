@@ -65,7 +65,7 @@ def parse_args(argv):
                    help="FRAMESxSIZE points of the speed-up grid (comma-separated; empty: no grid). "
                         "8x224 is the paper's token count (1568 tokens at patch 16)")
     p.add_argument("--grid-batch", type=int, default=2, help="clips per step at each grid point")
-    p.add_argument("--grid-steps", type=int, default=2, help="timed steps per recipe at each timed grid point")
+    p.add_argument("--grid-steps", type=int, default=1, help="timed steps per recipe at each timed grid point")
     p.add_argument("--grid-timed-max-tokens", type=int, default=300,
                    help="time grid points up to this many tokens per clip; larger ones get counted FLOPs only")
     p.add_argument("--plot", default="results/plots/speedup_vs_tokens.png", help="the grid's plot")
