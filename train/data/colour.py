@@ -19,7 +19,9 @@ the augmentation works in, so no interleave/transpose is paid either.
 
 from __future__ import annotations
 
+import os
 import threading
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -113,6 +115,71 @@ def yuv420p_to_rgb_planar(planes: np.ndarray, box: tuple[int, int, int, int] | N
     out = torch.empty((t, 3, height, width), dtype=torch.uint8)
     out.copy_(rgb.clamp_(0, 255).view(3, t, height, width).transpose(0, 1))  # float -> uint8 truncates: rounded
     return out.numpy()
+
+
+# libswscale set up to compute the same conversion: bilinear chroma with centred chroma samples
+# (chr_pos 128/256 of a luma pixel), full chroma interpolation, accurate rounding, BT.601 limited
+# range in, full range out. Measured against the float reference: max 0.51 grey levels.
+SWSCALE_REFERENCE = ("flags=bilinear+full_chroma_int+accurate_rnd:in_h_chr_pos=128:in_v_chr_pos=128:"
+                     "in_color_matrix=bt601:in_range=tv:out_range=pc")
+
+
+class _Graphs(threading.local):
+    """One configured filter graph per frame geometry, thread and process (configuring costs ~1 ms).
+
+    Keyed by process id too: a graph configured before a fork (a DataLoader worker) is not usable
+    in the child (its threads did not come along) and would hang there.
+    """
+
+    def __init__(self):
+        self.graphs: dict[tuple, list] = {}
+
+    def get(self, frame) -> list:
+        key = (os.getpid(), frame.width, frame.height, frame.format.name)
+        entry = self.graphs.get(key)
+        if entry is None:
+            import av.filter
+
+            graph = av.filter.Graph()
+            source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
+                                      time_base=Fraction(1, 1000))
+            scale = graph.add("scale", SWSCALE_REFERENCE)
+            planar = graph.add("format", "gbrp")
+            sink = graph.add("buffersink")
+            source.link_to(scale)
+            scale.link_to(planar)
+            planar.link_to(sink)
+            graph.configure()
+            entry = self.graphs[key] = [graph, 0]
+        return entry
+
+
+_GRAPHS = _Graphs()
+
+
+def frames_to_rgb_planar(frames: list, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Decoded limited-range yuv420p ``av.VideoFrame`` s -> RGB uint8 ``[T, 3, h, w]`` of ``box``.
+
+    The reference conversion done by libswscale (``SWSCALE_REFERENCE``) on the whole frame, then
+    the crop; about 1.5x faster than :func:`yuv420p_to_rgb_planar` with ``to_ndarray`` (which it
+    also spares) on 128x128 clips, and as close to the reference.
+    """
+    first = frames[0]
+    top, left, height, width = box if box is not None else (0, 0, first.height, first.width)
+    if top < 0 or left < 0 or height < 1 or width < 1 or top + height > first.height or left + width > first.width:
+        raise ValueError(f"crop box {box} does not fit a {first.width}x{first.height} frame")
+    out = np.empty((len(frames), 3, height, width), np.uint8)
+    entry = _GRAPHS.get(first)
+    graph = entry[0]
+    for n, frame in enumerate(frames):
+        frame.pts, entry[1] = entry[1], entry[1] + 1  # the buffer source wants rising timestamps
+        graph.push(frame)
+        rgb = graph.pull()
+        for channel, plane in enumerate((2, 0, 1)):  # gbrp holds G, B, R
+            p = rgb.planes[plane]
+            rows = np.frombuffer(p, np.uint8).reshape(rgb.height, p.line_size)
+            out[n, channel] = rows[top : top + height, left : left + width]
+    return out
 
 
 def yuv420p_to_rgb_reference(planes: np.ndarray) -> np.ndarray:

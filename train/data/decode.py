@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import av
 import numpy as np
 
-from train.data.colour import yuv420p_to_rgb_planar
+from train.data.colour import frames_to_rgb_planar, yuv420p_to_rgb_planar
 
 Box = tuple[int, int, int, int]  # top, left, height, width
 
@@ -25,11 +25,21 @@ class CorruptVideo(ValueError):
     """The bytes do not decode to the frames the metadata promises."""
 
 
-def frame_planes(frame) -> np.ndarray | tuple:
-    """What we keep of a decoded frame until conversion: YUV 4:2:0 planes when possible."""
+def frame_planes(frame) -> object:
+    """What we keep of a decoded frame until conversion: the frame itself when it is limited-range
+    YUV 4:2:0 (converted as the GPU path does), else PyAV's ``rgb24`` of it."""
     if frame.format.name == "yuv420p" and frame.color_range != 2 and frame.width % 2 == 0 and frame.height % 2 == 0:
-        return frame.to_ndarray()  # [H * 3 / 2, W] uint8: Y, then U, then V
+        return frame
     return ("rgb", frame.to_ndarray(format="rgb24"))
+
+
+def _size(kept) -> tuple[int, int]:
+    """(height, width) of a kept frame."""
+    if isinstance(kept, tuple):
+        return kept[1].shape[:2]
+    if isinstance(kept, np.ndarray):
+        return kept.shape[0] * 2 // 3, kept.shape[1]
+    return kept.height, kept.width
 
 
 def planes_to_rgb_planar(kept: list, box: Box | None = None) -> np.ndarray:
@@ -37,6 +47,8 @@ def planes_to_rgb_planar(kept: list, box: Box | None = None) -> np.ndarray:
 
     Full-range or non-4:2:0 frames fall back to PyAV's ``rgb24`` (libswscale), then the crop.
     """
+    if all(isinstance(k, av.VideoFrame) for k in kept):
+        return frames_to_rgb_planar(kept, box)
     if all(isinstance(k, np.ndarray) for k in kept):
         return yuv420p_to_rgb_planar(np.stack(kept), box)
     out = []
@@ -47,6 +59,8 @@ def planes_to_rgb_planar(kept: list, box: Box | None = None) -> np.ndarray:
                 top, left, height, width = box
                 rgb = rgb[:, top : top + height, left : left + width]
             out.append(rgb)
+        elif isinstance(k, av.VideoFrame):
+            out.append(frames_to_rgb_planar([k], box)[0])
         else:
             out.append(yuv420p_to_rgb_planar(k[None], box)[0])
     return np.ascontiguousarray(np.stack(out))
@@ -160,8 +174,7 @@ def decode_sampled_planar(data: bytes, indices: Sequence[int], *, keyint: int | 
         raise ValueError("no frame indices given")
     got = _decode_planes(data, wanted, keyint, threads)
     if box is not None:
-        first = got[wanted[0]]
-        height, width = first[1].shape[:2] if isinstance(first, tuple) else (first.shape[0] * 2 // 3, first.shape[1])
+        height, width = _size(got[wanted[0]])
         if box[0] + box[2] > height or box[1] + box[3] > width:
             raise CorruptVideo(f"frames are {width}x{height}, metadata promised more (crop box {box})")
     rgb = planes_to_rgb_planar([got[i] for i in wanted], box)
