@@ -16,8 +16,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pandas as pd
-
 from preprocess.probe import BadVideo
 
 # Files that are plainly not videos are not candidates when a stem has several files.
@@ -30,6 +28,8 @@ def is_tar(path: Path) -> bool:
 
 def index_videos(videos: Path) -> pd.DataFrame:
     """One row per file: relpath, stem, size, offset (tar member data offset, -1 for a folder)."""
+    import pandas as pd  # lazily: only ingestion lists the videos; the shard stage starts faster
+
     videos = Path(videos)
     rows = []
     if not videos.exists():
