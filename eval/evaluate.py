@@ -26,6 +26,7 @@ shuffle permutations, and floats rounded to 4 decimals in the JSON.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import csv
 import json
 import sys
@@ -35,6 +36,7 @@ from typing import Any
 import torch
 
 from eval.config import EvalConfig
+from eval.ensemble import FrameEnsemble
 from eval.shuffle import shuffle_drop
 from pipeline import cli
 from pipeline.config import ConfigError, load_params, section, to_dict
@@ -90,9 +92,24 @@ def with_shuffle(run, shuffle_test: bool, seed: int) -> dict:
     return {"normal": normal, "shuffled": shuffled, "shuffle_drop": shuffle_drop(normal, shuffled)}
 
 
+def frame_plan(cfg: EvalConfig, state: dict, params: dict, mode: str | None = None,
+               frames: int | None = None) -> tuple[int | None, FrameEnsemble]:
+    """(the loader's test frame count, null: the checkpoint's; the ensemble over them) for
+    ``mode`` / ``frames`` (default: eval.frames_ensemble / eval.ensemble_frames)."""
+    key = "eval.ensemble_study.frames" if frames else "eval.ensemble_frames"
+    mode = mode or cfg.frames_ensemble
+    frames = frames or cfg.ensemble_frames
+    if mode == "none":
+        return cfg.num_frames, FrameEnsemble()
+    group = cfg.num_frames or loader_config_of(state, params, num_frames=None, batch_size=cfg.batch_size).frames_per_clip
+    return frames, FrameEnsemble.plan(mode, frames, group, cfg.ensemble_temperature, key=key)
+
+
 def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, cache: BatchCache,
-                        seed: int) -> tuple[dict, dict, dict]:
-    """(metrics, fingerprint, plot curves) of one checkpoint on one task."""
+                        seed: int, *, ensemble_mode: str | None = None, ensemble_frames: int | None = None,
+                        shuffle_test: bool | None = None) -> tuple[dict, dict, dict]:
+    """(metrics, fingerprint, plot curves) of one checkpoint on one task; ``ensemble_mode`` /
+    ``ensemble_frames`` / ``shuffle_test`` replace eval's settings (the ensemble study)."""
     from train.data.text import load_tokenizer
 
     from eval.qa import evaluate_multiple_choice, evaluate_open_ended
@@ -100,7 +117,8 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
     from eval.retrieval import evaluate_retrieval
 
     module, state = load_task_model(folder, map_location=eval_device(cfg.device))
-    loader_cfg = loader_config_of(state, params, num_frames=cfg.num_frames, batch_size=cfg.batch_size)
+    test_frames, ensemble = frame_plan(cfg, state, params, ensemble_mode, ensemble_frames)
+    loader_cfg = loader_config_of(state, params, num_frames=test_frames, batch_size=cfg.batch_size)
     max_len = cfg.max_len or loader_cfg.max_len
     model = module.model if isinstance(module, (OpenEndedQA, MultipleChoice)) else module
     task_eval = getattr(cfg, task)
@@ -120,7 +138,7 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
                                    reuse_texts=texts.get("emb"), order_pairs=pairs,
                                    # intervals of the normal pass only: the shuffled one is a contrast
                                    bootstrap=cfg.bootstrap if shuffle_seed is None else 0,
-                                   bootstrap_seed=seed, sparsify=task_eval.sparsify)
+                                   bootstrap_seed=seed, sparsify=task_eval.sparsify, ensemble=ensemble)
             if shuffle_seed is not None:
                 r.pop("per_query")
             texts["emb"] = r.pop("embeddings")  # the shuffled pass changes only the videos
@@ -133,7 +151,8 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
         text_cache: dict = {}  # questions are encoded once for the normal and the shuffled pass
 
         def run(shuffle_seed):
-            return evaluate_open_ended(module, batches, shuffle_seed=shuffle_seed, text_cache=text_cache)
+            return evaluate_open_ended(module, batches, shuffle_seed=shuffle_seed, text_cache=text_cache,
+                                       ensemble=ensemble)
     else:
         mc = module if isinstance(module, MultipleChoice) else MultipleChoice(
             model, load_tokenizer(model_config_of(state).text.path), max_len)
@@ -141,10 +160,16 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
         text_cache = {}
 
         def run(shuffle_seed):
-            return evaluate_multiple_choice(mc, batches, shuffle_seed=shuffle_seed, text_cache=text_cache)
+            return evaluate_multiple_choice(mc, batches, shuffle_seed=shuffle_seed, text_cache=text_cache,
+                                            ensemble=ensemble)
 
-    metrics = with_shuffle(run, cfg.shuffle_test, seed)
+    metrics = with_shuffle(run, cfg.shuffle_test if shuffle_test is None else shuffle_test, seed)
     metrics["frames"] = loader_cfg.frames_per_clip
+    if ensemble.mode != "none":
+        metrics["frames_ensemble"] = {"mode": ensemble.mode, "groups": ensemble.groups, "label": ensemble.label,
+                                      "frames_per_group": loader_cfg.frames_per_clip // ensemble.groups}
+        if ensemble.mode == "lse":
+            metrics["frames_ensemble"]["temperature"] = ensemble.temperature
     metrics["dataset"] = task_eval.dataset
     return metrics, fingerprint(folder), curves
 
@@ -221,6 +246,8 @@ def evaluate_recipe(params: dict, recipe: str, overrides: list[str] | tuple[str,
         out["checkpoints"][f"finetune_{task}"] = fp
         if curves:
             write_curves(curves, plots / f"{recipe}-finetuned.csv")
+    if recipe in cfg.ensemble_study.recipes:
+        out["frame_ensembles"] = ensemble_study(cfg, params, recipe, pre, cache, seed)
     # chance levels, from the test sets just evaluated
     for setting in ("zero_shot", "finetuned"):
         r = out[setting].get("retrieval")
@@ -242,6 +269,37 @@ def evaluate_recipe(params: dict, recipe: str, overrides: list[str] | tuple[str,
                           (Path(cfg.metrics_dir) / f"eval-{recipe}.json", {**headline(out), FIELD: out[FIELD]})):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+STUDY_SETTING = {"retrieval": "zero_shot", "qa": "finetuned", "mc": "zero_shot"}
+
+
+def ensemble_study(cfg: EvalConfig, params: dict, recipe: str, pre: Path, cache: BatchCache, seed: int) -> dict:
+    """Each mode of ``eval.ensemble_study`` on ``ensemble_study.frames`` test frames, per task in
+    its study setting (zero-shot retrieval and MC, fine-tuned QA), without the shuffle test or
+    intervals; mean / max / lse use groups of the training frame count. The baseline row is the main
+    evaluation's result (the training count unless eval.num_frames says otherwise)."""
+    from train.checkpoint import CheckpointError
+
+    study = cfg.ensemble_study
+    # the study's numbers are a contrast between modes: no bootstrap, no shuffle pass
+    # groups of the training frame count, whatever eval.num_frames says
+    quiet = dataclasses.replace(cfg, bootstrap=0, frames_ensemble="none", ensemble_frames=None, num_frames=None)
+    out: dict = {"frames": study.frames, "modes": {}}
+    for task in study.tasks:
+        if task not in cfg.tasks:
+            continue
+        setting = STUDY_SETTING[task]
+        try:
+            folder = pre if setting == "zero_shot" else resolve_checkpoint(Path(cfg.finetune_dir) / recipe / task)
+        except CheckpointError:
+            continue
+        for mode in study.modes:
+            metrics, _, _ = evaluate_checkpoint(folder, task, quiet, params, cache, seed, ensemble_mode=mode,
+                                                ensemble_frames=study.frames, shuffle_test=False)
+            metrics["normal"].pop("per_query", None)
+            out["modes"].setdefault(mode, {}).setdefault(setting, {})[task] = metrics
     return out
 
 

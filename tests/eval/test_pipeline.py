@@ -350,3 +350,47 @@ def test_finetune_owns_its_stop_signals_from_the_start(workspace, tmp_path):
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert read_state(out)["step"] == 3 and read_state(out)["finished"] is True
+
+
+def test_frame_ensemble_study_and_its_table(workspace, evaluated):
+    """eval.ensemble_study (default: smaug, concat/mean/max/lse on 8 frames) is in the details
+    file and in tables/ensembles.md beside the main evaluation (the training count, 2 frames)."""
+    study = evaluated["smaug"]["frame_ensembles"]
+    assert "frame_ensembles" not in evaluated["dense"] and study["frames"] == 8
+    assert sorted(study["modes"]) == ["concat", "lse", "max", "mean"]
+    for mode, settings in study["modes"].items():
+        assert sorted(settings) == ["finetuned", "zero_shot"]
+        r, q = settings["zero_shot"]["retrieval"], settings["finetuned"]["qa"]
+        assert r["frames"] == q["frames"] == 8 and "shuffled" not in r
+        assert r["frames_ensemble"]["groups"] == (1 if mode == "concat" else 4)
+        assert ("order_pairs" in r["normal"]) == (mode == "concat")
+    cfg = section(workspace["params"](), TablesConfig, "tables")
+    tables_mod.write_tables(cfg, workspace["params_path"])
+    rows = list(csv.DictReader((Path(cfg.out_dir) / "ensembles.csv").read_text().splitlines()))
+    ret = [r for r in rows if r["Task"] == "retrieval"]
+    assert [r["Ensemble"] for r in ret] == ["none (as evaluated)", "concat", "mean of 4 groups", "max of 4 groups",
+                                           "lse of 4 groups, tau 0.1"]
+    assert ret[0]["Test frames"] == "2" and ret[0]["Change"] == "–"
+    base = evaluated["smaug"]["zero_shot"]["retrieval"]["normal"]["vtc"]["t2v"]["R@1"]
+    mean = study["modes"]["mean"]["zero_shot"]["retrieval"]["normal"]["vtc"]["t2v"]["R@1"]
+    assert ret[2]["Score"] == f"{mean:.1f}" and ret[2]["Change"] == f"{mean - base:+.1f}"
+    assert [r["Setting"] for r in rows if r["Task"] == "qa"] == ["fine-tuned"] * 5
+
+
+def test_main_evaluation_with_a_frame_ensemble(workspace, finetuned):
+    out = evaluate_recipe(workspace["params"]("eval.frames_ensemble=lse", "eval.ensemble_frames=4",
+                                              "eval.tasks=[retrieval, mc]", "eval.shuffle_test=false",
+                                              "eval.recipes=[dense]", "eval.ensemble_study.recipes=[]",
+                                              f"eval.metrics_dir={workspace['base'] / 'me'}",
+                                              f"eval.details_dir={workspace['base'] / 'me'}",
+                                              f"eval.plots_dir={workspace['base'] / 'me'}"),
+                          "dense")
+    for task in ("retrieval", "mc"):
+        m = out["zero_shot"][task]
+        assert m["frames"] == 4 and m["frames_ensemble"] == {
+            "mode": "lse", "groups": 2, "label": "lse of 2 groups, tau 0.1", "frames_per_group": 2, "temperature": 0.1}
+    assert "order_pairs_skipped" in out["zero_shot"]["retrieval"]["normal"]
+    with pytest.raises(ValueError, match="ensemble_frames=5 is not a multiple"):
+        evaluate_recipe(workspace["params"]("eval.frames_ensemble=mean", "eval.ensemble_frames=5",
+                                            "eval.tasks=[retrieval]", "eval.ensemble_study.recipes=[]",
+                                            f"eval.details_dir={workspace['base'] / 'me5'}"), "dense")
