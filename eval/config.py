@@ -38,6 +38,14 @@ class RetrievalEvalConfig:
 class QAEvalConfig:
     shards: str = "data/shards/qa_test"
     dataset: str = "synthetic qa_test (MSRVTT-QA-style)"
+    # zero-shot open-ended QA through the pre-trained MLM head (eval/mlm_qa.py), over the
+    # fine-tuned classifier's answer vocabulary; a checkpoint without an MLM head is skipped
+    zero_shot_mlm: bool = True
+    mlm_template: str = "question: {question} answer: {mask}"  # {mask}: one [MASK] per answer token
+
+    def __post_init__(self) -> None:
+        check("{question}" in self.mlm_template and "{mask}" in self.mlm_template, "mlm_template",
+              "must contain {question} and {mask}")
 
 
 @dataclass(frozen=True)

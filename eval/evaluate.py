@@ -144,9 +144,18 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
             texts["emb"] = r.pop("embeddings")  # the shuffled pass changes only the videos
             curves["shuffled" if shuffle_seed is not None else "normal"] = r.pop("curve")
             return r
+    elif task == "qa" and not isinstance(module, OpenEndedQA):
+        if not task_eval.zero_shot_mlm:
+            raise ValueError(f"{folder}: open-ended QA needs a checkpoint fine-tuned with --task qa "
+                             f"(or eval.qa.zero_shot_mlm for the MLM head)")
+        from eval.mlm_qa import MLMAnswerScorer, evaluate_mlm_qa
+
+        scorer = MLMAnswerScorer(model, load_tokenizer(model_config_of(state).text.path), qa_vocabulary(params),
+                                 max_len=max_len, template=task_eval.mlm_template)
+
+        def run(shuffle_seed):
+            return evaluate_mlm_qa(scorer, batches, shuffle_seed=shuffle_seed, ensemble=ensemble)
     elif task == "qa":
-        if not isinstance(module, OpenEndedQA):
-            raise ValueError(f"{folder}: open-ended QA needs a checkpoint fine-tuned with --task qa")
 
         text_cache: dict = {}  # questions are encoded once for the normal and the shuffled pass
 
@@ -179,6 +188,22 @@ def eval_device(name: str) -> torch.device:
         raise ValueError("eval.device: 'cuda' requested but no GPU is visible")
     use_cuda = torch.cuda.is_available() if name == "auto" else name == "cuda"
     return torch.device("cuda" if use_cuda else "cpu")
+
+
+def qa_vocabulary(params: dict) -> list[str]:
+    """The answers the fine-tuned classifier chooses from: the finetune.qa.vocab_size most frequent
+    training answers (train.finetune builds its vocabulary the same way)."""
+    from train.finetune import training_answers
+    from train.tasks import AnswerVocab
+
+    ft = section(params, FinetuneConfig, "finetune")
+    return list(AnswerVocab.from_training_answers(training_answers(ft.qa.shards), ft.qa.vocab_size).answers)
+
+
+def has_mlm_head(folder: Path) -> bool:
+    from train.checkpoint import read_state
+
+    return model_config_of(read_state(folder)).objectives.mlm > 0
 
 
 def qa_chance(params: dict, cfg: EvalConfig, cache: BatchCache, loader_cfg) -> dict:
@@ -227,8 +252,8 @@ def evaluate_recipe(params: dict, recipe: str, overrides: list[str] | tuple[str,
                            "chance": {}}
     plots = Path(cfg.plots_dir) / "recall"
     for task in cfg.tasks:
-        if task == "qa":
-            continue  # open-ended QA has no zero-shot form (the classifier is trained)
+        if task == "qa" and not (cfg.qa.zero_shot_mlm and has_mlm_head(pre)):
+            continue  # zero-shot open-ended QA reads the MLM head (eval/mlm_qa.py)
         metrics, fp, curves = evaluate_checkpoint(pre, task, cfg, params, cache, seed)
         out["zero_shot"][task] = metrics
         out["checkpoints"]["pretrain"] = fp
@@ -277,15 +302,18 @@ STUDY_SETTING = {"retrieval": "zero_shot", "qa": "finetuned", "mc": "zero_shot"}
 
 def ensemble_study(cfg: EvalConfig, params: dict, recipe: str, pre: Path, cache: BatchCache, seed: int) -> dict:
     """Each mode of ``eval.ensemble_study`` on ``ensemble_study.frames`` test frames, per task in
-    its study setting (zero-shot retrieval and MC, fine-tuned QA), without the shuffle test or
-    intervals; mean / max / lse use groups of the training frame count. The baseline row is the main
+    its study setting (zero-shot retrieval and MC, fine-tuned QA), without the shuffle test,
+    intervals or VTM re-ranking; mean / max / lse use groups of the training frame count. The baseline row is the main
     evaluation's result (the training count unless eval.num_frames says otherwise)."""
     from train.checkpoint import CheckpointError
 
     study = cfg.ensemble_study
     # the study's numbers are a contrast between modes: no bootstrap, no shuffle pass
     # groups of the training frame count, whatever eval.num_frames says
-    quiet = dataclasses.replace(cfg, bootstrap=0, frames_ensemble="none", ensemble_frames=None, num_frames=None)
+    # retrieval ranks by VTC alone: the table compares VTC R@1, and VTM re-ranking of every mode would
+    # cost more than the rest of the study together
+    quiet = dataclasses.replace(cfg, bootstrap=0, frames_ensemble="none", ensemble_frames=None, num_frames=None,
+                                retrieval=dataclasses.replace(cfg.retrieval, rerank_k=0))
     out: dict = {"frames": study.frames, "modes": {}}
     for task in study.tasks:
         if task not in cfg.tasks:

@@ -172,6 +172,8 @@ def setting_label(setting: str, metrics: dict, data: dict, task: str) -> str:
                                       if "vtm" in metrics["normal"] else ""))
         if data["params"]["eval"]["retrieval"].get("sparsify") is False:
             parts.append("no sparsification at test")
+    if task == "qa" and "candidates" in metrics["normal"]:
+        parts.append(f"MLM head over {metrics['normal']['candidates']} answers")
     if frames:
         parts.append(f"{frames} frames")
     if "frames_ensemble" in metrics:
@@ -347,7 +349,7 @@ def qa_tables(evals: list[dict], cfg: TablesConfig) -> tuple[Table, Table]:
                 cells[m["dataset"]] = fmt(m["normal"]["accuracy"], d)
                 ck = e["checkpoints"][checkpoint_key(setting, task)]
                 cks.append(f"{ck['path']}@{ck['sha256'][:12]}")
-                label = setting_label(setting, m, e, task)
+                label = label or setting_label(setting, m, e, task)  # QA's label names the MLM head
                 if task == "qa":
                     for kind, acc in sorted(m["normal"].get("per_type", {}).items()):
                         per_type.rows.append([e["recipe"], label, m["dataset"], kind,
@@ -386,6 +388,9 @@ def qa_tables(evals: list[dict], cfg: TablesConfig) -> tuple[Table, Table]:
     table.notes.append("Open-ended QA is classification over the most frequent training answers; a test answer "
                        "outside that vocabulary counts as wrong. Multiple choice picks the option whose "
                        "question+option text has the highest VTM score (so it also runs zero-shot).")
+    table.notes.append("Zero-shot open-ended QA (\"MLM head\"): the question in eval.qa.mlm_template with one [MASK] "
+                       "per answer token, fused with the video; each answer of the classifier's list scores the "
+                       "mean log-probability of its tokens at the masks (eval/mlm_qa.py). No QA training.")
     if not evals:
         table.notes.append(f"No measured rows: no <recipe>.json under {cfg.eval_dir} (run `python -m eval.evaluate`).")
     table.provenance = provenance_lines(evals)
