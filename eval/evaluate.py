@@ -233,11 +233,13 @@ def write_curves(curves: dict, path: Path) -> None:
             w.writerow(row)
 
 
-def evaluate_recipe(params: dict, recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+def evaluate_recipe(params: dict, recipe: str, overrides: list[str] | tuple[str, ...] = (),
+                    protocol: dict | None = None) -> dict:
     """Evaluate one recipe's checkpoints; writes its details and headline files, returns the details.
 
     ``overrides``: the ``key=value`` overrides already in ``params`` (recorded with the params
-    hash, so the tables can check the file against the params file they are given)."""
+    hash, so the tables can check the file against the params file they are given); ``protocol``:
+    a preset's card check (eval.benchmarks.protocol_record), recorded for the tables."""
     from train.checkpoint import CheckpointError, read_state
 
     cfg = section(params, EvalConfig, "eval")
@@ -250,6 +252,8 @@ def evaluate_recipe(params: dict, recipe: str, overrides: list[str] | tuple[str,
     out: dict[str, Any] = {"recipe": recipe, "params": {"eval": to_dict(cfg), "finetune": finetune, "seed": seed},
                            "checkpoints": {}, "zero_shot": {}, "finetuned": {}, "not_finetuned": [],
                            "chance": {}}
+    if protocol is not None:
+        out["protocol"] = protocol
     plots = Path(cfg.plots_dir) / "recall"
     for task in cfg.tasks:
         if task == "qa" and not (cfg.qa.zero_shot_mlm and has_mlm_head(pre)):
@@ -367,19 +371,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipe", action="append", default=None,
                    help="pre-training run(s) to evaluate (default: eval.recipes)")
     p.add_argument("--preset", default=None, metavar="NAME|FILE",
-                   help="a benchmark preset: a name from eval/presets/ or your own preset file")
+                   help="a benchmark preset: a name from eval/presets/ (see `python -m eval.benchmarks list`) "
+                        "or the path of a preset YAML file anywhere")
     cli.add_config_arguments(p)
     args = cli.parse(p, argv)
-    from eval.benchmarks import preset_overrides
+    from eval.benchmarks import preset_overrides, protocol_record
 
     overrides = preset_overrides(args.preset) + args.overrides
+    protocol = protocol_record(args.preset)
     params = load_params(args.params, overrides=overrides)
     cfg = section(params, EvalConfig, "eval")
     if args.print_config:
         return cli.print_config(params)
     try:
         for recipe in args.recipe or cfg.recipes:
-            out = evaluate_recipe(params, recipe, overrides)
+            out = evaluate_recipe(params, recipe, overrides, protocol)
             print(f"{Path(cfg.metrics_dir) / f'eval-{recipe}.json'}: zero-shot {sorted(out['zero_shot'])}, "
                   f"fine-tuned {sorted(out['finetuned'])}")
     except (FileNotFoundError, ValueError) as err:
