@@ -38,9 +38,10 @@ class RetrievalEvalConfig:
 class QAEvalConfig:
     shards: str = "data/shards/qa_test"
     dataset: str = "synthetic qa_test (MSRVTT-QA-style)"
-    # zero-shot open-ended QA through the pre-trained MLM head (eval/mlm_qa.py), over the
-    # fine-tuned classifier's answer vocabulary; a checkpoint without an MLM head is skipped
-    zero_shot_mlm: bool = True
+    # recipes whose pre-trained checkpoint answers open-ended QA zero-shot through its MLM head
+    # (eval/mlm_qa.py), over the fine-tuned classifier's answer list, without the shuffle pass
+    # (it costs about 3 classifier passes); []: none; a checkpoint without an MLM head is skipped
+    zero_shot_mlm: list[str] = field(default_factory=lambda: ["smaug"])
     mlm_template: str = "question: {question} answer: {mask}"  # {mask}: one [MASK] per answer token
 
     def __post_init__(self) -> None:

@@ -11,7 +11,11 @@ below) and ``results/metrics/eval-<recipe>.json`` (the headline numbers for ``dv
   apart from the rest) and multiple choice by VTM, straight from ``models/pretrain/<recipe>``;
 * ``finetuned``: retrieval, open-ended QA and multiple choice from
   ``models/finetune/<recipe>/<task>`` (a task without a fine-tuned checkpoint is listed in
-  ``not_finetuned``; open-ended QA needs its classifier, so it has no zero-shot entry);
+  ``not_finetuned``); zero-shot open-ended QA reads the pre-trained MLM head instead of a
+  classifier (eval/mlm_qa.py) for the recipes in ``eval.qa.zero_shot_mlm``;
+* ``frame_ensembles`` (recipes in ``eval.ensemble_study.recipes``): each test-time frame
+  ensemble (eval/ensemble.py) on ``ensemble_study.frames`` frames; ``eval.frames_ensemble``
+  applies one to the whole evaluation; ``protocol``: a preset's card check (``--preset``);
 * ``chance``: R@1 chance (100 / test videos), the QA majority-answer baseline, MC chance;
 * with ``eval.shuffle_test`` every evaluation is repeated with the frames of each clip in a
   fixed shuffled order (HiTeA) and ``shuffle_drop`` = normal - shuffled is reported;
@@ -145,9 +149,6 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
             curves["shuffled" if shuffle_seed is not None else "normal"] = r.pop("curve")
             return r
     elif task == "qa" and not isinstance(module, OpenEndedQA):
-        if not task_eval.zero_shot_mlm:
-            raise ValueError(f"{folder}: open-ended QA needs a checkpoint fine-tuned with --task qa "
-                             f"(or eval.qa.zero_shot_mlm for the MLM head)")
         from eval.mlm_qa import MLMAnswerScorer, evaluate_mlm_qa
 
         scorer = MLMAnswerScorer(model, load_tokenizer(model_config_of(state).text.path), qa_vocabulary(params),
@@ -256,9 +257,10 @@ def evaluate_recipe(params: dict, recipe: str, overrides: list[str] | tuple[str,
         out["protocol"] = protocol
     plots = Path(cfg.plots_dir) / "recall"
     for task in cfg.tasks:
-        if task == "qa" and not (cfg.qa.zero_shot_mlm and has_mlm_head(pre)):
+        if task == "qa" and not (recipe in cfg.qa.zero_shot_mlm and has_mlm_head(pre)):
             continue  # zero-shot open-ended QA reads the MLM head (eval/mlm_qa.py)
-        metrics, fp, curves = evaluate_checkpoint(pre, task, cfg, params, cache, seed)
+        metrics, fp, curves = evaluate_checkpoint(pre, task, cfg, params, cache, seed,
+                                                  shuffle_test=False if task == "qa" else None)
         out["zero_shot"][task] = metrics
         out["checkpoints"]["pretrain"] = fp
         if curves:
