@@ -111,7 +111,7 @@ def frame_plan(cfg: EvalConfig, state: dict, params: dict, mode: str | None = No
 
 def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, cache: BatchCache,
                         seed: int, *, ensemble_mode: str | None = None, ensemble_frames: int | None = None,
-                        shuffle_test: bool | None = None) -> tuple[dict, dict, dict]:
+                        shuffle_test: bool | None = None, group_cache: dict | None = None) -> tuple[dict, dict, dict]:
     """(metrics, fingerprint, plot curves) of one checkpoint on one task; ``ensemble_mode`` /
     ``ensemble_frames`` / ``shuffle_test`` replace eval's settings (the ensemble study)."""
     from train.data.text import load_tokenizer
@@ -142,7 +142,8 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
                                    reuse_texts=texts.get("emb"), order_pairs=pairs,
                                    # intervals of the normal pass only: the shuffled one is a contrast
                                    bootstrap=cfg.bootstrap if shuffle_seed is None else 0,
-                                   bootstrap_seed=seed, sparsify=task_eval.sparsify, ensemble=ensemble)
+                                   bootstrap_seed=seed, sparsify=task_eval.sparsify, ensemble=ensemble,
+                                   group_cache=group_cache)
             if shuffle_seed is not None:
                 r.pop("per_query")
             texts["emb"] = r.pop("embeddings")  # the shuffled pass changes only the videos
@@ -162,7 +163,7 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
 
         def run(shuffle_seed):
             return evaluate_open_ended(module, batches, shuffle_seed=shuffle_seed, text_cache=text_cache,
-                                       ensemble=ensemble)
+                                       ensemble=ensemble, group_cache=group_cache)
     else:
         mc = module if isinstance(module, MultipleChoice) else MultipleChoice(
             model, load_tokenizer(model_config_of(state).text.path), max_len)
@@ -171,7 +172,7 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
 
         def run(shuffle_seed):
             return evaluate_multiple_choice(mc, batches, shuffle_seed=shuffle_seed, text_cache=text_cache,
-                                            ensemble=ensemble)
+                                            ensemble=ensemble, group_cache=group_cache)
 
     metrics = with_shuffle(run, cfg.shuffle_test if shuffle_test is None else shuffle_test, seed)
     metrics["frames"] = loader_cfg.frames_per_clip
@@ -329,9 +330,11 @@ def ensemble_study(cfg: EvalConfig, params: dict, recipe: str, pre: Path, cache:
             folder = pre if setting == "zero_shot" else resolve_checkpoint(Path(cfg.finetune_dir) / recipe / task)
         except CheckpointError:
             continue
+        groups: dict = {}  # mean / max / lse encode each frame group once and combine it three ways
         for mode in study.modes:
             metrics, _, _ = evaluate_checkpoint(folder, task, quiet, params, cache, seed, ensemble_mode=mode,
-                                                ensemble_frames=study.frames, shuffle_test=False)
+                                                ensemble_frames=study.frames, shuffle_test=False,
+                                                group_cache=groups)
             metrics["normal"].pop("per_query", None)
             out["modes"].setdefault(mode, {}).setdefault(setting, {})[task] = metrics
     return out

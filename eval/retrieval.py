@@ -203,7 +203,8 @@ def evaluate_retrieval(model, batches, tokenizer, *, max_len: int, rerank_k: int
                        shuffle_seed: int | None = None, curve_ks: Sequence[int] = tuple(range(1, 11)),
                        reuse_texts: RetrievalEmbeddings | None = None, rerank_add_sim: bool = True,
                        order_pairs: list[dict] | None = None, bootstrap: int = 0, bootstrap_seed: int = 0,
-                       sparsify: bool = True, ensemble: FrameEnsemble | None = None) -> dict:
+                       sparsify: bool = True, ensemble: FrameEnsemble | None = None,
+                       group_cache: dict | None = None) -> dict:
     """Full retrieval evaluation of ``model`` on an iterable of loader batches.
 
     Returns ``vtc`` (the headline ranking) and, when re-ranking and the model has a VTM head,
@@ -216,17 +217,25 @@ def evaluate_retrieval(model, batches, tokenizer, *, max_len: int, rerank_k: int
 
     ``ensemble`` (eval/ensemble.py) with several frame groups: every group of frames is encoded
     as a clip of its own, and the groups' VTC similarities (and VTM logits) of each pair are
-    combined; order pairs are then not scored (``order_pairs_skipped``).
+    combined; order pairs are then not scored (``order_pairs_skipped``). ``group_cache``: the
+    groups' encodings kept between calls on the same batches (the ensemble study's modes differ
+    only in how they combine them).
     """
     from eval.order_pairs import score_order_pairs
 
     ensemble = ensemble or FrameEnsemble()
     embs: list[RetrievalEmbeddings] = []
     for g in range(ensemble.groups):
+        key = (ensemble.groups, g, shuffle_seed, sparsify, paragraph)
+        if group_cache is not None and key in group_cache:
+            embs.append(group_cache[key])
+            continue
         group = batches if ensemble.groups == 1 else group_batches(batches, ensemble, g)
         embs.append(embed_retrieval_set(model, group, tokenizer, max_len=max_len, paragraph=paragraph,
                                         shuffle_seed=shuffle_seed, reuse_texts=reuse_texts or (embs[0] if embs else None),
                                         sparsify=sparsify))
+        if group_cache is not None:
+            group_cache[key] = embs[-1]
     emb = embs[0]
     sim = ensemble.combine([e.similarity() for e in embs])
     all_ks = sorted(set(REPORTED_KS) | set(curve_ks))

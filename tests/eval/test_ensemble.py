@@ -143,3 +143,17 @@ def test_qa_and_mc_combine_the_groups_scores(tiny, workspace, shard_root):
                 right += int(((per_group[0][i] + per_group[1][i]) / 2).argmax()) == q["answer_idx"]
                 total += 1
     assert evaluate_multiple_choice(mc, batches, ensemble=ens)["accuracy"] == pytest.approx(100.0 * right / total)
+
+
+def test_a_shared_group_cache_changes_nothing_but_the_work(tiny, monkeypatch):
+    import eval.retrieval as retrieval
+
+    model, batches, tok = tiny
+    plain = evaluate_retrieval(model, batches, tok, max_len=16, ensemble=FrameEnsemble("max", 2))
+    cache: dict = {}
+    evaluate_retrieval(model, batches, tok, max_len=16, ensemble=FrameEnsemble("mean", 2), group_cache=cache)
+    calls = []
+    real = retrieval.embed_retrieval_set
+    monkeypatch.setattr(retrieval, "embed_retrieval_set", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cached = evaluate_retrieval(model, batches, tok, max_len=16, ensemble=FrameEnsemble("max", 2), group_cache=cache)
+    assert calls == [] and cached["per_query"] == plain["per_query"]
