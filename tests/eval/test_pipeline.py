@@ -358,9 +358,21 @@ def test_finetune_owns_its_stop_signals_from_the_start(workspace, tmp_path):
     assert read_state(out)["step"] == 3 and read_state(out)["finished"] is True
 
 
-def test_frame_ensemble_study_and_its_table(workspace, evaluated):
+@pytest.fixture(scope="module")
+def evaluated_with_qa_study(workspace, evaluated):
+    """smaug evaluated again with the QA study too (the default studies retrieval only)."""
+    extra = ["eval.ensemble_study.tasks=[retrieval, qa]", *(f"eval.{d}_dir={workspace['base'] / 'mq' / d}"
+                                                           for d in ("details", "metrics", "plots"))]
+    out = evaluate_recipe(workspace["params"](*extra), "smaug", [*workspace["overrides"], *extra])
+    return {"smaug": out, "dense": evaluated["dense"], "default_study": evaluated["smaug"]["frame_ensembles"]}
+
+
+def test_frame_ensemble_study_and_its_table(workspace, evaluated_with_qa_study, tmp_path):
     """eval.ensemble_study (default: smaug, concat/mean/max/lse on 8 frames) is in the details
     file and in tables/ensembles.md beside the main evaluation (the training count, 2 frames)."""
+    default = evaluated_with_qa_study["default_study"]
+    assert {m: sorted(s) for m, s in default["modes"].items()} == {m: ["zero_shot"] for m in ("concat", "lse", "max", "mean")}
+    evaluated = evaluated_with_qa_study
     study = evaluated["smaug"]["frame_ensembles"]
     assert "frame_ensembles" not in evaluated["dense"] and study["frames"] == 8
     assert sorted(study["modes"]) == ["concat", "lse", "max", "mean"]
@@ -370,8 +382,9 @@ def test_frame_ensemble_study_and_its_table(workspace, evaluated):
         assert r["frames"] == q["frames"] == 8 and "shuffled" not in r
         assert r["frames_ensemble"]["groups"] == (1 if mode == "concat" else 4)
         assert ("order_pairs" in r["normal"]) == (mode == "concat")
-    cfg = section(workspace["params"](), TablesConfig, "tables")
-    tables_mod.write_tables(cfg, workspace["params_path"])
+    cfg = section(workspace["params"](f"tables.out_dir={tmp_path}", f"tables.eval_dir={workspace['base'] / 'mq' / 'details'}"),
+                  TablesConfig, "tables")
+    tables_mod.write_tables(cfg, workspace["params_path"], check=False)  # the file carries other params now
     rows = list(csv.DictReader((Path(cfg.out_dir) / "ensembles.csv").read_text().splitlines()))
     ret = [r for r in rows if r["Task"] == "retrieval"]
     assert [r["Ensemble"] for r in ret] == ["none (as evaluated)", "concat", "mean of 4 groups", "max of 4 groups",
