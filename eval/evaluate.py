@@ -23,6 +23,11 @@ below) and ``results/metrics/eval-<recipe>.json`` (the headline numbers for ``dv
   ``params_provenance``: the hash of the params keys this stage reads (pipeline/provenance.py).
 
 and ``results/plots/recall/<recipe>-<setting>.csv`` (R@K for K = 1..10) for ``dvc plots``.
+``--run-dir DIR`` reads the checkpoints from and writes these files under DIR instead (a run on
+one's own data, apart from the committed results). Before any work it checks that every recipe
+has a checkpoint and every task in ``eval.tasks`` its shards (an error names the key to change);
+both files are rewritten after each task (``pending`` lists what is still to come), so a later
+failure loses nothing; at the end it prints each recipe's headline numbers and the two paths.
 Evaluation is deterministic: fixed frame positions, candidates sorted by key, fixed
 shuffle permutations, and floats rounded to 4 decimals in the JSON.
 """
@@ -241,7 +246,9 @@ def evaluate_recipe(params: dict, recipe: str, overrides: list[str] | tuple[str,
 
     ``overrides``: the ``key=value`` overrides already in ``params`` (recorded with the params
     hash, so the tables can check the file against the params file they are given); ``protocol``:
-    a preset's card check (eval.benchmarks.protocol_record), recorded for the tables."""
+    a preset's card check (eval.benchmarks.protocol_record), recorded for the tables.
+    Both files are rewritten after each task, with the tasks still to come under ``pending``,
+    so a failure later in the run loses none of the numbers already measured."""
     from train.checkpoint import CheckpointError, read_state
 
     cfg = section(params, EvalConfig, "eval")
@@ -257,51 +264,76 @@ def evaluate_recipe(params: dict, recipe: str, overrides: list[str] | tuple[str,
     if protocol is not None:
         out["protocol"] = protocol
     plots = Path(cfg.plots_dir) / "recall"
+    finetuned: dict[str, Path] = {}
     for task in cfg.tasks:
-        if task == "qa" and not (recipe in cfg.qa.zero_shot_mlm and has_mlm_head(pre)):
-            continue  # zero-shot open-ended QA reads the MLM head (eval/mlm_qa.py)
-        metrics, fp, curves = evaluate_checkpoint(pre, task, cfg, params, cache, seed,
-                                                  shuffle_test=False if task == "qa" else None)
-        out["zero_shot"][task] = metrics
-        out["checkpoints"]["pretrain"] = fp
-        if curves:
-            write_curves(curves, plots / f"{recipe}-zero_shot.csv")
-    for task in cfg.tasks:
-        folder = Path(cfg.finetune_dir) / recipe / task
         try:
-            folder = resolve_checkpoint(folder)
+            finetuned[task] = resolve_checkpoint(Path(cfg.finetune_dir) / recipe / task)
         except CheckpointError:
             out["not_finetuned"].append(task)
-            continue
-        metrics, fp, curves = evaluate_checkpoint(folder, task, cfg, params, cache, seed)
-        out["finetuned"][task] = metrics
-        out["checkpoints"][f"finetune_{task}"] = fp
+    # zero-shot open-ended QA reads the MLM head (eval/mlm_qa.py), for the recipes asked
+    mlm_qa = recipe in cfg.qa.zero_shot_mlm and has_mlm_head(pre)
+    pending = [("zero_shot", t) for t in cfg.tasks if t != "qa" or mlm_qa] + [("finetuned", t) for t in finetuned]
+    while pending:
+        setting, task = pending.pop(0)
+        folder = pre if setting == "zero_shot" else finetuned[task]
+        metrics, fp, curves = evaluate_checkpoint(folder, task, cfg, params, cache, seed,
+                                                  shuffle_test=False if (setting, task) == ("zero_shot", "qa") else None)
+        out[setting][task] = metrics
+        out["checkpoints"]["pretrain" if setting == "zero_shot" else f"finetune_{task}"] = fp
         if curves:
-            write_curves(curves, plots / f"{recipe}-finetuned.csv")
+            write_curves(curves, plots / f"{recipe}-{setting}.csv")
+        if pending or "qa" in cfg.tasks or recipe in cfg.ensemble_study.recipes:
+            later = (["frame_ensembles"] if recipe in cfg.ensemble_study.recipes else []) + ["chance"]
+            write_results(cfg, recipe, out, params, overrides, pending=[f"{s}/{t}" for s, t in pending] or later)
     if recipe in cfg.ensemble_study.recipes:
         out["frame_ensembles"] = ensemble_study(cfg, params, recipe, pre, cache, seed)
-    # chance levels, from the test sets just evaluated
-    for setting in ("zero_shot", "finetuned"):
-        r = out[setting].get("retrieval")
-        if r:
-            out["chance"]["retrieval_R@1"] = r["normal"]["chance_R@1"]
-            if "order_pairs" in r["normal"]:
-                out["chance"]["order_pairs"] = r["normal"]["order_pairs"]["chance"]
-        m = out[setting].get("mc")
-        if m:
-            out["chance"]["mc"] = m["normal"]["chance"]
     if "qa" in cfg.tasks:
         loader_cfg = loader_config_of(read_state(pre), params, num_frames=cfg.num_frames, batch_size=cfg.batch_size)
         out["chance"]["qa_majority"] = qa_chance(params, cfg, cache, loader_cfg)
+    return write_results(cfg, recipe, out, params, overrides)
+
+
+def chance_levels(out: dict) -> dict:
+    """Chance levels, from the test sets evaluated so far (and the QA majority answer, if known)."""
+    chance = {k: v for k, v in out["chance"].items() if k == "qa_majority"}
+    for setting in ("zero_shot", "finetuned"):
+        r = out[setting].get("retrieval")
+        if r:
+            chance["retrieval_R@1"] = r["normal"]["chance_R@1"]
+            if "order_pairs" in r["normal"]:
+                chance["order_pairs"] = r["normal"]["order_pairs"]["chance"]
+        m = out[setting].get("mc")
+        if m:
+            chance["mc"] = m["normal"]["chance"]
+    return chance
+
+
+def write_results(cfg: EvalConfig, recipe: str, out: dict, params: dict, overrides, *,
+                  pending: list[str] | None = None) -> dict:
+    """Write ``<details_dir>/<recipe>.json`` and ``<metrics_dir>/eval-<recipe>.json``; return the
+    details. ``pending``: what is still to be evaluated (the files then say so); the final write
+    has none and no ``pending`` key."""
+    out = {**out, "chance": chance_levels(out)}
     # Measured numbers are rounded for stable files; the settings are written as they are
     # (rounding turned a learning rate of 5e-5 into 1e-4 in the provenance).
     out = {**rounded({k: v for k, v in out.items() if k != "params"}), "params": out["params"],
            FIELD: stamp(params, EVAL_KEYS, overrides=overrides)}
-    for path, payload in ((Path(cfg.details_dir) / f"{recipe}.json", out),
-                          (Path(cfg.metrics_dir) / f"eval-{recipe}.json", {**headline(out), FIELD: out[FIELD]})):
+    extra = {"pending": pending} if pending else {}
+    for path, payload in ((details_path(cfg, recipe), {**out, **extra}),
+                          (metrics_path(cfg, recipe), {**headline(out), FIELD: out[FIELD], **extra})):
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)  # a kill mid-write leaves the previous file whole
     return out
+
+
+def details_path(cfg: EvalConfig, recipe: str) -> Path:
+    return Path(cfg.details_dir) / f"{recipe}.json"
+
+
+def metrics_path(cfg: EvalConfig, recipe: str) -> Path:
+    return Path(cfg.metrics_dir) / f"eval-{recipe}.json"
 
 
 STUDY_SETTING = {"retrieval": "zero_shot", "qa": "finetuned", "mc": "zero_shot"}
@@ -370,6 +402,90 @@ def headline(out: dict) -> dict:
     return lean
 
 
+def check_inputs(params: dict, cfg: EvalConfig, recipes: list[str], *, recipes_from: str) -> None:
+    """What the evaluation will read, checked before any work: a checkpoint for every recipe,
+    shards for every task, order pairs that belong to the retrieval test set. A gap stops it
+    at once, naming the setting to change (``recipes_from``: ``--recipe`` or ``eval.recipes``)."""
+    from train.checkpoint import CheckpointError
+    from train.data.shards import expand_shards
+
+    missing, present = [], []
+    for recipe in recipes:
+        try:
+            resolve_checkpoint(Path(cfg.pretrain_dir) / recipe)
+            present.append(recipe)
+        except CheckpointError:
+            missing.append(f"{recipe} ({Path(cfg.pretrain_dir) / recipe})")
+    if missing:
+        hint = (f"; evaluate those that exist: eval.recipes=[{','.join(present)}]" if present
+                else "; train one with python -m train.pretrain (or point eval.pretrain_dir / --run-dir at it)")
+        raise ConfigError(f"{recipes_from}: no pre-trained checkpoint for {', '.join(missing)}{hint}")
+    inputs = {task: (f"eval.{task}.shards", getattr(cfg, task).shards) for task in cfg.tasks}
+    if "qa" in cfg.tasks:  # the majority-answer baseline reads the training answers
+        inputs["qa (training answers)"] = ("finetune.qa.shards", section(params, FinetuneConfig, "finetune").qa.shards)
+    for task, (key, shards) in inputs.items():
+        try:
+            expand_shards(shards)
+        except FileNotFoundError as err:
+            ready = [t for t in cfg.tasks if _has_shards(getattr(cfg, t).shards)]
+            raise ConfigError(f"{key}: {err} (eval.tasks lists {task.split()[0]}); evaluate only the tasks that "
+                              f"have data, e.g. eval.tasks=[{','.join(ready) or 'retrieval'}]") from None
+    if "retrieval" in cfg.tasks and cfg.retrieval.order_pairs:
+        from eval.order_pairs import KEY, load_order_pairs
+
+        pairs = load_order_pairs(cfg.retrieval.order_pairs)
+        keys = shard_keys(expand_shards(cfg.retrieval.shards))
+        if keys is not None and not any(e["key"] in keys for e in pairs):
+            raise ConfigError(f"{KEY}: none of the {len(pairs)} clips of {cfg.retrieval.order_pairs} is in "
+                              f"eval.retrieval.shards ({cfg.retrieval.shards}); a test set without temporal-order "
+                              f"pairs needs {KEY}=null")
+
+
+def _has_shards(shards: str) -> bool:
+    from train.data.shards import expand_shards
+
+    try:
+        expand_shards(shards)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def shard_keys(urls: list[str]) -> set[str] | None:
+    """The sample keys of local tar shards (member names up to the first dot, as WebDataset
+    groups them), from the tar headers alone; None if a shard is remote."""
+    import tarfile
+
+    keys: set[str] = set()
+    for url in urls:
+        if "://" in url or url.startswith("pipe:"):
+            return None
+        with tarfile.open(url) as tar:
+            keys.update(Path(m.name).name.split(".", 1)[0] for m in tar if m.isfile())
+    return keys
+
+
+def summary_lines(cfg: EvalConfig, recipe: str, out: dict) -> list[str]:
+    """The headline numbers of one recipe and where its files went, for the end of the run."""
+    lines = []
+    for setting in ("zero_shot", "finetuned"):
+        for task, m in sorted(out[setting].items()):
+            n = m["normal"]
+            what = f"{recipe} {setting.replace('_', '-')} {task} ({m.get('dataset')}):"
+            if task == "retrieval":
+                t2v = n["vtc"]["t2v"]
+                ci = t2v.get("R@1_ci95")
+                lines.append(f"{what} t2v R@1 {t2v['R@1']:.1f}" + (f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "")
+                             + f", R@5 {t2v['R@5']:.1f}, R@10 {t2v['R@10']:.1f}, MdR {t2v['MdR']:g}"
+                             + f" over {n['num_videos']} videos (chance R@1 {n['chance_R@1']:.1f})")
+                if "order_pairs" in n:
+                    lines[-1] += f"; order pairs {n['order_pairs']['vtc']:.1f}% (chance 50)"
+            else:
+                lines.append(f"{what} accuracy {n['accuracy']:.1f}%")
+    lines.append(f"  metrics: {metrics_path(cfg, recipe)}\n  details: {details_path(cfg, recipe)}")
+    return lines
+
+
 @cli.config_errors_exit
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.evaluate", description=__doc__.split("\n\n")[0])
@@ -378,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default=None, metavar="NAME|FILE",
                    help="a benchmark preset: a name from eval/presets/ (see `python -m eval.benchmarks list`) "
                         "or the path of a preset YAML file anywhere")
-    cli.add_config_arguments(p)
+    cli.add_config_arguments(p, run_dir=True)
     args = cli.parse(p, argv)
     from eval.benchmarks import preset_overrides, protocol_record
 
@@ -388,11 +504,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = section(params, EvalConfig, "eval")
     if args.print_config:
         return cli.print_config(params)
+    recipes = args.recipe or cfg.recipes
+    check_inputs(params, cfg, recipes, recipes_from="--recipe" if args.recipe else "eval.recipes")
     try:
-        for recipe in args.recipe or cfg.recipes:
+        for recipe in recipes:
             out = evaluate_recipe(params, recipe, overrides, protocol)
-            print(f"{Path(cfg.metrics_dir) / f'eval-{recipe}.json'}: zero-shot {sorted(out['zero_shot'])}, "
-                  f"fine-tuned {sorted(out['finetuned'])}")
+            print("\n".join(summary_lines(cfg, recipe, out)), flush=True)
     except (FileNotFoundError, ValueError) as err:
         if isinstance(err, ConfigError):
             raise

@@ -136,6 +136,9 @@ def load_eval_metrics(eval_dir: Path) -> list[dict]:
         data = read_json(path)
         if not isinstance(data, dict) or "recipe" not in data:
             raise ValueError(f"{path}: not an eval metrics file (no 'recipe')")
+        if data.get("pending"):  # eval.evaluate stopped before the end: not a table's input
+            raise ValueError(f"{path}: unfinished evaluation (still pending: {', '.join(data['pending'])}); "
+                             "rerun python -m eval.evaluate")
         data["_file"] = path.as_posix()
         out.append(data)
     return out
@@ -644,7 +647,7 @@ def write_tables(cfg: TablesConfig, params_path: str | Path | None = None, *, ch
 @cli.config_errors_exit
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.tables", description=__doc__.split("\n\n")[0])
-    cli.add_config_arguments(p)
+    cli.add_config_arguments(p, run_dir=True)
     args = cli.parse(p, argv)
     params = load_params(args.params, overrides=args.overrides)
     cfg = section(params, TablesConfig, "tables")

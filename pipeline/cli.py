@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import yaml
@@ -26,10 +27,26 @@ from pipeline.config import ConfigError
 EXIT_CONFIG = 2  # a configuration (or checkpoint) problem the user must fix; argparse uses 2 too
 
 
-def add_config_arguments(p: argparse.ArgumentParser, *, overrides: bool = True) -> None:
-    """``--params``, ``--print-config`` and (unless ``overrides=False``) positional overrides."""
+# The folders a run writes (checkpoints, metrics, curves, evaluation details, tables). ``--run-dir
+# DIR`` puts each under DIR with the same layout, so a run on one's own data sits apart from the
+# built-in benchmark's committed results and can never overwrite them.
+RUN_DIR_KEYS = (
+    "pretrain.out_dir", "pretrain.results_dir",
+    "finetune.init_dir", "finetune.out_dir",
+    "eval.pretrain_dir", "eval.finetune_dir", "eval.metrics_dir", "eval.details_dir", "eval.plots_dir",
+    "tables.eval_dir", "tables.metrics_dir", "tables.out_dir", "tables.cost_plot",
+)
+
+
+def add_config_arguments(p: argparse.ArgumentParser, *, overrides: bool = True, run_dir: bool = False) -> None:
+    """``--params``, ``--print-config``, (unless ``overrides=False``) positional overrides, and
+    (with ``run_dir=True``) ``--run-dir DIR``, which :func:`parse` turns into overrides."""
     p.add_argument("--params", default=None, metavar="YAML",
                    help="params file (default: the repository's params.yaml)")
+    if run_dir:
+        p.add_argument("--run-dir", default=None, metavar="DIR",
+                       help="write every output (models/..., results/...) under DIR, in the repository's "
+                            "layout, e.g. --run-dir runs/mine: a run on your own data never touches results/")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved configuration (params + recipe + overrides) as YAML and exit")
     if overrides:
@@ -43,7 +60,28 @@ def parse(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namesp
     for text in getattr(args, "overrides", None) or []:
         if "=" not in text:
             p.error(f"argument {text!r} is neither an option nor a key.path=value override")
+    if getattr(args, "run_dir", None):
+        # first, so that an explicit override of one of the folders still wins
+        args.overrides = run_dir_overrides(args.run_dir, args.params) + list(args.overrides)
     return args
+
+
+def run_dir_overrides(run_dir: str, params_path: str | None = None) -> list[str]:
+    """``key=DIR/<value>`` for every output folder of :data:`RUN_DIR_KEYS` (its value in the params
+    file, else params.yaml's); absolute folders stay where they are."""
+    from pipeline.config import DEFAULT_PARAMS, load_yaml, schema
+
+    if not str(run_dir).strip():
+        raise ConfigError("--run-dir: must be a folder")
+    given = load_yaml(params_path or DEFAULT_PARAMS)
+    out = []
+    for dotted in RUN_DIR_KEYS:
+        section, key = dotted.split(".")
+        value = (given.get(section) or {}).get(key, schema()[section][key])
+        if value is None or Path(str(value)).is_absolute():
+            continue
+        out.append(f"{dotted}={Path(run_dir) / str(value)}")
+    return out
 
 
 def print_config(params: dict[str, Any]) -> int:

@@ -146,11 +146,18 @@ def _open_shard(out: Path, manifest: Path, shard_id: int, cfg: PreprocessConfig,
     return _shard_samples(manifest, shard_id, cfg), str(work)
 
 
+def is_sample_result(result) -> bool:
+    """Whether a finished dask task is one sample (what the bar counts), not a shard writer:
+    both results carry ``outputs``, and counting the writers too ran the bar past its total
+    by one per shard (402/400 for two shards)."""
+    return isinstance(result, dict) and "outputs" in result and "shard" not in result
+
+
 def _process_threaded(out, todo, cfg, workers, manifest, bar) -> list[dict]:
     from dask.callbacks import Callback
 
     def count(key, result, dsk, state, worker_id):
-        if isinstance(result, dict) and "outputs" in result:  # a sample's result, not a shard's
+        if is_sample_result(result):
             bar.update(1)
 
     results, queue = [], list(todo)

@@ -153,7 +153,7 @@ class MCFinetuneConfig(FinetuneTaskConfig):
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    recipes: list[str] = field(default_factory=lambda: ["smaug"])  # pre-trained recipes to fine-tune
+    recipes: list[str] = field(default_factory=lambda: ["smaug", "dense"])  # pre-trained recipes to fine-tune (the dvc finetune stage runs each)
     init_dir: str = "models/pretrain"  # starts from <init_dir>/<recipe> (a checkpoint folder)
     out_dir: str = "models/finetune"  # writes <out_dir>/<recipe>/<task>/
     num_frames: int | None = None  # frames per clip while fine-tuning (null: the checkpoint's loader)

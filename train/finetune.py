@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                         "or the path of a preset YAML file anywhere")
     p.add_argument("--fresh", action="store_true", help="start over even if a run is there")
     p.add_argument("--no-progress", action="store_true")
-    cli.add_config_arguments(p)
+    cli.add_config_arguments(p, run_dir=True)
     args = cli.parse(p, argv)
     from eval.benchmarks import preset_overrides
 

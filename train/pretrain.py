@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="train for as long as the candidate recipe took for pretrain.steps: steps = "
                         "pretrain.steps x this recipe's clips/s / the candidate's. Either train.bench's JSON, "
                         "or two runs' metrics files (the candidate's, then this recipe's), as dvc.yaml does")
-    cli.add_config_arguments(p)
+    cli.add_config_arguments(p, run_dir=True)
     return cli.parse(p, argv)
 
 
@@ -203,6 +203,9 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
     if status == "finished":
         log.info("%s already finished at step %s with these settings and shards; nothing to do "
                  "(--fresh to retrain, --run-name NAME for a new run)", run_dir, state.get("step"))
+        if dist.is_main:
+            print(f"pretrain {name}: already finished ({state.get('step')} steps)\n  checkpoint: {run_dir}\n"
+                  f"  metrics:    {results / 'metrics' / f'pretrain-{name}.json'}", flush=True)
         return 0
 
     torch.manual_seed(seed)  # identical initial weights on every rank
