@@ -1,7 +1,8 @@
 """Presets for the real benchmarks: which files go where, and the params to run them.
 
     python -m eval.benchmarks list
-    python -m eval.benchmarks check NAME [--root DIR]      # are the files there? how to shard them
+    python -m eval.benchmarks check NAME|FILE [--root DIR] [--zero-shot]
+                                                  # the files there, matching the card? how to shard them
     python -m eval.benchmarks overrides NAME               # key=value lines for finetune / evaluate
 
 A preset (``eval/presets/<name>.yaml``) names the annotation files of each split with their
@@ -22,11 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 
+from eval.cards import Card, SplitCheck, verify_split
 from pipeline import cli
 from pipeline.config import REPO_ROOT, ConfigError, load_params
 
@@ -69,6 +71,7 @@ class Preset:
     videos: str
     splits: tuple[Split, ...]
     params: dict
+    card: Card | None = None  # the protocol (eval/cards.py); None: no published protocol to match
 
     def overrides(self) -> list[str]:
         """``key.path=value`` strings for train.finetune / eval.evaluate."""
@@ -81,11 +84,13 @@ def available() -> list[str]:
 
 
 def load_preset(name_or_path: str | Path) -> Preset:
+    """A preset by name (eval/presets/<name>.yaml) or by the path of a preset file anywhere."""
     path = Path(name_or_path)
-    if not path.suffix:
+    if not path.is_file() and not path.suffix and "/" not in str(name_or_path):
         path = PRESETS_DIR / f"{name_or_path}.yaml"
-    if not path.exists():
-        raise MissingData(f"preset {name_or_path!r} not found; known presets: {', '.join(available())}")
+    if not path.is_file():
+        raise MissingData(f"preset {name_or_path!r} not found: neither a file nor a known preset "
+                          f"(known presets: {', '.join(available())})")
     raw = yaml.safe_load(path.read_text()) or {}
     try:
         splits = tuple(Split(name=n, annotations=s["annotations"], format=s["format"], shards=s["shards"],
@@ -98,6 +103,14 @@ def load_preset(name_or_path: str | Path) -> Preset:
     for s in preset.splits:
         if s.format not in FORMAT_HELP:
             raise ValueError(f"{path}: split {s.name}: unknown format {s.format!r}")
+    if raw.get("card") is not None:
+        card = Card.parse(raw["card"], str(path), [s.name for s in preset.splits])
+        # a preset states its test frame count, and the card pins it: no silent change
+        stated = preset.params.get("eval.num_frames")
+        if stated != card.test_frames:
+            raise ValueError(f"{path}: params eval.num_frames is {stated!r} but card.test_frames is "
+                             f"{card.test_frames}; the preset must state the card's test frame count")
+        preset = replace(preset, card=card)
     return preset
 
 
@@ -106,11 +119,24 @@ def _resolve(path: str, root: Path) -> Path:
     return p if p.is_absolute() else root / p
 
 
-def check_inputs(preset: Preset, root: str | Path = REPO_ROOT) -> None:
-    """Raise :class:`MissingData` naming every missing annotation file or video folder."""
+def needed_splits(preset: Preset, zero_shot: bool = False) -> list[Split]:
+    """The splits a run needs: all of them, or for a zero-shot test the card's zero_shot_splits
+    (default: test) -- a zero-shot test does not demand training annotations."""
+    if not zero_shot:
+        return list(preset.splits)
+    names = preset.card.zero_shot_splits if preset.card else ("test",)
+    chosen = [s for s in preset.splits if s.name in names]
+    if not chosen:
+        raise ValueError(f"preset {preset.name} has no split {' / '.join(names)} for a zero-shot test")
+    return chosen
+
+
+def check_inputs(preset: Preset, root: str | Path = REPO_ROOT, splits: list[Split] | None = None) -> None:
+    """Raise :class:`MissingData` naming every missing annotation file or video folder (of
+    ``splits``, default all)."""
     root = Path(root)
     problems = []
-    for s in preset.splits:
+    for s in splits if splits is not None else preset.splits:
         ann = _resolve(s.annotations, root)
         if not ann.is_file():
             problems.append(f"{preset.dataset} {s.name} annotations: expected {ann} "
@@ -136,6 +162,40 @@ def parse_split(preset: Preset, split: str, root: str | Path = REPO_ROOT) -> lis
                           f"(format {s.format}: {FORMAT_HELP[s.format]})")
     _, rows = read_rows(path, s.format)
     return list(rows)
+
+
+def verify_card(preset: Preset, root: str | Path = REPO_ROOT, zero_shot: bool = False) -> list[SplitCheck]:
+    """Each needed split's annotation file against the card: counts and sha256 (eval/cards.py)."""
+    if preset.card is None:
+        return []
+    return [verify_split(preset.card, s.name, _resolve(s.annotations, Path(root)),
+                         len(parse_split(preset, s.name, root))) for s in needed_splits(preset, zero_shot)]
+
+
+def protocol_record(name: str | None, root: str | Path = REPO_ROOT) -> dict | None:
+    """What eval.evaluate records of a preset run: the card check of the annotation files present
+    (the zero-shot splits must be), for the tables to decide whether published figures go beside."""
+    if not name:
+        return None
+    preset = load_preset(name)
+    section_name = preset.task if preset.task in ("qa", "mc") else "retrieval"
+    dataset = preset.params.get(f"eval.{section_name}.dataset", preset.dataset)  # the tables' column
+    record = {"preset": preset.name, "dataset": dataset, "card": preset.card is not None}
+    if preset.card is None:
+        return {**record, "matched": False, "mismatches": ["no protocol card"], "unpinned": []}
+    needed = {s.name for s in needed_splits(preset, zero_shot=True)}
+    present = [s for s in preset.splits if s.name in needed or _resolve(s.annotations, Path(root)).is_file()]
+    checks = [verify_split(preset.card, s.name, _resolve(s.annotations, Path(root)),
+                           len(parse_split(preset, s.name, root))) for s in present]
+    mismatches = [m.split(":")[0] for c in checks for m in c.mismatches]
+    return {**record, "matched": not mismatches, "mismatches": mismatches,
+            "unpinned": [u for c in checks for u in c.unpinned], "test_frames": preset.card.test_frames,
+            "sha256": {c.split: c.sha256 for c in checks}}
+
+
+def missing_shards(preset: Preset, root: str | Path = REPO_ROOT, splits: list[Split] | None = None) -> list[Split]:
+    return [s for s in (splits if splits is not None else preset.splits)
+            if not any(_resolve(s.shards, Path(root)).glob("*.tar"))]
 
 
 def check_shards(preset: Preset, root: str | Path = REPO_ROOT) -> None:
@@ -170,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check", help="are the preset's files there? how to shard them")
     c.add_argument("name", metavar="NAME|FILE")
     c.add_argument("--root", default=str(REPO_ROOT), help="relative paths start here")
+    c.add_argument("--zero-shot", action="store_true",
+                   help="check only what a zero-shot test needs (the card's zero_shot_splits, default test)")
     o = sub.add_parser("overrides", help="the key=value settings the preset applies")
     o.add_argument("name", metavar="NAME|FILE")
     for q in (c, o):
@@ -190,13 +252,36 @@ def main(argv: list[str] | None = None) -> int:
         else:
             preset = load_preset(args.name)
             load_params(args.params, overrides=preset.overrides() + args.overrides)
-            check_inputs(preset, args.root)
-            for s in preset.splits:
+            splits = needed_splits(preset, args.zero_shot)
+            check_inputs(preset, args.root, splits)
+            for s in splits:
                 rows = parse_split(preset, s.name, args.root)
                 bad = sum(r["row_error"] is not None for r in rows)
                 print(f"{s.name}: {len(rows)} annotation rows ({bad} unusable) in {s.annotations}")
-            print("shard with:\n  " + "\n  ".join(shard_commands(preset)))
+            checks = verify_card(preset, args.root, args.zero_shot)
+            mismatches = [m for c in checks for m in c.mismatches]
+            if preset.card is None:
+                print("no protocol card: nothing to match against published figures")
+            else:
+                c = preset.card
+                print(f"card: split {c.split}; {c.test_frames} test frames ({c.frame_sampling}); "
+                      f"captions per video {c.captions_per_video}; metric: {c.metric}")
+                for chk in checks:
+                    print(f"{chk.split}: sha256 {chk.sha256}" + (f" (not pinned: {', '.join(chk.unpinned)})"
+                                                                  if chk.unpinned else ""))
+                for m in mismatches:
+                    print(f"MISMATCH {m}")
+                print("card: " + ("MISMATCH in " + ", ".join(m.split(":")[0] for m in mismatches) if mismatches
+                                  else "matched (every pinned field)"))
+            todo = missing_shards(preset, args.root, splits)
+            if todo:
+                print("shard with:\n  " + "\n  ".join(
+                    cmd for s, cmd in zip(preset.splits, shard_commands(preset)) if s in todo))
+            else:
+                print("shards: all present (" + ", ".join(s.shards for s in splits) + ")")
             print("then run with: " + " ".join(f"'{x}'" for x in preset.overrides()))
+            if mismatches:
+                return 1
     except (MissingData, ValueError) as err:
         if isinstance(err, ConfigError):
             raise

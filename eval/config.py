@@ -38,12 +38,43 @@ class RetrievalEvalConfig:
 class QAEvalConfig:
     shards: str = "data/shards/qa_test"
     dataset: str = "synthetic qa_test (MSRVTT-QA-style)"
+    # recipes whose pre-trained checkpoint answers open-ended QA zero-shot through its MLM head
+    # (eval/mlm_qa.py), over the fine-tuned classifier's answer list, without the shuffle pass
+    # (it costs about 3 classifier passes); []: none; a checkpoint without an MLM head is skipped
+    zero_shot_mlm: list[str] = field(default_factory=lambda: ["smaug"])
+    mlm_template: str = "question: {question} answer: {mask}"  # {mask}: one [MASK] per answer token
+
+    def __post_init__(self) -> None:
+        check("{question}" in self.mlm_template and "{mask}" in self.mlm_template, "mlm_template",
+              "must contain {question} and {mask}")
 
 
 @dataclass(frozen=True)
 class MCEvalConfig:
     shards: str = "data/shards/mc_test"
     dataset: str = "synthetic mc_test (TGIF-Action-style)"
+
+
+ENSEMBLE_MODES = ("none", "concat", "mean", "max", "lse")  # eval/ensemble.py defines each
+
+
+@dataclass(frozen=True)
+class EnsembleStudyConfig:
+    """The frame-ensemble comparison (eval/ensemble.py): each mode against the training frame count."""
+
+    modes: list[str] = field(default_factory=lambda: ["concat", "mean", "max", "lse"])  # []: no study
+    frames: int = 8  # test frames N of every mode (mean/max/lse: groups of the training count)
+    recipes: list[str] = field(default_factory=lambda: ["smaug"])  # recipes studied (when evaluated)
+    # tasks studied, each in one setting: retrieval zero-shot, qa fine-tuned, mc zero-shot (qa adds
+    # about as much time as retrieval: decoding its test clips at `frames`)
+    tasks: list[Task] = field(default_factory=lambda: ["retrieval"])
+
+    def __post_init__(self) -> None:
+        check(all(m in ENSEMBLE_MODES[1:] for m in self.modes), "modes",
+              f"each must be one of {', '.join(ENSEMBLE_MODES[1:])} (the training count is the baseline row)")
+        check(len(set(self.modes)) == len(self.modes), "modes", "must not repeat a mode")
+        check(self.frames >= 2, "frames", "must be >= 2")
+        check(all(t in TASKS for t in self.tasks), "tasks", f"each must be one of {', '.join(TASKS)}")
 
 
 @dataclass(frozen=True)
@@ -54,6 +85,12 @@ class EvalConfig:
     tasks: list[Task] = field(default_factory=lambda: list(TASKS))  # which evaluations run
     num_frames: int | None = None  # frames at test time (null: the checkpoint's loader); more
     # than in training works: the temporal position embeddings are interpolated
+    # test-time frame ensemble (eval/ensemble.py): none | concat (one clip of ensemble_frames) |
+    # mean | max | lse (ensemble_frames split into groups of num_frames, or of the training count)
+    frames_ensemble: Literal["none", "concat", "mean", "max", "lse"] = "none"
+    ensemble_frames: int | None = None  # N test frames of the ensemble (required unless none)
+    ensemble_temperature: float = 0.1  # lse: tau * log mean exp(score / tau)
+    ensemble_study: EnsembleStudyConfig = field(default_factory=EnsembleStudyConfig)
     batch_size: int = 8  # videos per forward pass
     max_len: int | None = None  # text tokens (null: the checkpoint's loader.max_len)
     shuffle_test: bool = True  # also evaluate with frames shuffled and report the drop (HiTeA)
@@ -73,6 +110,16 @@ class EvalConfig:
         check(all(t in TASKS for t in self.tasks), "tasks", f"each must be one of {', '.join(TASKS)}")
         check(self.num_frames is None or self.num_frames >= 1, "num_frames", "must be null or >= 1")
         check(self.batch_size >= 1, "batch_size", "must be >= 1")
+        check(self.frames_ensemble in ENSEMBLE_MODES, "frames_ensemble", f"must be one of {', '.join(ENSEMBLE_MODES)}")
+        if self.frames_ensemble == "none":
+            check(self.ensemble_frames is None, "ensemble_frames",
+                  "is set but frames_ensemble is none; set frames_ensemble too, or null this")
+        else:
+            check(self.ensemble_frames is not None and self.ensemble_frames >= 1, "ensemble_frames",
+                  f"must be >= 1 with frames_ensemble={self.frames_ensemble}")
+        check(not (self.frames_ensemble == "concat" and self.num_frames is not None), "num_frames",
+              "must be null with frames_ensemble=concat (ensemble_frames sets the clip's frame count)")
+        check(self.ensemble_temperature > 0, "ensemble_temperature", "must be > 0")
         check(self.max_len is None or self.max_len >= 4, "max_len", "must be null or >= 4")
         check(self.threads >= 0, "threads", "must be >= 0")
         check(self.bootstrap == 0 or self.bootstrap >= 100, "bootstrap",

@@ -11,7 +11,11 @@ below) and ``results/metrics/eval-<recipe>.json`` (the headline numbers for ``dv
   apart from the rest) and multiple choice by VTM, straight from ``models/pretrain/<recipe>``;
 * ``finetuned``: retrieval, open-ended QA and multiple choice from
   ``models/finetune/<recipe>/<task>`` (a task without a fine-tuned checkpoint is listed in
-  ``not_finetuned``; open-ended QA needs its classifier, so it has no zero-shot entry);
+  ``not_finetuned``); zero-shot open-ended QA reads the pre-trained MLM head instead of a
+  classifier (eval/mlm_qa.py) for the recipes in ``eval.qa.zero_shot_mlm``;
+* ``frame_ensembles`` (recipes in ``eval.ensemble_study.recipes``): each test-time frame
+  ensemble (eval/ensemble.py) on ``ensemble_study.frames`` frames; ``eval.frames_ensemble``
+  applies one to the whole evaluation; ``protocol``: a preset's card check (``--preset``);
 * ``chance``: R@1 chance (100 / test videos), the QA majority-answer baseline, MC chance;
 * with ``eval.shuffle_test`` every evaluation is repeated with the frames of each clip in a
   fixed shuffled order (HiTeA) and ``shuffle_drop`` = normal - shuffled is reported;
@@ -31,6 +35,7 @@ shuffle permutations, and floats rounded to 4 decimals in the JSON.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import csv
 import json
 import sys
@@ -40,6 +45,7 @@ from typing import Any
 import torch
 
 from eval.config import EvalConfig
+from eval.ensemble import FrameEnsemble
 from eval.shuffle import shuffle_drop
 from pipeline import cli
 from pipeline.config import ConfigError, load_params, section, to_dict
@@ -95,9 +101,24 @@ def with_shuffle(run, shuffle_test: bool, seed: int) -> dict:
     return {"normal": normal, "shuffled": shuffled, "shuffle_drop": shuffle_drop(normal, shuffled)}
 
 
+def frame_plan(cfg: EvalConfig, state: dict, params: dict, mode: str | None = None,
+               frames: int | None = None) -> tuple[int | None, FrameEnsemble]:
+    """(the loader's test frame count, null: the checkpoint's; the ensemble over them) for
+    ``mode`` / ``frames`` (default: eval.frames_ensemble / eval.ensemble_frames)."""
+    key = "eval.ensemble_study.frames" if frames else "eval.ensemble_frames"
+    mode = mode or cfg.frames_ensemble
+    frames = frames or cfg.ensemble_frames
+    if mode == "none":
+        return cfg.num_frames, FrameEnsemble()
+    group = cfg.num_frames or loader_config_of(state, params, num_frames=None, batch_size=cfg.batch_size).frames_per_clip
+    return frames, FrameEnsemble.plan(mode, frames, group, cfg.ensemble_temperature, key=key)
+
+
 def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, cache: BatchCache,
-                        seed: int) -> tuple[dict, dict, dict]:
-    """(metrics, fingerprint, plot curves) of one checkpoint on one task."""
+                        seed: int, *, ensemble_mode: str | None = None, ensemble_frames: int | None = None,
+                        shuffle_test: bool | None = None, group_cache: dict | None = None) -> tuple[dict, dict, dict]:
+    """(metrics, fingerprint, plot curves) of one checkpoint on one task; ``ensemble_mode`` /
+    ``ensemble_frames`` / ``shuffle_test`` replace eval's settings (the ensemble study)."""
     from train.data.text import load_tokenizer
 
     from eval.qa import evaluate_multiple_choice, evaluate_open_ended
@@ -105,7 +126,8 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
     from eval.retrieval import evaluate_retrieval
 
     module, state = load_task_model(folder, map_location=eval_device(cfg.device))
-    loader_cfg = loader_config_of(state, params, num_frames=cfg.num_frames, batch_size=cfg.batch_size)
+    test_frames, ensemble = frame_plan(cfg, state, params, ensemble_mode, ensemble_frames)
+    loader_cfg = loader_config_of(state, params, num_frames=test_frames, batch_size=cfg.batch_size)
     max_len = cfg.max_len or loader_cfg.max_len
     model = module.model if isinstance(module, (OpenEndedQA, MultipleChoice)) else module
     task_eval = getattr(cfg, task)
@@ -125,20 +147,28 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
                                    reuse_texts=texts.get("emb"), order_pairs=pairs,
                                    # intervals of the normal pass only: the shuffled one is a contrast
                                    bootstrap=cfg.bootstrap if shuffle_seed is None else 0,
-                                   bootstrap_seed=seed, sparsify=task_eval.sparsify)
+                                   bootstrap_seed=seed, sparsify=task_eval.sparsify, ensemble=ensemble,
+                                   group_cache=group_cache)
             if shuffle_seed is not None:
                 r.pop("per_query")
             texts["emb"] = r.pop("embeddings")  # the shuffled pass changes only the videos
             curves["shuffled" if shuffle_seed is not None else "normal"] = r.pop("curve")
             return r
+    elif task == "qa" and not isinstance(module, OpenEndedQA):
+        from eval.mlm_qa import MLMAnswerScorer, evaluate_mlm_qa
+
+        scorer = MLMAnswerScorer(model, load_tokenizer(model_config_of(state).text.path), qa_vocabulary(params),
+                                 max_len=max_len, template=task_eval.mlm_template)
+
+        def run(shuffle_seed):
+            return evaluate_mlm_qa(scorer, batches, shuffle_seed=shuffle_seed, ensemble=ensemble)
     elif task == "qa":
-        if not isinstance(module, OpenEndedQA):
-            raise ValueError(f"{folder}: open-ended QA needs a checkpoint fine-tuned with --task qa")
 
         text_cache: dict = {}  # questions are encoded once for the normal and the shuffled pass
 
         def run(shuffle_seed):
-            return evaluate_open_ended(module, batches, shuffle_seed=shuffle_seed, text_cache=text_cache)
+            return evaluate_open_ended(module, batches, shuffle_seed=shuffle_seed, text_cache=text_cache,
+                                       ensemble=ensemble, group_cache=group_cache)
     else:
         mc = module if isinstance(module, MultipleChoice) else MultipleChoice(
             model, load_tokenizer(model_config_of(state).text.path), max_len)
@@ -146,10 +176,16 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
         text_cache = {}
 
         def run(shuffle_seed):
-            return evaluate_multiple_choice(mc, batches, shuffle_seed=shuffle_seed, text_cache=text_cache)
+            return evaluate_multiple_choice(mc, batches, shuffle_seed=shuffle_seed, text_cache=text_cache,
+                                            ensemble=ensemble, group_cache=group_cache)
 
-    metrics = with_shuffle(run, cfg.shuffle_test, seed)
+    metrics = with_shuffle(run, cfg.shuffle_test if shuffle_test is None else shuffle_test, seed)
     metrics["frames"] = loader_cfg.frames_per_clip
+    if ensemble.mode != "none":
+        metrics["frames_ensemble"] = {"mode": ensemble.mode, "groups": ensemble.groups, "label": ensemble.label,
+                                      "frames_per_group": loader_cfg.frames_per_clip // ensemble.groups}
+        if ensemble.mode == "lse":
+            metrics["frames_ensemble"]["temperature"] = ensemble.temperature
     metrics["dataset"] = task_eval.dataset
     return metrics, fingerprint(folder), curves
 
@@ -159,6 +195,22 @@ def eval_device(name: str) -> torch.device:
         raise ValueError("eval.device: 'cuda' requested but no GPU is visible")
     use_cuda = torch.cuda.is_available() if name == "auto" else name == "cuda"
     return torch.device("cuda" if use_cuda else "cpu")
+
+
+def qa_vocabulary(params: dict) -> list[str]:
+    """The answers the fine-tuned classifier chooses from: the finetune.qa.vocab_size most frequent
+    training answers (train.finetune builds its vocabulary the same way)."""
+    from train.finetune import training_answers
+    from train.tasks import AnswerVocab
+
+    ft = section(params, FinetuneConfig, "finetune")
+    return list(AnswerVocab.from_training_answers(training_answers(ft.qa.shards), ft.qa.vocab_size).answers)
+
+
+def has_mlm_head(folder: Path) -> bool:
+    from train.checkpoint import read_state
+
+    return model_config_of(read_state(folder)).objectives.mlm > 0
 
 
 def qa_chance(params: dict, cfg: EvalConfig, cache: BatchCache, loader_cfg) -> dict:
@@ -188,11 +240,13 @@ def write_curves(curves: dict, path: Path) -> None:
             w.writerow(row)
 
 
-def evaluate_recipe(params: dict, recipe: str, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+def evaluate_recipe(params: dict, recipe: str, overrides: list[str] | tuple[str, ...] = (),
+                    protocol: dict | None = None) -> dict:
     """Evaluate one recipe's checkpoints; writes its details and headline files, returns the details.
 
     ``overrides``: the ``key=value`` overrides already in ``params`` (recorded with the params
-    hash, so the tables can check the file against the params file they are given).
+    hash, so the tables can check the file against the params file they are given); ``protocol``:
+    a preset's card check (eval.benchmarks.protocol_record), recorded for the tables.
     Both files are rewritten after each task, with the tasks still to come under ``pending``,
     so a failure later in the run loses none of the numbers already measured."""
     from train.checkpoint import CheckpointError, read_state
@@ -207,6 +261,8 @@ def evaluate_recipe(params: dict, recipe: str, overrides: list[str] | tuple[str,
     out: dict[str, Any] = {"recipe": recipe, "params": {"eval": to_dict(cfg), "finetune": finetune, "seed": seed},
                            "checkpoints": {}, "zero_shot": {}, "finetuned": {}, "not_finetuned": [],
                            "chance": {}}
+    if protocol is not None:
+        out["protocol"] = protocol
     plots = Path(cfg.plots_dir) / "recall"
     finetuned: dict[str, Path] = {}
     for task in cfg.tasks:
@@ -214,18 +270,23 @@ def evaluate_recipe(params: dict, recipe: str, overrides: list[str] | tuple[str,
             finetuned[task] = resolve_checkpoint(Path(cfg.finetune_dir) / recipe / task)
         except CheckpointError:
             out["not_finetuned"].append(task)
-    # open-ended QA has no zero-shot form (the classifier is trained)
-    pending = [("zero_shot", t) for t in cfg.tasks if t != "qa"] + [("finetuned", t) for t in finetuned]
+    # zero-shot open-ended QA reads the MLM head (eval/mlm_qa.py), for the recipes asked
+    mlm_qa = recipe in cfg.qa.zero_shot_mlm and has_mlm_head(pre)
+    pending = [("zero_shot", t) for t in cfg.tasks if t != "qa" or mlm_qa] + [("finetuned", t) for t in finetuned]
     while pending:
         setting, task = pending.pop(0)
         folder = pre if setting == "zero_shot" else finetuned[task]
-        metrics, fp, curves = evaluate_checkpoint(folder, task, cfg, params, cache, seed)
+        metrics, fp, curves = evaluate_checkpoint(folder, task, cfg, params, cache, seed,
+                                                  shuffle_test=False if (setting, task) == ("zero_shot", "qa") else None)
         out[setting][task] = metrics
         out["checkpoints"]["pretrain" if setting == "zero_shot" else f"finetune_{task}"] = fp
         if curves:
             write_curves(curves, plots / f"{recipe}-{setting}.csv")
-        if pending or "qa" in cfg.tasks:
-            write_results(cfg, recipe, out, params, overrides, pending=[f"{s}/{t}" for s, t in pending] or ["chance"])
+        if pending or "qa" in cfg.tasks or recipe in cfg.ensemble_study.recipes:
+            later = (["frame_ensembles"] if recipe in cfg.ensemble_study.recipes else []) + ["chance"]
+            write_results(cfg, recipe, out, params, overrides, pending=[f"{s}/{t}" for s, t in pending] or later)
+    if recipe in cfg.ensemble_study.recipes:
+        out["frame_ensembles"] = ensemble_study(cfg, params, recipe, pre, cache, seed)
     if "qa" in cfg.tasks:
         loader_cfg = loader_config_of(read_state(pre), params, num_frames=cfg.num_frames, batch_size=cfg.batch_size)
         out["chance"]["qa_majority"] = qa_chance(params, cfg, cache, loader_cfg)
@@ -273,6 +334,42 @@ def details_path(cfg: EvalConfig, recipe: str) -> Path:
 
 def metrics_path(cfg: EvalConfig, recipe: str) -> Path:
     return Path(cfg.metrics_dir) / f"eval-{recipe}.json"
+
+
+STUDY_SETTING = {"retrieval": "zero_shot", "qa": "finetuned", "mc": "zero_shot"}
+
+
+def ensemble_study(cfg: EvalConfig, params: dict, recipe: str, pre: Path, cache: BatchCache, seed: int) -> dict:
+    """Each mode of ``eval.ensemble_study`` on ``ensemble_study.frames`` test frames, per task in
+    its study setting (zero-shot retrieval and MC, fine-tuned QA), without the shuffle test,
+    intervals or VTM re-ranking; mean / max / lse use groups of the training frame count. The baseline row is the main
+    evaluation's result (the training count unless eval.num_frames says otherwise)."""
+    from train.checkpoint import CheckpointError
+
+    study = cfg.ensemble_study
+    # the study's numbers are a contrast between modes: no bootstrap, no shuffle pass
+    # groups of the training frame count, whatever eval.num_frames says
+    # retrieval ranks by VTC alone: the table compares VTC R@1, and VTM re-ranking of every mode would
+    # cost more than the rest of the study together
+    quiet = dataclasses.replace(cfg, bootstrap=0, frames_ensemble="none", ensemble_frames=None, num_frames=None,
+                                retrieval=dataclasses.replace(cfg.retrieval, rerank_k=0))
+    out: dict = {"frames": study.frames, "modes": {}}
+    for task in study.tasks:
+        if task not in cfg.tasks:
+            continue
+        setting = STUDY_SETTING[task]
+        try:
+            folder = pre if setting == "zero_shot" else resolve_checkpoint(Path(cfg.finetune_dir) / recipe / task)
+        except CheckpointError:
+            continue
+        groups: dict = {}  # mean / max / lse encode each frame group once and combine it three ways
+        for mode in study.modes:
+            metrics, _, _ = evaluate_checkpoint(folder, task, quiet, params, cache, seed, ensemble_mode=mode,
+                                                ensemble_frames=study.frames, shuffle_test=False,
+                                                group_cache=groups)
+            metrics["normal"].pop("per_query", None)
+            out["modes"].setdefault(mode, {}).setdefault(setting, {})[task] = metrics
+    return out
 
 
 def headline(out: dict) -> dict:
@@ -395,12 +492,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipe", action="append", default=None,
                    help="pre-training run(s) to evaluate (default: eval.recipes)")
     p.add_argument("--preset", default=None, metavar="NAME|FILE",
-                   help="a benchmark preset: a name from eval/presets/ or your own preset file")
+                   help="a benchmark preset: a name from eval/presets/ (see `python -m eval.benchmarks list`) "
+                        "or the path of a preset YAML file anywhere")
     cli.add_config_arguments(p, run_dir=True)
     args = cli.parse(p, argv)
-    from eval.benchmarks import preset_overrides
+    from eval.benchmarks import preset_overrides, protocol_record
 
     overrides = preset_overrides(args.preset) + args.overrides
+    protocol = protocol_record(args.preset)
     params = load_params(args.params, overrides=overrides)
     cfg = section(params, EvalConfig, "eval")
     if args.print_config:
@@ -409,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     check_inputs(params, cfg, recipes, recipes_from="--recipe" if args.recipe else "eval.recipes")
     try:
         for recipe in recipes:
-            out = evaluate_recipe(params, recipe, overrides)
+            out = evaluate_recipe(params, recipe, overrides, protocol)
             print("\n".join(summary_lines(cfg, recipe, out)), flush=True)
     except (FileNotFoundError, ValueError) as err:
         if isinstance(err, ConfigError):

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from eval.metrics import (bootstrap_recall_ci, groups_to_mask, ranks_from_scores, recall_summary,
                           retrieval_metrics)
+from eval.ensemble import FrameEnsemble, group_batches
 from eval.shuffle import shuffle_frames
 from train.data import text
 
@@ -202,7 +203,8 @@ def evaluate_retrieval(model, batches, tokenizer, *, max_len: int, rerank_k: int
                        shuffle_seed: int | None = None, curve_ks: Sequence[int] = tuple(range(1, 11)),
                        reuse_texts: RetrievalEmbeddings | None = None, rerank_add_sim: bool = True,
                        order_pairs: list[dict] | None = None, bootstrap: int = 0, bootstrap_seed: int = 0,
-                       sparsify: bool = True) -> dict:
+                       sparsify: bool = True, ensemble: FrameEnsemble | None = None,
+                       group_cache: dict | None = None) -> dict:
     """Full retrieval evaluation of ``model`` on an iterable of loader batches.
 
     Returns ``vtc`` (the headline ranking) and, when re-ranking and the model has a VTM head,
@@ -212,18 +214,37 @@ def evaluate_retrieval(model, batches, tokenizer, *, max_len: int, rerank_k: int
     rest (``t2v_other``); the per-query t2v ranks (``per_query``, for the claim's paired
     bootstrap); the test-set size, R@1 chance (100 / videos), ``curve``: R@K for K in
     ``curve_ks`` of VTC ranking (for plots), and ``embeddings`` (for ``reuse_texts``; not a metric).
+
+    ``ensemble`` (eval/ensemble.py) with several frame groups: every group of frames is encoded
+    as a clip of its own, and the groups' VTC similarities (and VTM logits) of each pair are
+    combined; order pairs are then not scored (``order_pairs_skipped``). ``group_cache``: the
+    groups' encodings kept between calls on the same batches (the ensemble study's modes differ
+    only in how they combine them).
     """
     from eval.order_pairs import score_order_pairs
 
-    emb = embed_retrieval_set(model, batches, tokenizer, max_len=max_len, paragraph=paragraph,
-                              shuffle_seed=shuffle_seed, reuse_texts=reuse_texts, sparsify=sparsify)
-    sim = emb.similarity()
+    ensemble = ensemble or FrameEnsemble()
+    embs: list[RetrievalEmbeddings] = []
+    for g in range(ensemble.groups):
+        key = (ensemble.groups, g, shuffle_seed, sparsify, paragraph)
+        if group_cache is not None and key in group_cache:
+            embs.append(group_cache[key])
+            continue
+        group = batches if ensemble.groups == 1 else group_batches(batches, ensemble, g)
+        embs.append(embed_retrieval_set(model, group, tokenizer, max_len=max_len, paragraph=paragraph,
+                                        shuffle_seed=shuffle_seed, reuse_texts=reuse_texts or (embs[0] if embs else None),
+                                        sparsify=sparsify))
+        if group_cache is not None:
+            group_cache[key] = embs[-1]
+    emb = embs[0]
+    sim = ensemble.combine([e.similarity() for e in embs])
     all_ks = sorted(set(REPORTED_KS) | set(curve_ks))
     rankings = {"vtc": (sim, sim.t())}
     use_vtm = rerank_k > 0 and has_vtm(model)
     if use_vtm:
-        rankings["vtm"] = ranking_scores(sim, k=rerank_k, score_pairs=vtm_pair_scorer(model, emb),
-                                         add_sim=rerank_add_sim)
+        scorers = [vtm_pair_scorer(model, e) for e in embs]
+        rankings["vtm"] = ranking_scores(sim, k=rerank_k, add_sim=rerank_add_sim,
+                                         score_pairs=lambda t, v: ensemble.combine([f(t, v) for f in scorers]))
     pair_keys = {e["key"] for e in order_pairs or []}
     in_pair = torch.tensor([emb.keys[v] in pair_keys for v in emb.text_to_video])
     correct = groups_to_mask(emb.text_to_video, range(len(emb.keys)))
@@ -240,7 +261,9 @@ def evaluate_retrieval(model, batches, tokenizer, *, max_len: int, rerank_k: int
         if order_pairs and bool(in_pair.any()) and not bool(in_pair.all()):
             result[name]["t2v_order_pairs"] = recall_summary(t2v_ranks[in_pair], REPORTED_KS)
             result[name]["t2v_other"] = recall_summary(t2v_ranks[~in_pair], REPORTED_KS)
-    if order_pairs:
+    if order_pairs and ensemble.groups > 1:
+        result["order_pairs_skipped"] = f"frame ensemble {ensemble.label}: order pairs score one clip"
+    elif order_pairs:
         result["order_pairs"] = score_order_pairs(
             model, emb, order_pairs, lambda texts: encode_texts(model, tokenizer, texts, max_len), use_vtm=use_vtm)
     if rerank_k > 0 and not use_vtm:

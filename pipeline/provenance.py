@@ -31,7 +31,7 @@ FIELD = "params_provenance"
 PRETRAIN_KEYS = ("seed", "pretrain", "model", "loader")
 BENCH_KEYS = (*PRETRAIN_KEYS, "cost")
 LOADER_BENCH_KEYS = ("seed", "loader")
-EVAL_KEYS = ("seed", "eval", "finetune.qa.shards")
+EVAL_KEYS = ("seed", "eval", "finetune.qa.shards", "finetune.qa.vocab_size")  # vocab_size: zero-shot MLM QA's answer list
 
 
 class ProvenanceError(ValueError):

@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init", default=None, help="checkpoint folder to start from")
     p.add_argument("--out", default=None, help="output checkpoint folder")
     p.add_argument("--preset", default=None, metavar="NAME|FILE",
-                   help="a benchmark preset: a name from eval/presets/ or your own preset file")
+                   help="a benchmark preset: a name from eval/presets/ (see `python -m eval.benchmarks list`) "
+                        "or the path of a preset YAML file anywhere")
     p.add_argument("--fresh", action="store_true", help="start over even if a run is there")
     p.add_argument("--no-progress", action="store_true")
     cli.add_config_arguments(p, run_dir=True)

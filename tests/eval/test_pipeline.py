@@ -92,6 +92,11 @@ def test_evaluation_metrics(workspace, evaluated):
     smaug, dense = evaluated["smaug"], evaluated["dense"]
     assert sorted(smaug["finetuned"]) == ["mc", "qa", "retrieval"] and smaug["not_finetuned"] == []
     assert sorted(dense["zero_shot"]) == ["mc", "retrieval"] and sorted(dense["not_finetuned"]) == ["mc", "qa", "retrieval"]
+    # zero-shot open-ended QA (eval.qa.zero_shot_mlm: [smaug]) reads the MLM head over the
+    # classifier's answer list (vocab_size 8), without the shuffle pass
+    zs_qa = smaug["zero_shot"]["qa"]["normal"]
+    assert zs_qa["candidates"] == 8 and 0 <= zs_qa["accuracy"] <= 100 and "shuffled" not in smaug["zero_shot"]["qa"]
+    assert zs_qa["in_vocab_fraction"] == smaug["finetuned"]["qa"]["normal"]["in_vocab_fraction"]
     r = smaug["zero_shot"]["retrieval"]
     assert r["normal"]["num_videos"] == 6 and r["normal"]["num_texts"] == 12
     for scoring in ("vtc", "vtm"):
@@ -206,6 +211,7 @@ def test_tables_twice_identical_and_name_checkpoints(workspace, evaluated):
     assert "synthetic ret_test (MSRVTT-style) R@1" in ret and "MSRVTT (1k-A) R@1" in ret
     assert "chance (6 test videos)" in ret
     qa = (out / "qa.md").read_text()
+    assert "| smaug | measured | zero-shot, MLM head over 8 answers, 2 frames |" in qa
     assert "MSRVTT-QA acc" in qa and "synthetic qa_test (MSRVTT-QA-style) acc" in qa
     # the chance row carries the majority answer's accuracy even though the first recipe in
     # name order (dense) was not fine-tuned and so has no open-ended QA of its own
@@ -350,3 +356,60 @@ def test_finetune_owns_its_stop_signals_from_the_start(workspace, tmp_path):
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert read_state(out)["step"] == 3 and read_state(out)["finished"] is True
+
+
+@pytest.fixture(scope="module")
+def evaluated_with_qa_study(workspace, evaluated):
+    """smaug evaluated again with the QA study too (the default studies retrieval only)."""
+    extra = ["eval.ensemble_study.tasks=[retrieval, qa]", *(f"eval.{d}_dir={workspace['base'] / 'mq' / d}"
+                                                           for d in ("details", "metrics", "plots"))]
+    out = evaluate_recipe(workspace["params"](*extra), "smaug", [*workspace["overrides"], *extra])
+    return {"smaug": out, "dense": evaluated["dense"], "default_study": evaluated["smaug"]["frame_ensembles"]}
+
+
+def test_frame_ensemble_study_and_its_table(workspace, evaluated_with_qa_study, tmp_path):
+    """eval.ensemble_study (default: smaug, concat/mean/max/lse on 8 frames) is in the details
+    file and in tables/ensembles.md beside the main evaluation (the training count, 2 frames)."""
+    default = evaluated_with_qa_study["default_study"]
+    assert {m: sorted(s) for m, s in default["modes"].items()} == {m: ["zero_shot"] for m in ("concat", "lse", "max", "mean")}
+    evaluated = evaluated_with_qa_study
+    study = evaluated["smaug"]["frame_ensembles"]
+    assert "frame_ensembles" not in evaluated["dense"] and study["frames"] == 8
+    assert sorted(study["modes"]) == ["concat", "lse", "max", "mean"]
+    for mode, settings in study["modes"].items():
+        assert sorted(settings) == ["finetuned", "zero_shot"]
+        r, q = settings["zero_shot"]["retrieval"], settings["finetuned"]["qa"]
+        assert r["frames"] == q["frames"] == 8 and "shuffled" not in r
+        assert r["frames_ensemble"]["groups"] == (1 if mode == "concat" else 4)
+        assert ("order_pairs" in r["normal"]) == (mode == "concat")
+    cfg = section(workspace["params"](f"tables.out_dir={tmp_path}", f"tables.eval_dir={workspace['base'] / 'mq' / 'details'}"),
+                  TablesConfig, "tables")
+    tables_mod.write_tables(cfg, workspace["params_path"], check=False)  # the file carries other params now
+    rows = list(csv.DictReader((Path(cfg.out_dir) / "ensembles.csv").read_text().splitlines()))
+    ret = [r for r in rows if r["Task"] == "retrieval"]
+    assert [r["Ensemble"] for r in ret] == ["none (as evaluated)", "concat", "mean of 4 groups", "max of 4 groups",
+                                           "lse of 4 groups, tau 0.1"]
+    assert ret[0]["Test frames"] == "2" and ret[0]["Change"] == "–"
+    base = evaluated["smaug"]["zero_shot"]["retrieval"]["normal"]["vtc"]["t2v"]["R@1"]
+    mean = study["modes"]["mean"]["zero_shot"]["retrieval"]["normal"]["vtc"]["t2v"]["R@1"]
+    assert ret[2]["Score"] == f"{mean:.1f}" and ret[2]["Change"] == f"{mean - base:+.1f}"
+    assert [r["Setting"] for r in rows if r["Task"] == "qa"] == ["fine-tuned"] * 5
+
+
+def test_main_evaluation_with_a_frame_ensemble(workspace, finetuned):
+    out = evaluate_recipe(workspace["params"]("eval.frames_ensemble=lse", "eval.ensemble_frames=4",
+                                              "eval.tasks=[retrieval, mc]", "eval.shuffle_test=false",
+                                              "eval.recipes=[dense]", "eval.ensemble_study.recipes=[]",
+                                              f"eval.metrics_dir={workspace['base'] / 'me'}",
+                                              f"eval.details_dir={workspace['base'] / 'me'}",
+                                              f"eval.plots_dir={workspace['base'] / 'me'}"),
+                          "dense")
+    for task in ("retrieval", "mc"):
+        m = out["zero_shot"][task]
+        assert m["frames"] == 4 and m["frames_ensemble"] == {
+            "mode": "lse", "groups": 2, "label": "lse of 2 groups, tau 0.1", "frames_per_group": 2, "temperature": 0.1}
+    assert "order_pairs_skipped" in out["zero_shot"]["retrieval"]["normal"]
+    with pytest.raises(ValueError, match="ensemble_frames=5 is not a multiple"):
+        evaluate_recipe(workspace["params"]("eval.frames_ensemble=mean", "eval.ensemble_frames=5",
+                                            "eval.tasks=[retrieval]", "eval.ensemble_study.recipes=[]",
+                                            f"eval.details_dir={workspace['base'] / 'me5'}"), "dense")
