@@ -43,7 +43,8 @@ def load_config(params: str | None, overrides: list[str]) -> PreprocessConfig:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m preprocess", description=__doc__.split("\n")[0])
     p.add_argument("--annotations", nargs="+", help="annotation file(s)")
-    p.add_argument("--videos", help="folder of videos, or a .tar of videos (members found by stem)")
+    p.add_argument("--videos", help="folder of videos or images, or a .tar of them (members found by stem); "
+                   "default for one img2dataset .tar / .parquet: that file")
     p.add_argument("--out", help="shard folder (shard-*.tar, stats.parquet); not needed for --stage ingest")
     p.add_argument("--format", choices=FORMATS, help="annotation format (default: detect)")
     p.add_argument("--split", help="keep only this split (files that carry splits, e.g. MSR_VTT.json)")
@@ -76,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out) if args.out else None
     manifest = Path(args.manifest) if args.manifest else out / "manifest.parquet"
+    if args.videos is None and args.annotations and len(args.annotations) == 1 \
+            and Path(args.annotations[0]).suffix in (".tar", ".parquet"):
+        args.videos = args.annotations[0]  # an img2dataset tar / Parquet holds its own images
     if args.stage in ("all", "ingest") and (not args.annotations or not args.videos):
         print("error: --annotations and --videos are needed to build the manifest", file=sys.stderr)
         return 2

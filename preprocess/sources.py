@@ -1,4 +1,5 @@
-"""Where the source videos are: a folder, or one tar of videos (the synthetic benchmark's form).
+"""Where the source videos are: a folder, or one tar of videos (the synthetic benchmark's form),
+or (for images) an img2dataset Parquet whose ``jpg`` column holds the image bytes.
 
 :func:`index_videos` lists every candidate file once (relative path, stem, size, and for a tar
 the byte offset of the member's data), so ingest can join annotations with files by path or
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from preprocess.images import index_parquet_images, parquet_image_bytes
 from preprocess.probe import BadVideo
 
 # Files that are plainly not videos are not candidates when a stem has several files.
@@ -34,7 +36,9 @@ def index_videos(videos: Path) -> pd.DataFrame:
     rows = []
     if not videos.exists():
         raise FileNotFoundError(f"{videos}: videos folder or tar not found")
-    if videos.is_file():
+    if videos.is_file() and videos.suffix == ".parquet":  # img2dataset's images as Parquet bytes
+        rows = index_parquet_images(videos)
+    elif videos.is_file():
         with tarfile.open(videos) as tar:
             for m in tar:
                 if m.isfile():
@@ -68,6 +72,16 @@ def local_copy(container: str, relpath: str, offset: int, size: int, tmp_dir: st
         yield path
         return
     suffix = Path(relpath).suffix
+    if Path(container).suffix == ".parquet":  # offset is the row holding the image bytes
+        data = parquet_image_bytes(Path(container), offset)
+        fd, tmp = tempfile.mkstemp(suffix=suffix, prefix="src-", dir=tmp_dir)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            yield Path(tmp)
+        finally:
+            os.unlink(tmp)
+        return
     fd, tmp = tempfile.mkstemp(suffix=suffix, prefix="src-", dir=tmp_dir)
     try:
         with os.fdopen(fd, "wb") as out, open(container, "rb") as src:
