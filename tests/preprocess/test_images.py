@@ -237,3 +237,14 @@ def test_normalised_jpeg_is_deterministic(tmp_path, images):
         (tmp_path / name).mkdir()
         outputs.append(run(tmp_path / name, ann, images)[2]["good"]["jpg"])
     assert outputs[0] == outputs[1]
+
+
+def test_singularity_image_list(tmp_path, images):
+    """The pretrain_webvid_cc3m preset's CC3M form: a Singularity list naming images."""
+    ann = tmp_path / "cc3m_train.json"
+    ann.write_text(json.dumps([{"image": "good.jpg", "caption": "a red square"},
+                               {"image": "tiny.jpg", "caption": "tiny"}]))
+    _, stats, samples = run(tmp_path, ann, images)
+    assert [r["status"] for r in stats] == ["ok", "failed"]
+    assert stats[1]["error"].startswith("too small")
+    check_image_sample(samples["good"], ["a red square"], (120, 80))
