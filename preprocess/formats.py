@@ -472,7 +472,7 @@ def _looks_like_cc3m(header: str, cols: set[str]) -> bool:
     image file (CC3M and CC12M ship without a header)."""
     from preprocess.images import is_image_path, is_url
     fields = [c.strip() for c in header.rstrip("\r\n").split("\t")]
-    if {c.lower() for c in cols} == {"caption", "url"}:
+    if {"caption", "url"} <= {c.lower() for c in cols}:
         return True
     return len(fields) == 2 and any(is_url(f) or is_image_path(f) for f in fields)
 

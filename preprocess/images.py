@@ -10,7 +10,9 @@ loader plans it like a clip of one frame). Every input row still ends as one sta
 Formats:
 
 - ``cc3m``        CC3M / CC12M TSV: ``caption<TAB>url-or-file`` (CC3M's order) or
-                  ``url<TAB>caption`` (CC12M's); an optional header line ``caption url``. A
+                  ``url<TAB>caption`` (CC12M's), no header; or a table with a header naming
+                  ``caption`` and ``url`` (img2dataset's input: CSV, or TSV; other columns are
+                  ignored). A
                   row naming a URL fails ("URL without network"): this machine downloads
                   nothing, so fetch the images first (e.g. img2dataset) and list local files.
 - ``coco``        COCO captions JSON: ``{"images": [{"id", "file_name"}], "annotations":
@@ -72,30 +74,55 @@ def _image_row(origin: str, location: str | None, caption, split: str | None, er
 
 
 def read_cc3m(path: Path, split: str | None = None) -> Iterator[dict]:
-    """CC3M / CC12M TSV: two tab-separated fields per line, no quoting (captions hold quotes)."""
+    """CC3M / CC12M TSV (two fields, no header), or a table with ``caption`` and ``url`` columns
+    (img2dataset's input: a ``.csv``, or a ``.tsv`` whose header names them, other columns ignored)."""
+    with path.open("rb") as f:
+        head = f.readline().decode("utf-8", errors="surrogateescape").lstrip("\ufeff").rstrip("\r\n")
+    if path.suffix == ".csv":
+        yield from _read_caption_url_csv(path, split)
+        return
+    columns = [c.strip().lower() for c in head.split("\t")]
+    header = columns if {"caption", "url"} <= set(columns) else None
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, 1):
+            if lineno == 1 and header:
+                continue
             line = raw.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
-            if lineno == 1:
-                line = line.lstrip("\ufeff")
-                if {c.strip().lower() for c in line.split("\t")} == {"caption", "url"}:
-                    continue  # a header line
             if not line.strip():
                 continue
             origin = f"{path.name}:line {lineno}"
-            fields = line.split("\t")
-            if len(fields) != 2:
+            # Tabs only, no quoting: CC3M captions hold bare quote characters.
+            fields = [x.strip() for x in line.split("\t")]
+            want = len(header) if header else 2
+            if len(fields) != want:
                 yield _image_row(origin, None, None, split,
-                                 f"row has {len(fields)} tab-separated fields, expected 2 (caption, url or file)")
+                                 f"row has {len(fields)} tab-separated fields, expected {want} "
+                                 f"({', '.join(header) if header else 'caption, url or file'})")
                 continue
-            a, b = (x.strip() for x in fields)
-            # CC3M lists caption first, CC12M url first: the location is the URL or image path.
-            first_is_location = (is_url(a) or is_image_path(a)) and not (is_url(b) or is_image_path(b))
-            caption, location = (b, a) if first_is_location else (a, b)
+            if header:
+                caption, location = fields[header.index("caption")], fields[header.index("url")]
+            else:
+                a, b = fields
+                # CC3M lists caption first, CC12M url first: the location is the URL or image path.
+                first_is_location = (is_url(a) or is_image_path(a)) and not (is_url(b) or is_image_path(b))
+                caption, location = (b, a) if first_is_location else (a, b)
             if not location:
                 yield _image_row(origin, None, None, split, "record names no image (empty url / file field)")
                 continue
             yield _image_row(origin, location, caption, split)
+
+
+def _read_caption_url_csv(path: Path, split: str | None) -> Iterator[dict]:
+    from preprocess.formats import _csv_records
+    for origin, rec, err in _csv_records(path, {"caption", "url"}, "caption/url CSV"):
+        if err:
+            yield _image_row(origin, None, None, split, err)
+            continue
+        location = (rec.get("url") or "").strip()
+        if not location:
+            yield _image_row(origin, None, None, split, "record names no image (empty url / file field)")
+            continue
+        yield _image_row(origin, location, rec.get("caption"), split)
 
 
 def read_coco(path: Path, split: str | None = None) -> Iterator[dict]:

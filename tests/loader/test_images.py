@@ -182,3 +182,30 @@ def test_dali_cpu_reads_images_like_the_cpu_backend(mixed_vp9, train, size):
             assert (diff.max() <= 1.01) if (size == 96 and not train) else (diff.mean() < 1.0), key
         seen += bd["key"]
     assert sorted(seen) == sorted(mixed_vp9["keys"]) and dali_loader.stats["skipped"] == 0
+
+
+def test_preprocessed_image_shards_load(tmp_path):
+    """python -m preprocess on a CC3M TSV, then the loader on its output: one pipeline, no glue."""
+    from tests.preprocess.helpers import params_file, run_cli
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    lines = []
+    for n in range(3):
+        Image.fromarray(rng.integers(0, 255, size=(90 + 10 * n, 150, 3), dtype=np.uint8)).save(folder / f"p{n}.jpg")
+        lines.append(f"picture number {n}\tp{n}.jpg")
+    (tmp_path / "cc.tsv").write_text("\n".join(lines) + "\n")
+    params = params_file(tmp_path, short_side=HEIGHT, cache_dir=None, shard_samples=2)
+    out = tmp_path / "shards"
+    run_cli("--annotations", str(tmp_path / "cc.tsv"), "--videos", str(folder), "--out", str(out),
+            "--params", str(params), "--workers", "1")
+    cfg = LoaderConfig(num_workers=0, shuffle_buffer=0, batch_size=2, image_size=64)
+    loader = build_loader(cfg, str(out), train=True, seed=0)
+    texts = []
+    for batch in loader:
+        assert batch["video"].shape == (len(batch["key"]), cfg.num_frames, 3, 64, 64)
+        for clip in batch["video"]:
+            assert all(torch.equal(clip[0], clip[t]) for t in range(1, cfg.num_frames))
+        texts += batch["text"]
+    assert sorted(texts) == [f"picture number {n}" for n in range(3)] and loader.stats["skipped"] == 0

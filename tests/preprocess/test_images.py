@@ -124,12 +124,19 @@ def test_cc3m_tsv(tmp_path, images):
     assert rows[f"{name}:line 1"]["out_num_frames"] == 1
 
 
-def test_cc3m_header_and_detection(tmp_path, images):
-    ann = tmp_path / "cc.tsv"
-    ann.write_text("caption\turl\nhello there\tgood.jpg\n")
+@pytest.mark.parametrize("name, text", [
+    ("cc.tsv", "url\tcaption\tsimilarity\ngood.jpg\thello \"there\"\t0.3\nhttps://a/b.jpg\tgone\t0.1\n"),
+    ("cc.csv", 'caption,url\n"hello ""there""",good.jpg\ngone,https://a/b.jpg\n'),
+])
+def test_caption_url_tables_with_a_header(tmp_path, images, name, text):
+    """img2dataset's input lists: a header naming caption and url, in any order, extra columns."""
+    ann = tmp_path / name
+    ann.write_text(text)
     _, stats, samples = run(tmp_path, ann, images)
-    assert [r["status"] for r in stats] == ["ok"]
+    assert [r["status"] for r in stats] == ["ok", "failed"]
+    assert stats[1]["error"].startswith("URL without network")
     assert json.loads(samples["good"]["json"])["format"] == "cc3m"
+    assert json.loads(samples["good"]["json"])["captions"] == ['hello "there"']
 
 
 def test_coco_json(tmp_path, images):
