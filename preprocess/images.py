@@ -271,6 +271,13 @@ def parquet_image_bytes(path: Path, row: int) -> bytes:
 # --------------------------------------------------------------------------- normalising
 
 
+def _check_sides(w: int, h: int, cfg: PreprocessConfig) -> None:
+    if min(w, h) < cfg.min_side:
+        raise BadVideo(f"too small: image is {w}x{h}, a side < min_side {cfg.min_side}")
+    if max(w, h) > cfg.max_side:
+        raise BadVideo(f"absurd frame size: image is {w}x{h}, a side > max_side {cfg.max_side}")
+
+
 def normalise_image(src: Path, out_dir: Path, stem: str, cfg: PreprocessConfig) -> tuple[dict, list[dict]]:
     """(probe facts, [one output]) for one image file, or :class:`BadVideo` with the reason."""
     from PIL import Image, ImageOps
@@ -290,6 +297,7 @@ def normalise_image(src: Path, out_dir: Path, stem: str, cfg: PreprocessConfig) 
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(src) as im:
                 codec, mode = (im.format or "unknown").lower(), im.mode
+                _check_sides(*im.size, cfg)  # from the header, before decoding an absurd image
                 im.load()  # decodes every byte: a truncated file raises here
                 im = ImageOps.exif_transpose(im)
                 rgb = im.convert("RGB")
@@ -298,10 +306,6 @@ def normalise_image(src: Path, out_dir: Path, stem: str, cfg: PreprocessConfig) 
     except (OSError, SyntaxError, ValueError) as err:  # Pillow's errors for broken data, not the machine's
         raise BadVideo(f"truncated or corrupt image: {err}") from None
     w, h = rgb.size
-    if min(w, h) < cfg.min_side:
-        raise BadVideo(f"too small: image is {w}x{h}, a side < min_side {cfg.min_side}")
-    if max(w, h) > cfg.max_side:
-        raise BadVideo(f"absurd frame size: image is {w}x{h}, a side > max_side {cfg.max_side}")
     probe = {"codec": codec, "container": "image", "fps": None, "num_frames": 1, "width": w, "height": h,
              "duration": None, "rotation": 0, "bytes": size, "pix_fmt": mode,
              "variable_frame_rate": False, "has_audio": False}

@@ -255,3 +255,34 @@ def test_singularity_image_list(tmp_path, images):
     assert [r["status"] for r in stats] == ["ok", "failed"]
     assert stats[1]["error"].startswith("too small")
     check_image_sample(samples["good"], ["a red square"], (120, 80))
+
+
+def test_side_limits_checked_from_the_header(tmp_path):
+    from preprocess.config import PreprocessConfig
+    from preprocess.images import normalise_image
+    from preprocess.probe import BadVideo
+
+    src = tmp_path / "wide.jpg"
+    src.write_bytes(GOOD)  # 120x80
+    with pytest.raises(BadVideo, match=r"absurd frame size: image is 120x80, a side > max_side 100"):
+        normalise_image(src, tmp_path, "k", PreprocessConfig(max_side=100, cache_dir=None))
+    assert not (tmp_path / "k.jpg").exists()
+
+
+@pytest.mark.parametrize("name, content, words", [
+    ("bad.json", {"annotations": [], "images": {}}, ["bad.json", "needs 'images' and 'annotations' lists"]),
+    ("bad.parquet", None, ["bad.parquet", "needs a 'caption' column", "['text', 'url']"]),
+])
+def test_unreadable_collections_are_one_clear_error(tmp_path, name, content, words):
+    from tests.preprocess.helpers import assert_error_line
+
+    ann = tmp_path / name
+    if content is None:
+        pq.write_table(pa.table({"url": ["https://a/0.jpg"], "text": ["x"]}), ann)
+    else:
+        ann.write_text(json.dumps(content))
+    fmt = ["--format", "coco"] if name.endswith(".json") else []
+    proc = run_cli("--annotations", str(ann), "--videos", str(tmp_path), "--out", str(tmp_path / "o"), *fmt,
+                   check=False)
+    assert proc.returncode == 2
+    assert_error_line(proc, *words)
