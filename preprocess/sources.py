@@ -56,6 +56,17 @@ def index_videos(videos: Path) -> pd.DataFrame:
     return df.sort_values("relpath", kind="stable").reset_index(drop=True)
 
 
+def index_sources(sources: list[Path]) -> pd.DataFrame:
+    """:func:`index_videos` over several folders / tars (e.g. every tar of an img2dataset
+    download), with a ``container`` column; a relative path listed twice keeps its first."""
+    frames = []
+    for src in sources:
+        df = index_videos(src)
+        df["container"] = str(Path(src).resolve())
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True).drop_duplicates("relpath").reset_index(drop=True)
+
+
 @contextmanager
 def local_copy(container: str, relpath: str, offset: int, size: int, tmp_dir: str | None = None) -> Iterator[Path]:
     """A path ffmpeg can open: the folder's file, or the tar member copied to a temp file.

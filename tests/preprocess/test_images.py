@@ -286,3 +286,20 @@ def test_unreadable_collections_are_one_clear_error(tmp_path, name, content, wor
                    check=False)
     assert proc.returncode == 2
     assert_error_line(proc, *words)
+
+
+def test_several_img2dataset_tars_in_one_run(tmp_path):
+    """img2dataset writes 00000.tar, 00001.tar, ...: all of them in one run, images found in each."""
+    write_wds(tmp_path / "00000.tar", {"000000000": {"jpg": GOOD, "txt": b"first tar"},
+                                       "000000001": {"jpg": TINY, "txt": b"tiny"}})
+    write_wds(tmp_path / "00001.tar", {"000010000": {"jpg": jpeg_bytes(64, 96, (1, 2, 3)), "txt": b"second tar"}})
+    params = params_file(tmp_path, short_side=SHORT_SIDE, cache_dir=None, shard_samples=2)
+    out = tmp_path / "shards"
+    run_cli("--annotations", str(tmp_path / "00000.tar"), str(tmp_path / "00001.tar"), "--out", str(out),
+            "--params", str(params), "--workers", "1")
+    stats = {r["key"]: r for r in pq.read_table(out / "stats.parquet").to_pylist()}
+    assert {k: r["status"] for k, r in stats.items()} == {"000000000": "ok", "000000001": "failed", "000010000": "ok"}
+    assert stats["000000001"]["error"].startswith("too small")
+    samples = samples_in(out)
+    check_image_sample(samples["000000000"], ["first tar"], (120, 80))
+    check_image_sample(samples["000010000"], ["second tar"], (64, 96))
