@@ -28,8 +28,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import dask
-import dask.dataframe as dd
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -153,6 +151,8 @@ def group_samples(rows: pd.DataFrame) -> pd.DataFrame:
     rows of one-row-per-video formats (duplicate keys), and videos whose id sanitises to a
     key another video id already has (the id equal to the key, else the first sorted, wins).
     """
+    import pandas as pd
+
     records = rows.reset_index().sort_values(["key", "row"], kind="stable").to_dict("records")
     out = []
     for key, by_key in itertools.groupby(records, key=lambda r: r["key"]):
@@ -210,6 +210,8 @@ def _none(value):
 
 
 def _sample_meta() -> pd.DataFrame:
+    import pandas as pd
+
     return pd.DataFrame({c: pd.Series(dtype="object") for c in SAMPLE_COLUMNS})
 
 
@@ -262,6 +264,8 @@ def build_manifest(annotations: Path | str | list, videos: Path | str | list, ma
     ``manifest`` is the file to write, or a folder (then ``<folder>/manifest.parquet``, where
     :func:`preprocess.api.plan_shards` looks for it by default).
     """
+    import dask.dataframe as dd  # lazily (with pandas): ~1 s of start-up that only ingestion needs
+
     paths = [Path(a) for a in (annotations if isinstance(annotations, (list, tuple)) else [annotations])]
     # Several folders / tars (e.g. every tar of an img2dataset download): files are found in any.
     sources = [Path(v).resolve() for v in (videos if isinstance(videos, (list, tuple)) else [videos])]
@@ -297,6 +301,8 @@ def build_manifest(annotations: Path | str | list, videos: Path | str | list, ma
 
 
 def _located_meta() -> pd.DataFrame:
+    import pandas as pd
+
     cols = [c for c in SAMPLE_COLUMNS if c != "want_path"] + ["source", "offset", "size", "container"]
     meta = pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
     meta["offset"] = meta["offset"].astype("int64")

@@ -4,7 +4,8 @@ Every output is H.264 (libx264), yuv420p, constant frame rate ``target_fps``, sh
 ``short_side`` (even dimensions, square pixels), a keyframe every ``keyint`` frames in closed
 GOPs (``-g N -keyint_min N -sc_threshold 0``), no B-frames, the source's rotation applied,
 audio dropped unless ``keep_audio``. Videos longer than ``max_window_s`` become several windows
-(keys ``<key>_w000``, ``<key>_w001`` ...).
+(keys ``<key>_w000``, ``<key>_w001`` ...), all written by one ffmpeg pass (segment muxer,
+keyframes forced at the window starts).
 
 Determinism: one ffmpeg thread per transcode and bit-exact flags, so the same source and
 settings give byte-identical mp4s. That is also what makes the transcode cache sound: an entry
@@ -58,17 +59,16 @@ def output_size(probe: dict, cfg: PreprocessConfig) -> tuple[int, int]:
     return max(2, int(round(w * s / h / 2)) * 2), s
 
 
-def transcode_args(src: Path, dst: Path, probe: dict, window: tuple[float, float] | None,
-                   cfg: PreprocessConfig) -> list[str]:
-    """The ffmpeg argument list (never a shell string) for one output."""
+def _common_args(src: Path, probe: dict, cfg: PreprocessConfig, start: float | None, length: float | None) -> list[str]:
+    """Input, mapping, filters and encoder settings shared by one-file and segmented outputs."""
     w, h = output_size(probe, cfg)
     fps = f"{cfg.target_fps:g}"
     args = [cfg.ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-threads", "1"]
-    if window is not None:
-        args += ["-ss", f"{window[0]:.3f}"]
+    if start is not None:
+        args += ["-ss", f"{start:.3f}"]
     args += ["-i", str(src)]
-    if window is not None:
-        args += ["-t", f"{window[1]:.3f}"]
+    if length is not None:
+        args += ["-t", f"{length:.3f}"]
     args += ["-map", "0:v:0"]
     if cfg.keep_audio and probe.get("has_audio"):
         args += ["-map", "0:a:0", "-c:a", "aac", "-b:a", "64k", "-ac", "1", "-flags:a", "+bitexact"]
@@ -81,10 +81,32 @@ def transcode_args(src: Path, dst: Path, probe: dict, window: tuple[float, float
         "-g", str(cfg.keyint), "-keyint_min", str(cfg.keyint), "-sc_threshold", "0", "-bf", "0",
         "-x264-params", "open-gop=0", "-threads", "1", "-filter_threads", "1",
         "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1",
-        "-fflags", "+bitexact", "-flags:v", "+bitexact", "-movflags", "+faststart",
-        "-f", "mp4", str(dst),
+        "-fflags", "+bitexact", "-flags:v", "+bitexact",
     ]
     return args
+
+
+def transcode_args(src: Path, dst: Path, probe: dict, window: tuple[float, float] | None,
+                   cfg: PreprocessConfig) -> list[str]:
+    """The ffmpeg argument list (never a shell string) for one output."""
+    start, length = window if window is not None else (None, None)
+    return _common_args(src, probe, cfg, start, length) + ["-movflags", "+faststart", "-f", "mp4", str(dst)]
+
+
+def segment_args(src: Path, pattern: Path, probe: dict, windows: list[tuple[float, float]],
+                 cfg: PreprocessConfig) -> list[str]:
+    """One ffmpeg pass writing every window (``pattern`` holds ``%03d``): the segment muxer cuts
+    at the window starts, where keyframes are forced, so each window is a whole closed-GOP mp4
+    starting at time 0, as a separate ``-ss``/``-t`` transcode of it would be, for one decode
+    of the source instead of one seek-and-decode per window."""
+    cuts = ",".join(f"{start:.3f}" for start, _ in windows[1:])
+    end = windows[-1][0] + windows[-1][1]  # a dropped short tail is not encoded at all
+    args = _common_args(src, probe, cfg, None, end)
+    if cuts:
+        args += ["-force_key_frames", cuts]
+    return args + ["-f", "segment", *(["-segment_times", cuts] if cuts else []), "-reset_timestamps", "1",
+                   "-segment_format", "mp4", "-segment_format_options", "movflags=+faststart",
+                   "-segment_start_number", "0", str(pattern)]
 
 
 def count_output(path: Path) -> dict:
@@ -102,13 +124,12 @@ def count_output(path: Path) -> dict:
                 "pix_fmt": s.codec_context.format.name if s.codec_context.format else None}
 
 
-def transcode(src: Path, dst: Path, probe: dict, window, cfg: PreprocessConfig) -> dict:
-    """Run one transcode; return the ``video`` facts of the sample JSON, or raise BadVideo."""
-    args = transcode_args(src, dst, probe, window, cfg)
+def _run_ffmpeg(args: list[str], dst: Path, src: Path, timeout_s: float) -> None:
+    """Run ffmpeg; raise MachineFault for the machine's errors, BadVideo for the video's."""
     try:
-        proc = subprocess.run(args, capture_output=True, timeout=cfg.transcode_timeout_s)
+        proc = subprocess.run(args, capture_output=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        raise BadVideo(f"transcode timed out after {cfg.transcode_timeout_s:.0f} s") from None
+        raise BadVideo(f"transcode timed out after {timeout_s:.0f} s") from None
     _stop_on_machine_fault(proc, dst)
     tail = stderr_tail(proc.stderr, hide=str(src))
     empty = not dst.exists() or dst.stat().st_size == 0
@@ -118,6 +139,10 @@ def transcode(src: Path, dst: Path, probe: dict, window, cfg: PreprocessConfig) 
                 or (proc.returncode == 0 and empty):
             raise BadVideo(f"no decodable frames (ffmpeg: {tail})")
         raise BadVideo(f"truncated or corrupt video: transcode failed (ffmpeg: {tail})")
+
+
+def _checked_facts(dst: Path, probe: dict, window, cfg: PreprocessConfig) -> dict:
+    """The ``video`` facts of one written output, or BadVideo when it is short of what was asked."""
     facts = count_output(dst)
     if facts["num_frames"] == 0:
         raise BadVideo("no decodable frames: the transcode produced no frames")
@@ -131,6 +156,32 @@ def transcode(src: Path, dst: Path, probe: dict, window, cfg: PreprocessConfig) 
     return {"fps": cfg.target_fps, "num_frames": facts["num_frames"], "width": facts["width"],
             "height": facts["height"], "duration": round(decoded, 4), "codec": facts["codec"],
             "pix_fmt": facts["pix_fmt"], "keyint": cfg.keyint}
+
+
+def transcode(src: Path, dst: Path, probe: dict, window, cfg: PreprocessConfig) -> dict:
+    """Run one transcode; return the ``video`` facts of the sample JSON, or raise BadVideo."""
+    _run_ffmpeg(transcode_args(src, dst, probe, window, cfg), dst, src, cfg.transcode_timeout_s)
+    return _checked_facts(dst, probe, window, cfg)
+
+
+def transcode_windows(src: Path, out_dir: Path, stem: str, probe: dict, windows: list[tuple[float, float]],
+                      cfg: PreprocessConfig) -> list[tuple[Path, dict]]:
+    """All windows of one long video in one ffmpeg pass: ``(path, video facts)`` per window.
+
+    Each window is checked as a separate transcode would be (a short or missing one makes the
+    whole video a BadVideo, as before); the time limit grows with the number of windows.
+    """
+    paths = [out_dir / f"{stem}_w{i:03d}.mp4" for i in range(len(windows))]
+    args = segment_args(src, out_dir / f"{stem}_w%03d.mp4", probe, windows, cfg)
+    _run_ffmpeg(args, paths[0], src, cfg.transcode_timeout_s * len(windows))
+    extra = out_dir / f"{stem}_w{len(windows):03d}.mp4"
+    if extra.exists():  # a cut landed off a window start: never ship windows that do not match the plan
+        raise BadVideo(f"internal error (segmenting gave more than the {len(windows)} planned windows)")
+    for i, path in enumerate(paths):
+        if not path.exists() or path.stat().st_size == 0:
+            raise BadVideo(f"truncated or corrupt video: window {i} of {len(windows)} was not written "
+                           "(the source ends early)")
+    return [(path, _checked_facts(path, probe, window, cfg)) for path, window in zip(paths, windows)]
 
 
 def _stop_on_machine_fault(proc: subprocess.CompletedProcess, dst: Path) -> None:
@@ -159,10 +210,12 @@ def normalise_video(src: Path, probe: dict, out_dir: Path, stem: str, cfg: Prepr
     """
     outputs = []
     windows = plan_windows(probe["duration"], cfg)
-    for i, window in enumerate(windows):
+    if windows == [None]:
+        written = [(out_dir / f"{stem}.mp4", transcode(src, out_dir / f"{stem}.mp4", probe, None, cfg))]
+    else:
+        written = transcode_windows(src, out_dir, stem, probe, windows, cfg)
+    for i, (window, (dst, video)) in enumerate(zip(windows, written)):
         suffix = "" if window is None else f"_w{i:03d}"
-        dst = out_dir / f"{stem}{suffix}.mp4"
-        video = transcode(src, dst, probe, window, cfg)
         outputs.append({
             "suffix": suffix, "path": str(dst), "video": video,
             "normalize": {

@@ -17,8 +17,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pandas as pd
-
 from preprocess.images import index_parquet_images, parquet_image_bytes
 from preprocess.probe import BadVideo
 
@@ -32,6 +30,8 @@ def is_tar(path: Path) -> bool:
 
 def index_videos(videos: Path) -> pd.DataFrame:
     """One row per file: relpath, stem, size, offset (tar member data offset, -1 for a folder)."""
+    import pandas as pd  # lazily: only ingestion lists the videos; the shard stage starts faster
+
     videos = Path(videos)
     rows = []
     if not videos.exists():
@@ -59,6 +59,8 @@ def index_videos(videos: Path) -> pd.DataFrame:
 def index_sources(sources: list[Path]) -> pd.DataFrame:
     """:func:`index_videos` over several folders / tars (e.g. every tar of an img2dataset
     download), with a ``container`` column; a relative path listed twice keeps its first."""
+    import pandas as pd  # lazily, as in index_videos
+
     frames = []
     for src in sources:
         df = index_videos(src)

@@ -7,6 +7,9 @@ writes ``results/bench/pretrain.json``:
 * ``flops_ratio``: dense FLOPs per clip over SMAUG's (one forward+backward, FlopCounterMode
   with attention counted: ``attention_counted``);
 * each recipe's clips/s, seconds per step and FLOPs per clip;
+* ``grid``: the same comparison at several frames x image sizes (tokens per clip), FLOPs
+  counted at every point and clips/s timed up to ``--grid-timed-max-tokens`` (train/speedup_grid.py),
+  drawn in ``--plot`` (``results/plots/speedup_vs_tokens.png``);
 * ``projection``: each recipe's GPU-hours at paper scale, from the FLOPs per clip of the
   ``cost.preset`` model (``paper``: ViT-B/16 at 224 px + BERT-base as 6 trainable text and 6
   fusion layers) and the ``cost:`` assumptions of params.yaml. It is computed
@@ -39,6 +42,7 @@ from pipeline.provenance import BENCH_KEYS, FIELD, stamp
 from train import cost
 from train.config import CostConfig
 from train.pretrain import load_run_config
+from train.speedup_grid import GridPoint, measure_grid, plot_speedup
 from train.trainer import Trainer, default_loss
 
 log = logging.getLogger("train.bench")
@@ -57,10 +61,24 @@ def parse_args(argv):
     p.add_argument("--candidate", default=CANDIDATE)
     p.add_argument("--baseline", default=BASELINE)
     p.add_argument("--no-projection", action="store_true", help="skip the paper-scale projection")
+    p.add_argument("--grid", default="4x96,8x96,16x160,8x224",
+                   help="FRAMESxSIZE points of the speed-up grid (comma-separated; empty: no grid). "
+                        "8x224 is the paper's token count (1568 tokens at patch 16)")
+    p.add_argument("--grid-batch", type=int, default=2, help="clips per step at each grid point")
+    p.add_argument("--grid-steps", type=int, default=1, help="timed steps per recipe at each timed grid point")
+    p.add_argument("--grid-timed-max-tokens", type=int, default=300,
+                   help="time grid points up to this many tokens per clip; larger ones get counted FLOPs only")
+    p.add_argument("--plot", default="results/plots/speedup_vs_tokens.png", help="the grid's plot")
     cli.add_config_arguments(p)
     args = cli.parse(p, argv)
     if args.steps < 1 or args.warmup < 0:
         p.error("--steps must be >= 1 and --warmup >= 0")
+    if args.grid_batch < 2 or args.grid_steps < 1:
+        p.error("--grid-batch must be >= 2 (in-batch objectives) and --grid-steps >= 1")
+    try:
+        args.grid_points = [GridPoint.parse(t) for t in args.grid.split(",") if t.strip()]
+    except ValueError as err:
+        p.error(str(err))
     return args
 
 
@@ -204,6 +222,13 @@ def main(argv: list[str] | None = None) -> int:
     out = run_bench(args)
     if not args.no_projection:
         out["projection"] = paper_scale_projection(args)
+    if args.grid_points:
+        rows = measure_grid(args, args.grid_points, [args.candidate, args.baseline], batch_size=args.grid_batch,
+                            steps=args.grid_steps, timed_max_tokens=args.grid_timed_max_tokens,
+                            load_run_config=load_run_config)
+        out["grid"] = {"points": rows, "timed_max_tokens": args.grid_timed_max_tokens,
+                       "note": "points with timed=false carry counted FLOPs only (too big to time on this CPU)"}
+        plot_speedup(rows, args.plot, args.candidate, args.baseline)
     out[FIELD] = stamp(load_params(args.params, overrides=args.overrides), BENCH_KEYS, overrides=args.overrides)
     cost.write_json(Path(args.out), out)
     log.info("speedup %.2fx (clips/s %s %.2f vs %s %.2f), flops_ratio %.2f -> %s",

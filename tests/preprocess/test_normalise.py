@@ -107,3 +107,41 @@ def test_distributed_client_path_writes_the_same_shards(media, tmp_path):
         assert finalize(out)["ok"] == 2
         outs[mode] = {p.name: p.read_bytes() for p in out.glob("shard-*.tar")}
     assert len(outs["threads"]) == 2 and outs["threads"] == outs["client"]
+
+
+def test_one_pass_windows_match_separate_transcodes(media, tmp_path):
+    """The segment muxer's windows: whole closed-GOP mp4s starting at a keyframe and at time 0,
+    with the frames a separate -ss/-t transcode of each window gives."""
+    import av
+    import numpy as np
+
+    from preprocess.normalise import transcode, transcode_windows
+
+    cfg = PreprocessConfig(max_window_s=1.4, min_duration_s=0.5, keyint=10)
+    src = media["good"]["long"]
+    probe = probe_source(src, cfg)
+    windows = plan_windows(probe["duration"], cfg)
+    assert len(windows) >= 2
+    written = transcode_windows(src, tmp_path, "long", probe, windows, cfg)
+    assert [p.name for p, _ in written] == [f"long_w{i:03d}.mp4" for i in range(len(windows))]
+    for i, ((path, facts), window) in enumerate(zip(written, windows)):
+        alone = transcode(src, tmp_path / f"alone_{i}.mp4", probe, window, cfg)
+        assert facts["num_frames"] == alone["num_frames"] == round(window[1] * cfg.target_fps)
+        with av.open(str(path)) as seg:
+            packets = [p for p in seg.demux(video=0) if p.size]
+            assert packets[0].is_keyframe and packets[0].pts == 0  # each window starts cleanly
+            assert [n for n, p in enumerate(packets) if p.is_keyframe][:2] == [0, 10]  # GOPs of keyint
+        with av.open(str(path)) as seg, av.open(str(tmp_path / f"alone_{i}.mp4")) as one:
+            a = next(seg.decode(video=0)).to_ndarray(format="rgb24").astype(int)
+            b = next(one.decode(video=0)).to_ndarray(format="rgb24").astype(int)
+            assert np.abs(a - b).mean() < 3  # the same first frame (both lossy encodes of it)
+
+
+def test_one_pass_windows_fail_the_video_when_the_source_ends_early(media, tmp_path):
+    from preprocess.normalise import transcode_windows
+
+    cfg = PreprocessConfig(max_window_s=1.4, min_duration_s=0.5)
+    src = media["good"]["long"]
+    probe = dict(probe_source(src, cfg), duration=30.0)  # the container claims more than there is
+    with pytest.raises(BadVideo, match="truncated or corrupt video"):
+        transcode_windows(src, tmp_path, "long", probe, plan_windows(30.0, cfg), cfg)

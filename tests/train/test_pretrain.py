@@ -116,7 +116,7 @@ def test_bench_writes_speedup_and_flops_ratio(tmp_path, params_file, overrides):
     from train import bench
 
     out = tmp_path / "bench.json"
-    assert bench.main(["--params", str(params_file), "--steps", "2", "--warmup", "0",
+    assert bench.main(["--params", str(params_file), "--steps", "2", "--warmup", "0", "--grid", "",
                        "--out", str(out), *overrides("cost.preset=smaug", "cost.mfu=0.5")]) == 0
     result = json.loads(out.read_text())
     proj = result["projection"]
@@ -136,6 +136,35 @@ def test_bench_writes_speedup_and_flops_ratio(tmp_path, params_file, overrides):
     assert result["attention_counted"] is True and proj["attention_counted"] is True
     assert proj["preset"] == "smaug"
     assert proj["flops_ratio"] == pytest.approx(proj["dense"]["flops_per_clip"] / proj["smaug"]["flops_per_clip"])
+
+
+def test_bench_grid_times_small_points_counts_big_ones_and_plots(tmp_path, params_file, overrides):
+    from train import bench
+
+    out, png = tmp_path / "bench.json", tmp_path / "speedup.png"
+    # patch 8: 2x16 -> 8 tokens (timed), 4x32 -> 64 tokens (counted only: above the limit of 10)
+    assert bench.main(["--params", str(params_file), "--steps", "1", "--warmup", "0", "--no-projection",
+                       "--grid", "2x16,4x32", "--grid-steps", "1", "--grid-timed-max-tokens", "10",
+                       "--out", str(out), "--plot", str(png), *overrides()]) == 0
+    grid = json.loads(out.read_text())["grid"]
+    small, big = grid["points"]
+    assert (small["frames"], small["image_size"], small["tokens_per_clip"], small["timed"]) == (2, 16, 8, True)
+    assert (big["tokens_per_clip"], big["timed"]) == (64, False) and "speedup" not in big
+    assert "clips_per_s" not in big["smaug"] and big["smaug"]["flops_per_clip"] > small["smaug"]["flops_per_clip"]
+    assert small["speedup"] == pytest.approx(small["smaug"]["clips_per_s"] / small["dense"]["clips_per_s"])
+    for row in (small, big):
+        assert row["flops_ratio"] == pytest.approx(row["dense"]["flops_per_clip"] / row["smaug"]["flops_per_clip"])
+    assert big["flops_ratio"] > small["flops_ratio"]  # masking and sparsifying save more on more tokens
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("grid", ["8by96", "0x96", "8x"])
+def test_bench_grid_bad_point_is_an_error_naming_it(grid, capsys):
+    from train import bench
+
+    with pytest.raises(SystemExit):
+        bench.main(["--grid", grid])
+    assert f"bad point {grid!r}" in capsys.readouterr().err
 
 
 def test_equal_time_steps_scale_by_the_benchmarked_throughput():

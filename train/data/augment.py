@@ -92,7 +92,12 @@ def hue_saturation_matrix(hue_degrees: float, saturation: float) -> np.ndarray:
 def apply_augment_torch(frames: np.ndarray, aug: Augment, cfg: LoaderConfig) -> torch.Tensor:
     """uint8 ``[T, H, W, 3]`` -> normalised float32 ``[T, 3, S, S]`` (S = cfg.image_size)."""
     crop = frames[:, aug.top : aug.top + aug.height, aug.left : aug.left + aug.width]
-    x = torch.from_numpy(np.ascontiguousarray(crop)).permute(0, 3, 1, 2).float()
+    return apply_augment_to_crop(np.ascontiguousarray(crop.transpose(0, 3, 1, 2)), aug, cfg)
+
+
+def apply_augment_to_crop(crop: np.ndarray, aug: Augment, cfg: LoaderConfig) -> torch.Tensor:
+    """The crop box already cut, uint8 ``[T, 3, h, w]`` -> normalised float32 ``[T, 3, S, S]``."""
+    x = torch.from_numpy(crop).float()
     size = cfg.image_size
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)

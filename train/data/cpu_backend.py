@@ -15,9 +15,9 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from train.data.augment import apply_augment_torch
+from train.data.augment import apply_augment_to_crop, apply_augment_torch
 from train.data.config import LoaderConfig
-from train.data.decode import CorruptVideo, decode_all_frames, decode_sampled_frames
+from train.data.decode import CorruptVideo, decode_all_frames, decode_sampled_planar
 from train.data.image import decode_image_clip, is_image_sample
 from train.data.samples import SKIPPED, PlannedSample, plan_sample
 from train.data.shards import Skipped, iter_samples
@@ -30,20 +30,23 @@ log = logging.getLogger(__name__)
 def decode_planned(plan: PlannedSample, cfg: LoaderConfig, decoder: str = "seek") -> torch.Tensor:
     """float32 ``[T, 3, S, S]`` for one planned sample.
 
-    ``decoder="all"`` decodes every frame and then picks (the naive baseline of the bench).
+    ``decoder="all"`` decodes and converts every frame, then picks and crops (the naive
+    baseline of the bench); ``"seek"`` decodes only the sampled frames and converts only the
+    crop box.
     """
+    aug = plan.augment
     if decoder == "all":
         frames = decode_all_frames(plan.video)
         if int(plan.indices.max()) >= len(frames):
             raise CorruptVideo(f"only {len(frames)} frames, frame {int(plan.indices.max())} needed")
         frames = frames[plan.indices]
-    else:
-        keyint = plan.meta.get("video", {}).get("keyint")
-        frames = decode_sampled_frames(plan.video, plan.indices, keyint=keyint)
-    aug = plan.augment
-    if aug.top + aug.height > frames.shape[1] or aug.left + aug.width > frames.shape[2]:
-        raise CorruptVideo(f"frames are {frames.shape[2]}x{frames.shape[1]}, metadata promised more")
-    return apply_augment_torch(frames, aug, cfg)
+        if aug.top + aug.height > frames.shape[1] or aug.left + aug.width > frames.shape[2]:
+            raise CorruptVideo(f"frames are {frames.shape[2]}x{frames.shape[1]}, metadata promised more")
+        return apply_augment_torch(frames, aug, cfg)
+    keyint = plan.meta.get("video", {}).get("keyint")
+    box = (aug.top, aug.left, aug.height, aug.width)
+    crop = decode_sampled_planar(plan.video, plan.indices, keyint=keyint, box=box)
+    return apply_augment_to_crop(crop, aug, cfg)
 
 
 def decode_clip(plan: PlannedSample, cfg: LoaderConfig, decoder: str = "seek") -> torch.Tensor:
