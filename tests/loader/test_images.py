@@ -209,3 +209,24 @@ def test_preprocessed_image_shards_load(tmp_path):
             assert all(torch.equal(clip[0], clip[t]) for t in range(1, cfg.num_frames))
         texts += batch["text"]
     assert sorted(texts) == [f"picture number {n}" for n in range(3)] and loader.stats["skipped"] == 0
+
+
+def test_image_clip_equals_the_video_path_on_the_repeated_frame(mixed):
+    """decode_clip augments the one frame once; the video path on T copies gives the same clip."""
+    from train.data.augment import apply_augment_torch
+    from train.data.cpu_backend import decode_clip
+    from train.data.samples import plan_sample
+    from train.data.shards import RawSample
+
+    cfg = LoaderConfig(image_size=64, hue=10.0)
+    key, jpg = next(iter(mixed["images"].items()))
+    meta = {"key": key, "media": "image", "captions": ["x"], "qa": [],
+            "video": {"num_frames": 1, "width": 128, "height": 96, "fps": None}}
+    plan = plan_sample(RawSample(key, jpg, meta), cfg, train=True, text="caption", seed=4, epoch=0)
+    assert plan.augment.saturation != 1.0 and plan.augment.hue != 0.0  # a real colour draw
+    with Image.open(io.BytesIO(jpg)) as im:
+        frame = np.asarray(im.convert("RGB"))
+    reference = apply_augment_torch(np.repeat(frame[None], cfg.num_frames, axis=0), plan.augment, cfg)
+    got = decode_clip(plan, cfg)
+    assert got.shape == reference.shape == (cfg.num_frames, 3, 64, 64)
+    assert torch.allclose(got, reference, atol=1e-5)

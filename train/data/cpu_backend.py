@@ -57,7 +57,8 @@ def decode_clip(plan: PlannedSample, cfg: LoaderConfig, decoder: str = "seek") -
         aug = plan.augment
         if aug.top + aug.height > frames.shape[1] or aug.left + aug.width > frames.shape[2]:
             raise CorruptVideo(f"image is {frames.shape[2]}x{frames.shape[1]}, metadata promised more")
-        return apply_augment_torch(frames, aug, cfg)
+        # One crop / colour draw per clip, so every frame comes out the same: compute it once.
+        return apply_augment_torch(frames[:1], aug, cfg).expand(len(frames), -1, -1, -1)
     return decode_planned(plan, cfg, decoder)
 
 
