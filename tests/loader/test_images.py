@@ -230,3 +230,26 @@ def test_image_clip_equals_the_video_path_on_the_repeated_frame(mixed):
     got = decode_clip(plan, cfg)
     assert got.shape == reference.shape == (cfg.num_frames, 3, 64, 64)
     assert torch.allclose(got, reference, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (DALI's mixed decoders)")
+def test_dali_gpu_reads_mixed_h264_and_images(mixed):
+    """On a GPU: NVDEC for the H.264 clips and nvJPEG for the images, in the same batches."""
+    pytest.importorskip("nvidia.dali", reason="nvidia-dali is not installed")
+    from train.data.loader import VideoTextLoader
+
+    cfg = LoaderConfig(num_workers=0, batch_size=4, shuffle_buffer=0)
+    gpu = VideoTextLoader(cfg, str(mixed["folder"]), train=False, seed=0, backend="dali", dali_device="mixed")
+    cpu = VideoTextLoader(cfg, str(mixed["folder"]), train=False, seed=0, backend="cpu")
+    std = torch.tensor(cfg.std).view(1, 3, 1, 1) * 255
+    seen = []
+    for bg, bc in zip(gpu, cpu, strict=True):
+        assert bg["key"] == bc["key"]
+        for j, key in enumerate(bg["key"]):
+            clip = bg["video"][j].cpu()
+            if key in mixed["images"]:
+                assert all(torch.equal(clip[0], clip[t]) for t in range(1, cfg.num_frames))
+            # nvJPEG / NVDEC against libjpeg-turbo / libavcodec: IDCT rounding, not other pixels
+            assert ((clip - bc["video"][j]) * std).abs().mean() < 1.5, key
+        seen += bg["key"]
+    assert sorted(seen) == sorted(mixed["keys"])
