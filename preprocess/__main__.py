@@ -1,6 +1,6 @@
 """python -m preprocess: annotations + videos -> normalised WebDataset shards + stats.parquet.
 
-    python -m preprocess --annotations FILE [FILE ...] --videos DIR_OR_TAR --out DIR
+    python -m preprocess --annotations FILE [FILE ...] --videos DIR_OR_TAR [...] --out DIR
                          [--format F] [--split S] [--workers N] [--shard-size N]
                          [--manifest PATH] [--stage all|ingest|shard] [--params params.yaml]
                          [--print-config] [preprocess.key=value ...]
@@ -43,7 +43,9 @@ def load_config(params: str | None, overrides: list[str]) -> PreprocessConfig:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m preprocess", description=__doc__.split("\n")[0])
     p.add_argument("--annotations", nargs="+", help="annotation file(s)")
-    p.add_argument("--videos", help="folder of videos, or a .tar of videos (members found by stem)")
+    p.add_argument("--videos", nargs="+", help="folder of videos or images, or a .tar of them (members found "
+                   "by path or stem); several are searched in order; default for img2dataset .tar / .parquet "
+                   "annotations: those files")
     p.add_argument("--out", help="shard folder (shard-*.tar, stats.parquet); not needed for --stage ingest")
     p.add_argument("--format", choices=FORMATS, help="annotation format (default: detect)")
     p.add_argument("--split", help="keep only this split (files that carry splits, e.g. MSR_VTT.json)")
@@ -76,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out) if args.out else None
     manifest = Path(args.manifest) if args.manifest else out / "manifest.parquet"
+    if args.videos is None and args.annotations \
+            and all(Path(a).suffix in (".tar", ".parquet") for a in args.annotations):
+        args.videos = args.annotations  # img2dataset tars / Parquet files hold their own images
     if args.stage in ("all", "ingest") and (not args.annotations or not args.videos):
         print("error: --annotations and --videos are needed to build the manifest", file=sys.stderr)
         return 2
@@ -99,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_stages(args: argparse.Namespace, cfg: PreprocessConfig, out: Path | None, manifest: Path) -> int:
     if args.stage in ("all", "ingest"):
-        build_manifest(args.annotations, args.videos, manifest, args.format, args.split, cfg)
+        videos = args.videos[0] if len(args.videos) == 1 else args.videos
+        build_manifest(args.annotations, videos, manifest, args.format, args.split, cfg)
         print(f"manifest: {manifest}", file=sys.stderr)
     if args.stage in ("all", "shard"):
         ids = plan_shards(out, cfg, manifest=manifest)

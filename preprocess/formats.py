@@ -26,6 +26,8 @@ Supported formats (``--format``; auto-detected from the file's name and first re
 - ``tgif_qa``       TGIF-QA Action/Transition {"gif_name", "question", "options", "answer": int}
                     and FrameQA {"gif_name", "question", "answer", "answer_type"} (JSON, JSONL or
                     the original tab-separated files)
+- ``cc3m``, ``coco``, ``img2dataset``  image-caption collections (CC3M / CC12M TSV, COCO
+                    captions JSON, img2dataset tar / Parquet): see :mod:`preprocess.images`
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from preprocess.images import read_cc3m, read_coco, read_img2dataset
+
 FORMATS = ("webvid", "msrvtt", "msrvtt_1ka", "clipbert", "singularity", "paragraph",
-           "msrvtt_qa", "msvd_qa", "tgif_qa")
+           "msrvtt_qa", "msvd_qa", "tgif_qa", "cc3m", "coco", "img2dataset")
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
@@ -403,6 +407,7 @@ READERS = {
     "webvid": read_webvid, "msrvtt": read_msrvtt, "msrvtt_1ka": read_msrvtt_1ka,
     "clipbert": read_clipbert, "singularity": read_singularity, "paragraph": read_paragraph,
     "msrvtt_qa": read_msrvtt_qa, "msvd_qa": read_msvd_qa, "tgif_qa": read_tgif_qa,
+    "cc3m": read_cc3m, "coco": read_coco, "img2dataset": read_img2dataset,
 }
 
 
@@ -425,6 +430,8 @@ def detect_format(path: Path) -> str:
     path = Path(path)
     if not path.exists():
         raise AnnotationError(f"{path}: annotation file not found")
+    if path.suffix in (".tar", ".parquet"):  # img2dataset writes its downloads as these
+        return "img2dataset"
     if path.suffix in (".csv", ".tsv", ".txt"):
         with path.open(newline="", encoding="utf-8", errors="surrogateescape") as f:
             header = f.readline().lstrip("\ufeff")
@@ -435,9 +442,13 @@ def detect_format(path: Path) -> str:
             return "msrvtt_1ka"
         if {"gif_name", "question"} <= cols:
             return "tgif_qa"
+        if _looks_like_cc3m(header, cols):
+            return "cc3m"
         raise AnnotationError(f"{path}: cannot tell the format from the header {sorted(cols)}; pass --format")
     rec = _first_record(path)
     if isinstance(rec, dict):
+        if "annotations" in rec and "images" in rec and "videos" not in rec:
+            return "coco"
         if "annotations" in rec:
             return "msrvtt"
         if rec and all(isinstance(v, dict) and "sentences" in v for v in rec.values()):
@@ -454,6 +465,16 @@ def detect_format(path: Path) -> str:
             return "singularity"
     raise AnnotationError(f"{path}: cannot tell the annotation format from its first record; pass --format "
                           f"({', '.join(FORMATS)})")
+
+
+def _looks_like_cc3m(header: str, cols: set[str]) -> bool:
+    """A header ``caption<TAB>url``, or a first row of two tab-separated fields, one a URL or an
+    image file (CC3M and CC12M ship without a header)."""
+    from preprocess.images import is_image_path, is_url
+    fields = [c.strip() for c in header.rstrip("\r\n").split("\t")]
+    if {"caption", "url"} <= {c.lower() for c in cols}:
+        return True
+    return len(fields) == 2 and any(is_url(f) or is_image_path(f) for f in fields)
 
 
 def read_rows(path: Path, fmt: str | None = None, split: str | None = None) -> tuple[str, Iterator[dict]]:

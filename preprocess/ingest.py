@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from preprocess.config import PreprocessConfig
 from preprocess.formats import read_rows
-from preprocess.sources import index_videos
+from preprocess.sources import index_sources
 
 ROW_CHUNK = 50_000
 # Formats that list each video once: a second row for the same video is a duplicate key.
@@ -219,20 +219,22 @@ def resolve_files(samples: pd.DataFrame, files: pd.DataFrame, container: str, vi
     """Attach source/offset/size: the exact relative path if it exists, else the first file by stem."""
     by_path = files.set_index("relpath")
     by_stem = files.drop_duplicates("stem").set_index("stem")
-    source, offset, size, error = [], [], [], []
+    several = "container" in files.columns and files["container"].nunique() > 1
+    source, offset, size, error, where = [], [], [], [], []
     for want, vid, err in zip(samples["want_path"], samples["video_id"], samples["error"]):
         want, vid, err, hit = _none(want), _none(vid), _none(err), None
         if isinstance(want, str) and want in by_path.index:
             f = by_path.loc[want]
-            hit = (want, f["offset"], f["size"])
+            hit = (want, f["offset"], f["size"], f.get("container", container))
         elif isinstance(vid, str):
             stem = Path(want).stem if isinstance(want, str) else vid
             for s in dict.fromkeys([stem, vid]):
                 if s in by_stem.index:
                     f = by_stem.loc[s]
-                    hit = (f["relpath"], f["offset"], f["size"])
+                    hit = (f["relpath"], f["offset"], f["size"], f.get("container", container))
                     break
         if hit is None:
+            where.append(container)
             source.append(want if isinstance(want, str) else None)
             offset.append(-1)
             size.append(-1)
@@ -241,19 +243,20 @@ def resolve_files(samples: pd.DataFrame, files: pd.DataFrame, container: str, vi
                        if isinstance(want, str) else f"missing file: no file with stem {vid!r} in {videos_label}")
         else:
             source.append(hit[0])
+            where.append(hit[3] if several else container)
             offset.append(int(hit[1]))
             size.append(int(hit[2]))
         error.append(err)
     out = samples.drop(columns=["want_path"]).copy()
     out["source"], out["offset"], out["size"], out["error"] = source, offset, size, error
-    out["container"] = container
+    out["container"] = where  # one folder / tar, or per sample when there are several
     return out
 
 
 # --------------------------------------------------------------------------- the manifest
 
 
-def build_manifest(annotations: Path | str | list, videos: Path | str, manifest: Path | str,
+def build_manifest(annotations: Path | str | list, videos: Path | str | list, manifest: Path | str,
                    fmt: str | None = None, split: str | None = None,
                    cfg: PreprocessConfig = PreprocessConfig()) -> Path:
     """Write the manifest Parquet for these annotation files and videos; return its path.
@@ -264,11 +267,14 @@ def build_manifest(annotations: Path | str | list, videos: Path | str, manifest:
     import dask.dataframe as dd  # lazily (with pandas): ~1 s of start-up that only ingestion needs
 
     paths = [Path(a) for a in (annotations if isinstance(annotations, (list, tuple)) else [annotations])]
-    videos, manifest = Path(videos).resolve(), Path(manifest)
+    # Several folders / tars (e.g. every tar of an img2dataset download): files are found in any.
+    sources = [Path(v).resolve() for v in (videos if isinstance(videos, (list, tuple)) else [videos])]
+    videos, manifest = sources[0], Path(manifest)
     if manifest.suffix != ".parquet":
         manifest = manifest / "manifest.parquet"
     manifest.parent.mkdir(parents=True, exist_ok=True)
-    files = index_videos(videos)
+    files = index_sources(sources)
+    label = str(videos) if len(sources) == 1 else f"{len(sources)} --videos sources ({sources[0]}, ...)"
     with tempfile.TemporaryDirectory(prefix="ingest-", dir=manifest.parent) as tmp, \
             dask.config.set({"dataframe.convert-string": False, "dataframe.shuffle.method": "tasks",
                              "scheduler": "threads", "num_workers": cfg.num_workers}):
@@ -281,7 +287,7 @@ def build_manifest(annotations: Path | str | list, videos: Path | str, manifest:
         samples = rows.map_partitions(group_samples, meta=_sample_meta())
         # The file index is broadcast to every partition (a map-side join): it is one small
         # row per file, while the samples are the part that may not fit in memory.
-        located = samples.map_partitions(resolve_files, files, str(videos), str(videos), meta=_located_meta())
+        located = samples.map_partitions(resolve_files, files, str(videos), label, meta=_located_meta())
         spill = Path(tmp) / "samples"
         located.to_parquet(str(spill), write_index=False, schema=MANIFEST_SCHEMA)
         tmp_manifest = Path(tmp) / "manifest.parquet"

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from preprocess.config import PreprocessConfig
 from preprocess.faults import MachineFault, describe
+from preprocess.images import is_image_path, normalise_image
 from preprocess.normalise import cached_normalise
 from preprocess.probe import BadVideo, probe_source
 from preprocess.sources import local_copy
@@ -72,8 +73,11 @@ def process_sample(sample: dict, work_dir: str, cfg: PreprocessConfig) -> dict:
     try:
         with local_copy(sample["container"], sample["source"], sample["offset"], sample["size"],
                         tmp_dir=work_dir) as src:
-            result["probe"] = probe_source(src, cfg)
-            result["outputs"] = cached_normalise(src, result["probe"], Path(work_dir), sample["key"], cfg)
+            if is_image_path(sample["source"]):  # a still image: one JPEG frame (preprocess.images)
+                result["probe"], result["outputs"] = normalise_image(src, Path(work_dir), sample["key"], cfg)
+            else:
+                result["probe"] = probe_source(src, cfg)
+                result["outputs"] = cached_normalise(src, result["probe"], Path(work_dir), sample["key"], cfg)
     except BadVideo as err:
         result["error"] = str(err)
     except MachineFault as err:
@@ -101,6 +105,7 @@ def sample_json(sample: dict, result: dict, output: dict) -> dict:
         "captions": list(sample["captions"] or []),
         "qa": json.loads(sample["qa"]) if sample["qa"] else [],
         "split": sample["split"],
+        "media": "image" if output["path"].endswith(".jpg") else "video",
         "video": output["video"],
         "source_probe": {k: probe[k] for k in ("codec", "container", "fps", "num_frames", "width",
                                                "height", "duration", "rotation")},
@@ -165,7 +170,8 @@ def _write_shard(out: Path, shard_id: int, samples: list[dict], results: list[di
         for o in result["outputs"] if not result["error"] else []:
             meta = json.dumps(sample_json(sample, result, o), ensure_ascii=False, sort_keys=True).encode()
             key = sample["key"] + o["suffix"]
-            members.append((key, [(f"{key}.json", meta), (f"{key}.mp4", o["path"])],
+            ext = Path(o["path"]).suffix  # .mp4, or .jpg for an image (preprocess.images)
+            members.append((key, [(f"{key}.json", meta), (f"{key}{ext}", o["path"])],
                             len(meta) + os.path.getsize(o["path"])))
     members.sort(key=lambda m: m[0])
 

@@ -1,4 +1,5 @@
-"""Where the source videos are: a folder, or one tar of videos (the synthetic benchmark's form).
+"""Where the source videos are: a folder, or one tar of videos (the synthetic benchmark's form),
+or (for images) an img2dataset Parquet whose ``jpg`` column holds the image bytes.
 
 :func:`index_videos` lists every candidate file once (relative path, stem, size, and for a tar
 the byte offset of the member's data), so ingest can join annotations with files by path or
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from preprocess.images import index_parquet_images, parquet_image_bytes
 from preprocess.probe import BadVideo
 
 # Files that are plainly not videos are not candidates when a stem has several files.
@@ -34,7 +36,9 @@ def index_videos(videos: Path) -> pd.DataFrame:
     rows = []
     if not videos.exists():
         raise FileNotFoundError(f"{videos}: videos folder or tar not found")
-    if videos.is_file():
+    if videos.is_file() and videos.suffix == ".parquet":  # img2dataset's images as Parquet bytes
+        rows = index_parquet_images(videos)
+    elif videos.is_file():
         with tarfile.open(videos) as tar:
             for m in tar:
                 if m.isfile():
@@ -50,6 +54,19 @@ def index_videos(videos: Path) -> pd.DataFrame:
     df["suffix"] = [Path(p).suffix.lower() for p in df["relpath"]]
     df = df[~df["suffix"].isin(_NOT_VIDEO)].drop(columns="suffix")
     return df.sort_values("relpath", kind="stable").reset_index(drop=True)
+
+
+def index_sources(sources: list[Path]) -> pd.DataFrame:
+    """:func:`index_videos` over several folders / tars (e.g. every tar of an img2dataset
+    download), with a ``container`` column; a relative path listed twice keeps its first."""
+    import pandas as pd  # lazily, as in index_videos
+
+    frames = []
+    for src in sources:
+        df = index_videos(src)
+        df["container"] = str(Path(src).resolve())
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True).drop_duplicates("relpath").reset_index(drop=True)
 
 
 @contextmanager
@@ -68,6 +85,16 @@ def local_copy(container: str, relpath: str, offset: int, size: int, tmp_dir: st
         yield path
         return
     suffix = Path(relpath).suffix
+    if Path(container).suffix == ".parquet":  # offset is the row holding the image bytes
+        data = parquet_image_bytes(Path(container), offset)
+        fd, tmp = tempfile.mkstemp(suffix=suffix, prefix="src-", dir=tmp_dir)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            yield Path(tmp)
+        finally:
+            os.unlink(tmp)
+        return
     fd, tmp = tempfile.mkstemp(suffix=suffix, prefix="src-", dir=tmp_dir)
     try:
         with os.fdopen(fd, "wb") as out, open(container, "rb") as src:

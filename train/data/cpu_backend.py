@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from train.data.augment import apply_augment_to_crop, apply_augment_torch
 from train.data.config import LoaderConfig
 from train.data.decode import CorruptVideo, decode_all_frames, decode_sampled_planar
+from train.data.image import decode_image_clip, is_image_sample
 from train.data.samples import SKIPPED, PlannedSample, plan_sample
 from train.data.shards import Skipped, iter_samples
 from train.data.text import load_tokenizer, tokenize
@@ -46,6 +47,19 @@ def decode_planned(plan: PlannedSample, cfg: LoaderConfig, decoder: str = "seek"
     box = (aug.top, aug.left, aug.height, aug.width)
     crop = decode_sampled_planar(plan.video, plan.indices, keyint=keyint, box=box)
     return apply_augment_to_crop(crop, aug, cfg)
+
+
+def decode_clip(plan: PlannedSample, cfg: LoaderConfig, decoder: str = "seek") -> torch.Tensor:
+    """:func:`decode_planned` for a video; a still image (train/data/image.py) becomes its one
+    frame repeated T times, with the same crop, colour and normalisation."""
+    if is_image_sample(plan.meta, plan.video):
+        frames = decode_image_clip(plan.video, plan.indices)
+        aug = plan.augment
+        if aug.top + aug.height > frames.shape[1] or aug.left + aug.width > frames.shape[2]:
+            raise CorruptVideo(f"image is {frames.shape[2]}x{frames.shape[1]}, metadata promised more")
+        # One crop / colour draw per clip, so every frame comes out the same: compute it once.
+        return apply_augment_torch(frames[:1], aug, cfg).expand(len(frames), -1, -1, -1)
+    return decode_planned(plan, cfg, decoder)
 
 
 def collate(samples: list[tuple[PlannedSample, torch.Tensor]], tokenizer, max_len: int, skipped: list) -> dict:
@@ -98,7 +112,7 @@ class ClipDataset(IterableDataset):
                 continue
             try:
                 plan = plan_sample(item, cfg, train=self.train, text=self.text, seed=self.seed, epoch=self.epoch)
-                video = decode_planned(plan, cfg, self.decoder)
+                video = decode_clip(plan, cfg, self.decoder)
             except (CorruptVideo, ValueError, KeyError, TypeError) as err:
                 skipped.append((item.key, f"{type(err).__name__}: {err}"[:300]))
                 continue

@@ -9,6 +9,11 @@ DALI's PyTorch iterator (DALI keeps external-source order).
 
 The same pipeline runs with ``device="cpu"`` on VP9/MJPEG input (DALI's CPU decoder has no
 H.264), which is how the tests check it on machines without a GPU.
+
+Still images (``<key>.jpg``, train/data/image.py) share the batches: a per-sample flag, the
+external source's last output, steers a DALI conditional (``enable_conditionals``) to
+``fn.decoders.image`` (nvJPEG with ``mixed``, libjpeg-turbo on CPU), whose one frame is stacked
+T times into a clip; the crop, colour and normalisation after the merge are the video's.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import torch
 
 from train.data.config import LoaderConfig
 from train.data.decode import CorruptVideo, check_stream
+from train.data.image import check_image, is_image_sample
 from train.data.samples import SKIPPED, plan_sample
 from train.data.shards import Skipped, iter_samples
 from train.data.text import load_tokenizer, tokenize
@@ -32,7 +38,8 @@ class PlannedBatches:
     """DALI's external source: each call returns one batch of inputs, planned in Python."""
 
     def __init__(self, cfg: LoaderConfig, stream, *, train: bool, text: str, seed: int, epoch: int):
-        self.num_outputs = 8 if train else 4  # evaluation has no colour factors
+        self.num_planned = 8 if train else 4  # evaluation has no colour factors
+        self.num_outputs = self.num_planned + 1  # + the is-image flag, always last
         self.cfg, self.stream, self.train, self.text, self.seed, self.epoch = cfg, stream, train, text, seed, epoch
         self.pending: collections.deque = collections.deque()  # (plans, skipped) per batch, FIFO
         self.trailing_skips: list = []
@@ -49,7 +56,10 @@ class PlannedBatches:
             try:
                 plan = plan_sample(item, self.cfg, train=self.train, text=self.text, seed=self.seed, epoch=self.epoch)
                 info = item.meta["video"]
-                check_stream(item.video, int(plan.indices.max()), int(info["width"]), int(info["height"]))
+                if is_image_sample(item.meta, item.video):
+                    check_image(item.video, plan.indices, int(info["width"]), int(info["height"]))
+                else:
+                    check_stream(item.video, int(plan.indices.max()), int(info["width"]), int(info["height"]))
             except (CorruptVideo, ValueError, KeyError, TypeError) as err:
                 skipped.append((item.key, f"{type(err).__name__}: {err}"[:300]))
                 continue
@@ -72,27 +82,31 @@ class PlannedBatches:
             f32([a.saturation for a in augs]),
             f32([a.brightness for a in augs]),
             f32([a.contrast for a in augs]),
-        )[: self.num_outputs]
+        )[: self.num_planned] + ([np.array(is_image_sample(p.meta, p.video)) for p in plans],)
 
 
 def build_pipeline(cfg: LoaderConfig, source: PlannedBatches, *, device: str, train: bool, device_id, num_threads: int = 2):
     from nvidia.dali import fn, pipeline_def, types
 
     @pipeline_def(batch_size=cfg.batch_size, num_threads=num_threads, device_id=device_id,
-                  prefetch_queue_depth=cfg.prefetch, exec_dynamic=True)
+                  prefetch_queue_depth=cfg.prefetch, exec_dynamic=True, enable_conditionals=True)
     def video_pipeline():
         inputs = fn.external_source(
             source=source, num_outputs=source.num_outputs, batch=True,
-            dtype=([types.UINT8, types.INT32] + [types.FLOAT] * 6)[: source.num_outputs],
-            ndim=[1, 1, 1, 1, 0, 0, 0, 0][: source.num_outputs],
+            dtype=([types.UINT8, types.INT32] + [types.FLOAT] * 6)[: source.num_planned] + [types.BOOL],
+            ndim=[1, 1, 1, 1, 0, 0, 0, 0][: source.num_planned] + [0],
         )
         encoded, indices, roi_start, roi_end = inputs[:4]
-        frames = fn.decoders.video(encoded, device=device, frames=indices)  # [T, H, W, 3] uint8
+        if inputs[-1]:  # a still image: its one frame, T times (train/data/image.py says why)
+            frame = fn.decoders.image(encoded, device=device, output_type=types.RGB)
+            frames = fn.stack(*([frame] * cfg.frames_per_clip), axis_name="F")
+        else:
+            frames = fn.decoders.video(encoded, device=device, frames=indices)  # [T, H, W, 3] uint8
         # Crop box and resize in one op; the box is the same for every frame of the clip.
         frames = fn.resize(frames, size=[cfg.image_size, cfg.image_size], roi_start=roi_start, roi_end=roi_end,
                            interp_type=types.INTERP_LINEAR, antialias=True)
         if train:  # evaluation draws identity colour factors; skip the work
-            hue, saturation, brightness, contrast = inputs[4:]
+            hue, saturation, brightness, contrast = inputs[4:8]
             frames = fn.hsv(frames, hue=hue, saturation=saturation)
             frames = fn.brightness_contrast(frames, brightness=brightness, contrast=contrast, contrast_center=128.0)
         # No mirror, ever: captions say left/right (see augment.py).

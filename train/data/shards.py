@@ -1,6 +1,7 @@
 """Reading samples out of WebDataset shards: shard list, split by rank and worker, shuffle.
 
-A sample is one video: ``<key>.mp4`` (encoded bytes, never decoded here) and ``<key>.json``
+A sample is one video: ``<key>.mp4`` (or ``<key>.jpg`` for a still image; encoded bytes,
+never decoded here) and ``<key>.json``
 (the metadata of design.md). Broken samples become :class:`Skipped` records carrying their
 key and reason, so the caller counts and logs them and the epoch goes on.
 
@@ -25,7 +26,8 @@ from typing import Any
 import webdataset as wds
 from webdataset.shardlists import expand_urls
 
-VIDEO_EXTS = ("mp4", "webm", "mkv")
+# jpg: a still image (preprocess/images.py), read as a one-frame clip (train/data/image.py)
+VIDEO_EXTS = ("mp4", "webm", "mkv", "jpg")
 
 
 @dataclass
