@@ -129,7 +129,7 @@ def test_wrong_shape_weights_name_the_file_and_the_tensor(tmp_path, tiny_params,
 
 
 def test_programs_print_one_error_line_and_exit_2(tmp_path, params_file, overrides, tiny_params,
-                                                   build_tiny, capsys):
+                                                   build_tiny, pretrain_shards, capsys):
     """train.pretrain (resuming), train.finetune (--init) and eval.evaluate on a truncated file."""
     from pipeline.config import section, to_dict
     from train import finetune, pretrain
@@ -153,7 +153,10 @@ def test_programs_print_one_error_line_and_exit_2(tmp_path, params_file, overrid
         "finetune": lambda: finetune.main(["--task", "retrieval", "--params", str(params_file), "--init",
                                            str(run_dir), "--out", str(tmp_path / "ft"), *overrides()]),
         "evaluate": lambda: evaluate.main(["--recipe", "smaug", "--params", str(params_file), *overrides(),
-                                           f"eval.pretrain_dir={tmp_path / 'models'}"]),
+                                           f"eval.pretrain_dir={tmp_path / 'models'}",
+                                           # evaluation checks its data before any checkpoint: give it some
+                                           "eval.tasks=[retrieval]", f"eval.retrieval.shards={pretrain_shards}",
+                                           "eval.retrieval.order_pairs=null"]),
     }
     for name, run in runs.items():
         capsys.readouterr()
