@@ -27,11 +27,15 @@ def test_seek_decode_is_pixel_exact(clip_cache):
     full = decode_all_frames(data)
     assert full.shape == (48, 96, 128, 3)
     rng = np.random.default_rng(0)
-    for indices in ([0], [47], [3, 3, 11, 12, 13, 40], rng.integers(0, 48, 8).tolist(), [30, 2, 25]):
+    # gaps over two keyframe intervals are reached by container seeks ([47], [36] a keyframe,
+    # 13 -> 40, 0 -> 36 -> 47 no), shorter ones by demuxing through
+    for indices in ([0], [47], [36], [3, 3, 11, 12, 13, 40], [0, 36, 47], [35, 0, 36],
+                    rng.integers(0, 48, 8).tolist(), [30, 2, 25]):
         got = decode_sampled_frames(data, indices, keyint=12)
         assert np.array_equal(got, full[indices])
-    # no keyint known: same frames
+    # no keyint known: same frames (seeks past 32 frames)
     assert np.array_equal(decode_sampled_frames(data, [5, 40]), full[[5, 40]])
+    assert np.array_equal(decode_sampled_frames(data, [47, 0]), full[[47, 0]])
 
 
 def test_truncated_or_short_clip_is_an_error(clip_cache):

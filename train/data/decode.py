@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import io
+import itertools
 from collections.abc import Sequence
 
 import av
@@ -19,6 +20,9 @@ import numpy as np
 from train.data.colour import frames_to_rgb_planar, yuv420p_to_rgb_planar
 
 Box = tuple[int, int, int, int]  # top, left, height, width
+
+
+SEEK_GAP_FRAMES = 32  # seek instead of demuxing through when the next wanted frame is further ahead (keyint unknown)
 
 
 class CorruptVideo(ValueError):
@@ -86,10 +90,14 @@ def _decode_planes(data: bytes, wanted: list[int], keyint: int | None, threads: 
     Demuxes packets lazily, in order (cheap: no decoding, and it stops after the last wanted
     frame), and decodes only runs of packets from the keyframe before a wanted frame up to it,
     continuing forward while the next wanted frame's keyframe is already behind the decoder.
-    This replaces container seeks, which through PyAV cost more than decoding a GOP of small
-    frames (each re-reads the file through Python I/O). Keyframes come from the packets' own
-    flags, so ``keyint`` is not needed (kept for callers). Streams whose decode order is not
-    frame order (B-frames; the shards have none) are decoded from the start.
+    Skipping a packet by demuxing costs about a hundredth of a millisecond and a container seek
+    about thirty times that (PyAV re-reads the file through Python I/O), so short gaps are
+    demuxed through and a wanted frame more than two keyframe intervals (:data:`SEEK_GAP_FRAMES`
+    when ``keyint`` is unknown) past the last demuxed packet is reached by seeking: its keyframe
+    is then surely past the decoder, so the seek throws no decoded work away (MP4 only: its index
+    puts the seek on the keyframe at or before the frame). On 30 s windows that saves most of the
+    demux time. Which packets are keyframes comes from their own flags. Streams whose decode
+    order is not frame order (B-frames; the shards have none) are decoded from the start.
     """
     wanted_set = set(wanted)
     got: dict[int, object] = {}
@@ -102,14 +110,21 @@ def _decode_planes(data: bytes, wanted: list[int], keyint: int | None, threads: 
             start = stream.start_time or 0
             to_index = float(stream.time_base) * fps  # pts ticks -> frame index (a float, not a Fraction)
             demuxer = (p for p in container.demux(stream) if p.size > 0 and p.pts is not None)
-            packets: list = []  # demuxed so far, in decode order
-            last_key = -1  # position in ``packets`` of the latest keyframe demuxed
-            keys: list[int] = []  # positions of keyframes
-            in_order, previous = True, None
+            packets: list = []  # demuxed so far (since the last seek), in decode order
+            keys: list[int] = []  # positions of keyframes in ``packets``
+            in_order, previous = True, None  # previous: frame index of the last demuxed packet
             position, started = 0, False  # next packet the decoder would take
+            seekable = _container_format(data) == "mp4"  # the index makes seeks cheap and exact
+            seek_gap = 2 * keyint if keyint else SEEK_GAP_FRAMES
             for target in wanted:
                 if target in got:
                     continue
+                if seekable and in_order and target - (-1 if previous is None else previous) > seek_gap:
+                    demuxer = _seek_to_keyframe_before(container, stream, start + int(round(target / to_index)))
+                    packets, keys, previous, position = [], [], None, 0
+                    if started:
+                        codec.flush_buffers()
+                        started = False
                 # demux up to the target's packet
                 while previous is None or (previous < target and in_order):
                     packet = next(demuxer, None)
@@ -145,6 +160,18 @@ def _decode_planes(data: bytes, wanted: list[int], keyint: int | None, threads: 
     if missing:
         raise CorruptVideo(f"frames {missing[:5]} not found (clip shorter than its metadata says?)")
     return got
+
+
+def _seek_to_keyframe_before(container, stream, pts: int):
+    """A fresh packet iterator starting at the keyframe at or before ``pts`` (or, where the
+    container cannot honour that, at the start of the stream: slower, never wrong)."""
+    container.seek(pts, stream=stream, backward=True, any_frame=False)
+    packets = (p for p in container.demux(stream) if p.size > 0 and p.pts is not None)
+    first = next(packets, None)
+    if first is not None and first.is_keyframe and first.pts <= pts:
+        return itertools.chain([first], packets)
+    container.seek(stream.start_time or 0, stream=stream, backward=True, any_frame=False)
+    return (p for p in container.demux(stream) if p.size > 0 and p.pts is not None)
 
 
 def _last_at_or_before(packets: list, target: int, start: int, to_index: float) -> int:
