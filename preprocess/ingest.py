@@ -1,6 +1,7 @@
 """Ingest: annotation files + videos -> one manifest (Parquet), one row per sample.
 
-Steps (the heavy ones on dask, so the collection never has to fit in one process):
+Steps (the heavy ones on dask, so a large collection never has to fit in one process; up to
+:data:`IN_MEMORY_MAX_ROWS` rows the same steps run in memory on pandas, sparing dask's start-up):
 
 1. every annotation row is streamed to a temporary row table in chunks, numbered in file order
    (``row``: the input row's identity through to stats.parquet);
@@ -256,16 +257,22 @@ def resolve_files(samples: pd.DataFrame, files: pd.DataFrame, container: str, vi
 # --------------------------------------------------------------------------- the manifest
 
 
+# Collections with up to this many annotation rows are grouped and joined in memory with pandas
+# (tens of MB at most): importing dask.dataframe alone costs 1-3 s, most of a small job's
+# start-up over the ffmpeg floor. Larger ones go through dask, which never holds them whole.
+IN_MEMORY_MAX_ROWS = 200_000
+
+
 def build_manifest(annotations: Path | str | list, videos: Path | str | list, manifest: Path | str,
                    fmt: str | None = None, split: str | None = None,
-                   cfg: PreprocessConfig = PreprocessConfig()) -> Path:
+                   cfg: PreprocessConfig = PreprocessConfig(), *,
+                   in_memory_max_rows: int = IN_MEMORY_MAX_ROWS) -> Path:
     """Write the manifest Parquet for these annotation files and videos; return its path.
 
     ``manifest`` is the file to write, or a folder (then ``<folder>/manifest.parquet``, where
-    :func:`preprocess.api.plan_shards` looks for it by default).
+    :func:`preprocess.api.plan_shards` looks for it by default). Both routes (pandas up to
+    ``in_memory_max_rows`` rows, dask above) write the same manifest (tested).
     """
-    import dask.dataframe as dd  # lazily (with pandas): ~1 s of start-up that only ingestion needs
-
     paths = [Path(a) for a in (annotations if isinstance(annotations, (list, tuple)) else [annotations])]
     # Several folders / tars (e.g. every tar of an img2dataset download): files are found in any.
     sources = [Path(v).resolve() for v in (videos if isinstance(videos, (list, tuple)) else [videos])]
@@ -280,6 +287,13 @@ def build_manifest(annotations: Path | str | list, videos: Path | str | list, ma
                              "scheduler": "threads", "num_workers": cfg.num_workers}):
         rows_path = Path(tmp) / "rows.parquet"
         write_rows(paths, fmt, split, cfg, rows_path)
+        tmp_manifest = Path(tmp) / "manifest.parquet"
+        if pq.ParquetFile(rows_path).metadata.num_rows <= in_memory_max_rows:
+            _manifest_in_memory(rows_path, files, str(videos), label, tmp_manifest, cfg)
+            tmp_manifest.replace(manifest)
+            return manifest
+        import dask.dataframe as dd  # lazily: see IN_MEMORY_MAX_ROWS
+
         # Range-partition rows by key (all rows of a key land in one partition, partitions in
         # key order), group each partition into samples, join with the files, and spill the
         # result to Parquet in one pass; then stream it into the manifest in key order.
@@ -290,7 +304,6 @@ def build_manifest(annotations: Path | str | list, videos: Path | str | list, ma
         located = samples.map_partitions(resolve_files, files, str(videos), label, meta=_located_meta())
         spill = Path(tmp) / "samples"
         located.to_parquet(str(spill), write_index=False, schema=MANIFEST_SCHEMA)
-        tmp_manifest = Path(tmp) / "manifest.parquet"
         parts = sorted(spill.glob("*.parquet"), key=lambda p: int(re.findall(r"\d+", p.name)[-1]))
         with pq.ParquetWriter(tmp_manifest, MANIFEST_SCHEMA) as writer:
             for part in parts:
@@ -298,6 +311,18 @@ def build_manifest(annotations: Path | str | list, videos: Path | str | list, ma
                 writer.write_table(table.select(MANIFEST_SCHEMA.names), row_group_size=cfg.shard_samples)
         tmp_manifest.replace(manifest)
     return manifest
+
+
+def _manifest_in_memory(rows_path: Path, files: pd.DataFrame, videos: str, label: str, out: Path,
+                        cfg: PreprocessConfig) -> None:
+    """The dask route's steps on one in-memory partition: group rows into samples (sorted by
+    key), join them with the files, write the manifest."""
+    import pandas as pd
+
+    rows = pd.read_parquet(rows_path).set_index("key")
+    located = resolve_files(group_samples(rows), files, videos, label)
+    table = pa.Table.from_pandas(located[list(MANIFEST_SCHEMA.names)], schema=MANIFEST_SCHEMA, preserve_index=False)
+    pq.write_table(table, out, row_group_size=cfg.shard_samples)
 
 
 def _located_meta() -> pd.DataFrame:
