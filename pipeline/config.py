@@ -55,7 +55,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError(f"{path}: params file not found")
     with path.open() as f:
-        data = yaml.safe_load(f) or {}
+        # libyaml's parser when PyYAML was built with it: the same safe loader, ~10x faster on
+        # params.yaml (0.3 s of every command's start-up in pure Python)
+        data = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data
