@@ -24,7 +24,7 @@ from eval.ensemble import FrameEnsemble
 from eval.metrics import qa_accuracy
 from eval.shuffle import shuffle_frames
 from train.data import text
-from train.tasks import normalize_answer, open_ended_questions
+from train.tasks import batch_open_ended_questions, normalize_answer
 
 DEFAULT_TEMPLATE = "question: {question} answer: {mask}"
 
@@ -93,12 +93,8 @@ def evaluate_mlm_qa(scorer: MLMAnswerScorer, batches, *, shuffle_seed: int | Non
     preds, answers, kinds = [], [], []
     with torch.no_grad():
         for batch in tqdm(batches, desc="zero-shot MLM QA", leave=False):
-            owners, questions, items = [], [], []
-            for i, meta in enumerate(batch["meta"]):
-                for q in open_ended_questions(meta):
-                    owners.append(i)
-                    questions.append(q["question"])
-                    items.append(q)
+            owners, items = batch_open_ended_questions(batch)
+            questions = [q["question"] for q in items]
             if not items:
                 continue
             video = batch["video"].to(device)

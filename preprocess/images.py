@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from preprocess.config import PreprocessConfig
-from preprocess.probe import BadVideo
+from preprocess.probe import BadVideo, check_source_file
 
 IMAGE_FORMATS = ("cc3m", "coco", "img2dataset")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -285,13 +285,7 @@ def normalise_image(src: Path, out_dir: Path, stem: str, cfg: PreprocessConfig) 
     from preprocess.normalise import output_size
 
     src = Path(src)
-    if not src.exists():
-        raise BadVideo(f"missing file: {src.name} does not exist")
-    size = src.stat().st_size
-    if size == 0:
-        raise BadVideo("empty file: the image file has 0 bytes")
-    if size > cfg.max_bytes:
-        raise BadVideo(f"absurd size: file is {size} bytes > max_bytes {cfg.max_bytes}")
+    size = check_source_file(src, cfg, "image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

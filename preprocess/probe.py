@@ -91,6 +91,19 @@ def _rotation(stream: dict) -> int:
     return int(tag) % 360 if tag and tag.lstrip("-").isdigit() else 0
 
 
+def check_source_file(path: Path, cfg: PreprocessConfig, kind: str) -> int:
+    """The source file's size in bytes, or :class:`BadVideo` when it is missing, empty or over
+    ``max_bytes`` (checked before any decoder opens it; ``kind``: "video" or "image")."""
+    if not path.exists():
+        raise BadVideo(f"missing file: {path.name} does not exist")
+    size = path.stat().st_size
+    if size == 0:
+        raise BadVideo(f"empty file: the {kind} file has 0 bytes")
+    if size > cfg.max_bytes:
+        raise BadVideo(f"absurd size: file is {size} bytes > max_bytes {cfg.max_bytes}")
+    return size
+
+
 def probe_source(path: Path, cfg: PreprocessConfig) -> dict:
     """Facts of the video's first video stream; :class:`BadVideo` if it is unusable.
 
@@ -100,13 +113,7 @@ def probe_source(path: Path, cfg: PreprocessConfig) -> dict:
     ``ffmpeg.probe`` for every file.
     """
     path = Path(path)
-    if not path.exists():
-        raise BadVideo(f"missing file: {path.name} does not exist")
-    size = path.stat().st_size
-    if size == 0:
-        raise BadVideo("empty file: the video file has 0 bytes")
-    if size > cfg.max_bytes:
-        raise BadVideo(f"absurd size: file is {size} bytes > max_bytes {cfg.max_bytes}")
+    size = check_source_file(path, cfg, "video")
     facts = None
     if cfg.probe == "pyav":
         facts = _facts_pyav(path)

@@ -87,6 +87,16 @@ def open_ended_questions(meta: dict) -> list[dict]:
     return [q for q in meta.get("qa") or [] if not q.get("options")]
 
 
+def batch_open_ended_questions(batch: dict) -> tuple[list[int], list[dict]]:
+    """The batch's open-ended questions, flattened: (index of the owning clip, question) pairs."""
+    owners, questions = [], []
+    for i, meta in enumerate(batch["meta"]):
+        for q in open_ended_questions(meta):
+            owners.append(i)
+            questions.append(q)
+    return owners, questions
+
+
 def choice_questions(meta: dict) -> list[dict]:
     return [q for q in meta.get("qa") or [] if q.get("options")]
 
@@ -163,12 +173,8 @@ class OpenEndedQA(nn.Module):
         self.head = QAHead(text_hidden_size(model, tokenizer), len(vocab))
 
     def logits(self, batch: dict, text_cache: dict | None = None) -> tuple[torch.Tensor, list[dict]]:
-        owners, texts, questions = [], [], []
-        for i, meta in enumerate(batch["meta"]):
-            for q in open_ended_questions(meta):
-                owners.append(i)
-                texts.append(q["question"])
-                questions.append(q)
+        owners, questions = batch_open_ended_questions(batch)
+        texts = [q["question"] for q in questions]
         if not questions:
             return torch.zeros(0, len(self.vocab)), []
         video = batch["video"].to(next(self.parameters()).device)
