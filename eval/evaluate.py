@@ -12,7 +12,10 @@ below) and ``results/metrics/eval-<recipe>.json`` (the headline numbers for ``dv
 * ``finetuned``: retrieval, open-ended QA and multiple choice from
   ``models/finetune/<recipe>/<task>`` (a task without a fine-tuned checkpoint is listed in
   ``not_finetuned``); zero-shot open-ended QA reads the pre-trained MLM head instead of a
-  classifier (eval/mlm_qa.py) for the recipes in ``eval.qa.zero_shot_mlm``;
+  classifier (eval/mlm_qa.py) for the recipes in ``eval.qa.zero_shot_mlm``; the zero-shot-only
+  tasks, when ``eval.tasks`` lists them: ``mc_caption`` (MSRVTT-MC protocol: each test clip's
+  candidate captions ranked by VTM, VTC beside; eval/caption_choice.py) and ``fib`` (LSMDC-FiB:
+  the MLM head fills the blank over the test file's answer words);
 * ``frame_ensembles`` (recipes in ``eval.ensemble_study.recipes``): each test-time frame
   ensemble (eval/ensemble.py) on ``ensemble_study.frames`` frames; ``eval.frames_ensemble``
   applies one to the whole evaluation; ``protocol``: a preset's card check (``--preset``);
@@ -44,7 +47,7 @@ from typing import Any
 
 import torch
 
-from eval.config import EvalConfig
+from eval.config import ZERO_SHOT_TASKS, EvalConfig
 from eval.ensemble import FrameEnsemble
 from eval.shuffle import shuffle_drop
 from pipeline import cli
@@ -54,7 +57,7 @@ from train.checkpoint import fingerprint, loader_config_of, model_config_of, res
 from train.config import FinetuneConfig
 from train.tasks import load_task_model
 
-LOADER_TEXT = {"retrieval": "caption", "qa": "question", "mc": "question"}
+LOADER_TEXT = {"retrieval": "caption", "qa": "question", "mc": "question", "mc_caption": "caption", "fib": "question"}
 
 
 def rounded(value: Any, digits: int = 4) -> Any:
@@ -154,6 +157,22 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
             texts["emb"] = r.pop("embeddings")  # the shuffled pass changes only the videos
             curves["shuffled" if shuffle_seed is not None else "normal"] = r.pop("curve")
             return r
+    elif task == "mc_caption":
+        from eval.caption_choice import evaluate_caption_choice
+
+        tokenizer = load_tokenizer(model_config_of(state).text.path)
+
+        def run(shuffle_seed):
+            return evaluate_caption_choice(model, tokenizer, batches, max_len=max_len, shuffle_seed=shuffle_seed,
+                                           ensemble=ensemble)
+    elif task == "fib":
+        from eval.mlm_qa import MLMAnswerScorer, evaluate_mlm_qa, test_answers
+
+        scorer = MLMAnswerScorer(model, load_tokenizer(model_config_of(state).text.path), test_answers(batches),
+                                 max_len=max_len, template=cfg.qa.mlm_template)
+
+        def run(shuffle_seed):
+            return evaluate_mlm_qa(scorer, batches, shuffle_seed=shuffle_seed, ensemble=ensemble)
     elif task == "qa" and not isinstance(module, OpenEndedQA):
         from eval.mlm_qa import MLMAnswerScorer, evaluate_mlm_qa
 
@@ -265,19 +284,23 @@ def evaluate_recipe(params: dict, recipe: str, overrides: list[str] | tuple[str,
         out["protocol"] = protocol
     plots = Path(cfg.plots_dir) / "recall"
     finetuned: dict[str, Path] = {}
-    for task in cfg.tasks:
+    for task in (t for t in cfg.tasks if t not in ZERO_SHOT_TASKS):
         try:
             finetuned[task] = resolve_checkpoint(Path(cfg.finetune_dir) / recipe / task)
         except CheckpointError:
             out["not_finetuned"].append(task)
     # zero-shot open-ended QA reads the MLM head (eval/mlm_qa.py), for the recipes asked
     mlm_qa = recipe in cfg.qa.zero_shot_mlm and has_mlm_head(pre)
-    pending = [("zero_shot", t) for t in cfg.tasks if t != "qa" or mlm_qa] + [("finetuned", t) for t in finetuned]
+    mlm = has_mlm_head(pre)
+    pending = ([("zero_shot", t) for t in cfg.tasks if (t != "qa" or mlm_qa) and (t != "fib" or mlm)]
+               + [("finetuned", t) for t in finetuned])
     while pending:
         setting, task = pending.pop(0)
         folder = pre if setting == "zero_shot" else finetuned[task]
+        # zero-shot MLM QA and the zero-shot-only caption tests skip the shuffle pass: cheap rows
+        quick = (setting, task) == ("zero_shot", "qa") or task in ZERO_SHOT_TASKS
         metrics, fp, curves = evaluate_checkpoint(folder, task, cfg, params, cache, seed,
-                                                  shuffle_test=False if (setting, task) == ("zero_shot", "qa") else None)
+                                                  shuffle_test=False if quick else None)
         out[setting][task] = metrics
         out["checkpoints"]["pretrain" if setting == "zero_shot" else f"finetune_{task}"] = fp
         if curves:
@@ -305,6 +328,10 @@ def chance_levels(out: dict) -> dict:
         m = out[setting].get("mc")
         if m:
             chance["mc"] = m["normal"]["chance"]
+    if "mc_caption" in out["zero_shot"]:
+        chance["mc_caption"] = out["zero_shot"]["mc_caption"]["normal"]["chance"]
+    if "fib" in out["zero_shot"]:
+        chance["fib_majority"] = out["zero_shot"]["fib"]["normal"]["majority"]
     return chance
 
 

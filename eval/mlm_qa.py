@@ -8,6 +8,9 @@ decoding). An answer of k tokens t_1..t_k scores the mean over j of log p(t_j at
 answer with the highest score over the candidate list is the prediction. The mean (not the sum)
 keeps long answers from losing merely for having more tokens.
 
+Fill-in-the-blank (LSMDC-FiB): a question holding the blank ``_____`` is its own prompt, the
+[MASK]s put where the blank is (the template is not applied).
+
 Candidates: the same answer vocabulary the fine-tuned classifier uses (the ``finetune.qa.vocab_size``
 most frequent training answers), so the zero-shot row and the fine-tuned row choose from one list and
 ``in_vocab_fraction`` (the coverage of test answers) is the same for both.
@@ -23,6 +26,7 @@ from tqdm import tqdm
 from eval.ensemble import FrameEnsemble
 from eval.metrics import qa_accuracy
 from eval.shuffle import shuffle_frames
+from preprocess.formats import FIB_BLANK
 from train.data import text
 from train.tasks import normalize_answer, open_ended_questions
 
@@ -55,7 +59,10 @@ class MLMAnswerScorer:
             self.by_length[len(ids)].append((i, ids))
 
     def prompt(self, question: str, length: int) -> str:
-        return self.template.format(question=question.strip(), mask=" ".join([self.tokenizer.mask_token] * length))
+        masks = " ".join([self.tokenizer.mask_token] * length)
+        if FIB_BLANK in question:  # fill-in-the-blank: the sentence is the prompt
+            return question.strip().replace(FIB_BLANK, masks, 1)
+        return self.template.format(question=question.strip(), mask=masks)
 
     @torch.no_grad()
     def scores(self, video_tokens: torch.Tensor, owners: list[int], questions: list[str]) -> torch.Tensor:
@@ -81,6 +88,16 @@ class MLMAnswerScorer:
             picked = logp[:, torch.arange(length)[None, :], cand_ids]  # [m, c, k]
             out[rows.cpu()[:, None], torch.tensor([c[0] for c in cands])[None, :]] = picked.mean(-1)
         return out
+
+
+def test_answers(batches) -> list[str]:
+    """The distinct normalised answers of a test set, sorted: the closed word list a zero-shot
+    fill-in-the-blank chooses from (the test file's answer set, no training vocabulary)."""
+    answers = sorted({normalize_answer(q["answer"]) for b in batches for m in b["meta"]
+                      for q in open_ended_questions(m)})
+    if not answers:
+        raise ValueError("the fill-in-the-blank test set has no answer")
+    return answers
 
 
 def evaluate_mlm_qa(scorer: MLMAnswerScorer, batches, *, shuffle_seed: int | None = None,
@@ -118,4 +135,7 @@ def evaluate_mlm_qa(scorer: MLMAnswerScorer, batches, *, shuffle_seed: int | Non
     result["in_vocab_fraction"] = 100.0 * sum(a in scorer.index for a in answers) / len(answers)
     result["candidates"] = len(scorer.answers)
     result["max_answer_tokens"] = max(scorer.by_length)
+    # always the most frequent test answer: the floor a blank-filler must beat
+    top = min(set(answers), key=lambda a: (-answers.count(a), a))  # ties: alphabetically first
+    result["majority"] = {"answer": top, "accuracy": 100.0 * answers.count(top) / len(answers)}
     return result
