@@ -190,7 +190,7 @@ def protocol_record(name: str | None, root: str | Path = REPO_ROOT) -> dict | No
     if not name:
         return None
     preset = load_preset(name)
-    section_name = preset.task if preset.task in ("qa", "mc") else "retrieval"
+    section_name = preset.task if preset.task in ("qa", "mc", "mc_caption", "fib") else "retrieval"
     dataset = preset.params.get(f"eval.{section_name}.dataset", preset.dataset)  # the tables' column
     record = {"preset": preset.name, "dataset": dataset, "card": preset.card is not None}
     if preset.card is None:

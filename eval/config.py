@@ -128,7 +128,8 @@ class EvalConfig:
     mc_caption: CaptionTestConfig = field(default_factory=lambda: CaptionTestConfig(
         "data/shards/mc_caption_test", "synthetic mc_caption_test (MSRVTT-MC-style)"))
     # LSMDC-FiB-style: a caption with one word blanked, filled by the MLM head over the test file's
-    # answer words, zero-shot (eval.tasks fib; recipes without an MLM head skip it)
+    # answer words, zero-shot (eval.tasks fib; for the recipes in eval.qa.zero_shot_mlm, as
+    # zero-shot MLM QA; recipes without an MLM head skip it)
     fib: CaptionTestConfig = field(default_factory=lambda: CaptionTestConfig(
         "data/shards/fib_test", "synthetic fib_test (LSMDC-FiB-style)"))
 

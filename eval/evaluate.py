@@ -15,7 +15,8 @@ below) and ``results/metrics/eval-<recipe>.json`` (the headline numbers for ``dv
   classifier (eval/mlm_qa.py) for the recipes in ``eval.qa.zero_shot_mlm``; the zero-shot-only
   tasks, when ``eval.tasks`` lists them: ``mc_caption`` (MSRVTT-MC protocol: each test clip's
   candidate captions ranked by VTM, VTC beside; eval/caption_choice.py) and ``fib`` (LSMDC-FiB:
-  the MLM head fills the blank over the test file's answer words);
+  the MLM head fills the blank over the test file's answer words, for the recipes in
+  ``eval.qa.zero_shot_mlm``);
 * ``frame_ensembles`` (recipes in ``eval.ensemble_study.recipes``): each test-time frame
   ensemble (eval/ensemble.py) on ``ensemble_study.frames`` frames; ``eval.frames_ensemble``
   applies one to the whole evaluation; ``protocol``: a preset's card check (``--preset``);
@@ -119,9 +120,11 @@ def frame_plan(cfg: EvalConfig, state: dict, params: dict, mode: str | None = No
 
 def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, cache: BatchCache,
                         seed: int, *, ensemble_mode: str | None = None, ensemble_frames: int | None = None,
-                        shuffle_test: bool | None = None, group_cache: dict | None = None) -> tuple[dict, dict, dict]:
+                        shuffle_test: bool | None = None, group_cache: dict | None = None,
+                        video_memo=None) -> tuple[dict, dict, dict]:
     """(metrics, fingerprint, plot curves) of one checkpoint on one task; ``ensemble_mode`` /
-    ``ensemble_frames`` / ``shuffle_test`` replace eval's settings (the ensemble study)."""
+    ``ensemble_frames`` / ``shuffle_test`` replace eval's settings (the ensemble study);
+    ``video_memo`` (eval/video_memo.py): the checkpoint's encoded clips, shared by the caption tests."""
     from train.data.text import load_tokenizer
 
     from eval.qa import evaluate_multiple_choice, evaluate_open_ended
@@ -164,7 +167,7 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
 
         def run(shuffle_seed):
             return evaluate_caption_choice(model, tokenizer, batches, max_len=max_len, shuffle_seed=shuffle_seed,
-                                           ensemble=ensemble)
+                                           ensemble=ensemble, video_memo=video_memo)
     elif task == "fib":
         from eval.mlm_qa import MLMAnswerScorer, evaluate_mlm_qa, test_answers
 
@@ -172,7 +175,8 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
                                  max_len=max_len, template=cfg.qa.mlm_template)
 
         def run(shuffle_seed):
-            return evaluate_mlm_qa(scorer, batches, shuffle_seed=shuffle_seed, ensemble=ensemble)
+            return evaluate_mlm_qa(scorer, batches, shuffle_seed=shuffle_seed, ensemble=ensemble,
+                                   video_memo=video_memo)
     elif task == "qa" and not isinstance(module, OpenEndedQA):
         from eval.mlm_qa import MLMAnswerScorer, evaluate_mlm_qa
 
@@ -291,16 +295,20 @@ def evaluate_recipe(params: dict, recipe: str, overrides: list[str] | tuple[str,
             out["not_finetuned"].append(task)
     # zero-shot open-ended QA reads the MLM head (eval/mlm_qa.py), for the recipes asked
     mlm_qa = recipe in cfg.qa.zero_shot_mlm and has_mlm_head(pre)
-    mlm = has_mlm_head(pre)
-    pending = ([("zero_shot", t) for t in cfg.tasks if (t != "qa" or mlm_qa) and (t != "fib" or mlm)]
+    # fill-in-the-blank reads the MLM head too: the same recipes (and the same skip without a head)
+    pending = ([("zero_shot", t) for t in cfg.tasks if t not in ("qa", "fib") or mlm_qa]
                + [("finetuned", t) for t in finetuned])
+    from eval.video_memo import VideoMemo
+
+    memo = VideoMemo()  # the zero-shot caption tests read the same clips: each encoded once
     while pending:
         setting, task = pending.pop(0)
         folder = pre if setting == "zero_shot" else finetuned[task]
         # zero-shot MLM QA and the zero-shot-only caption tests skip the shuffle pass: cheap rows
         quick = (setting, task) == ("zero_shot", "qa") or task in ZERO_SHOT_TASKS
         metrics, fp, curves = evaluate_checkpoint(folder, task, cfg, params, cache, seed,
-                                                  shuffle_test=False if quick else None)
+                                                  shuffle_test=False if quick else None,
+                                                  video_memo=memo if task in ZERO_SHOT_TASKS else None)
         out[setting][task] = metrics
         out["checkpoints"]["pretrain" if setting == "zero_shot" else f"finetune_{task}"] = fp
         if curves:

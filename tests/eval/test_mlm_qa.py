@@ -81,3 +81,11 @@ def test_bad_input_is_refused(tiny):
         MLMAnswerScorer(model, tok, ANSWERS, max_len=16, template="Q: {question}")
     with pytest.raises(ValueError, match="at least one candidate"):
         MLMAnswerScorer(model, tok, [], max_len=16)
+
+
+def test_fill_in_the_blank_puts_the_masks_where_the_blank_is(tiny):
+    """LSMDC-FiB: the sentence is the prompt, the template is not applied."""
+    model, tok, _ = tiny
+    scorer = MLMAnswerScorer(model, tok, ANSWERS, max_len=16)
+    assert scorer.prompt("a _____ circle spins", 2) == "a [MASK] [MASK] circle spins"
+    assert scorer.prompt("what is it?", 1) == "question: what is it? answer: [MASK]"
