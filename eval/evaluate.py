@@ -124,7 +124,7 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
                         video_memo=None) -> tuple[dict, dict, dict]:
     """(metrics, fingerprint, plot curves) of one checkpoint on one task; ``ensemble_mode`` /
     ``ensemble_frames`` / ``shuffle_test`` replace eval's settings (the ensemble study);
-    ``video_memo`` (eval/video_memo.py): the checkpoint's encoded clips, shared by the caption tests."""
+    ``video_memo`` (eval/video_memo.py): the checkpoint's encoded clips, shared by its zero-shot tests."""
     from train.data.text import load_tokenizer
 
     from eval.qa import evaluate_multiple_choice, evaluate_open_ended
@@ -154,7 +154,7 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
                                    # intervals of the normal pass only: the shuffled one is a contrast
                                    bootstrap=cfg.bootstrap if shuffle_seed is None else 0,
                                    bootstrap_seed=seed, sparsify=task_eval.sparsify, ensemble=ensemble,
-                                   group_cache=group_cache)
+                                   group_cache=group_cache, video_memo=video_memo)
             if shuffle_seed is not None:
                 r.pop("per_query")
             texts["emb"] = r.pop("embeddings")  # the shuffled pass changes only the videos
@@ -184,7 +184,8 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
                                  max_len=max_len, template=task_eval.mlm_template)
 
         def run(shuffle_seed):
-            return evaluate_mlm_qa(scorer, batches, shuffle_seed=shuffle_seed, ensemble=ensemble)
+            return evaluate_mlm_qa(scorer, batches, shuffle_seed=shuffle_seed, ensemble=ensemble,
+                                   video_memo=video_memo)
     elif task == "qa":
 
         text_cache: dict = {}  # questions are encoded once for the normal and the shuffled pass
@@ -300,7 +301,10 @@ def evaluate_recipe(params: dict, recipe: str, overrides: list[str] | tuple[str,
                + [("finetuned", t) for t in finetuned])
     from eval.video_memo import VideoMemo
 
-    memo = VideoMemo()  # the zero-shot caption tests read the same clips: each encoded once
+    # the pre-trained model's encoded clips: zero-shot retrieval, MLM QA and the caption tests read
+    # the same test clips (from different shard sets), so each is encoded once (never shared with
+    # a fine-tuned model: the memo belongs to one set of weights)
+    memo = VideoMemo()
     while pending:
         setting, task = pending.pop(0)
         folder = pre if setting == "zero_shot" else finetuned[task]
@@ -308,7 +312,7 @@ def evaluate_recipe(params: dict, recipe: str, overrides: list[str] | tuple[str,
         quick = (setting, task) == ("zero_shot", "qa") or task in ZERO_SHOT_TASKS
         metrics, fp, curves = evaluate_checkpoint(folder, task, cfg, params, cache, seed,
                                                   shuffle_test=False if quick else None,
-                                                  video_memo=memo if task in ZERO_SHOT_TASKS else None)
+                                                  video_memo=memo if setting == "zero_shot" else None)
         out[setting][task] = metrics
         out["checkpoints"]["pretrain" if setting == "zero_shot" else f"finetune_{task}"] = fp
         if curves:

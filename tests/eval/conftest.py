@@ -166,5 +166,20 @@ def workspace(tmp_path_factory, shard_root) -> dict:
             "params": lambda *extra: load_params(params_path, overrides=[*common, *extra])}
 
 
+def tiny_model_and_batches(workspace: dict, shards: Path, text: str, batch_size: int):
+    """(model, tokenizer, test batches) of the tiny pre-trained smaug on one shard set."""
+    from train.checkpoint import loader_config_of, model_config_of, read_state, resolve_checkpoint
+    from train.data import build_loader
+    from train.data.text import load_tokenizer
+    from train.model import SMAUG
+
+    folder = resolve_checkpoint(workspace["base"] / "models/pretrain/smaug")
+    model = SMAUG.from_pretrained(folder).eval()
+    state = read_state(folder)
+    cfg = loader_config_of(state, workspace["params"](), num_frames=None, batch_size=batch_size)
+    batches = list(build_loader(cfg, str(shards), train=False, text=text, seed=0))
+    return model, load_tokenizer(model_config_of(state).text.path), batches
+
+
 def make_clip(path: Path, pattern: str, seconds: float) -> None:
     make_h264_clip(path, pattern, seconds, width=WIDTH, height=HEIGHT, fps=FPS)

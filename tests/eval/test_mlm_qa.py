@@ -4,21 +4,12 @@ import pytest
 import torch
 
 from eval.mlm_qa import MLMAnswerScorer, evaluate_mlm_qa
+from tests.eval.conftest import tiny_model_and_batches
 
 
 @pytest.fixture(scope="module")
 def tiny(workspace, shard_root):
-    from train.checkpoint import loader_config_of, model_config_of, read_state, resolve_checkpoint
-    from train.data import build_loader
-    from train.data.text import load_tokenizer
-    from train.model import SMAUG
-
-    folder = resolve_checkpoint(workspace["base"] / "models/pretrain/smaug")
-    model = SMAUG.from_pretrained(folder).eval()
-    state = read_state(folder)
-    cfg = loader_config_of(state, workspace["params"](), num_frames=None, batch_size=3)
-    batches = list(build_loader(cfg, str(shard_root / "qa_test"), train=False, text="question", seed=0))
-    return model, load_tokenizer(model_config_of(state).text.path), batches
+    return tiny_model_and_batches(workspace, shard_root / "qa_test", "question", batch_size=3)
 
 
 ANSWERS = ["red", "blue", "green", "left", "right", "spins", "counterclockwise"]
