@@ -47,6 +47,18 @@ FORMAT_HELP = {
     "msvd_qa": 'MSVD-QA JSON list [{"question", "answer", "video_id", "answer_type"}] (video_id n -> vid<n>)',
     "tgif_qa": 'TGIF-QA: Action/Transition {"gif_name", "question", "options": [5], "answer": int}, '
                'FrameQA {"gif_name", "question", "answer", "answer_type"} (JSON, JSONL or TSV)',
+    "msrvtt_mc": 'MSRVTT-MC: Singularity JSON [{"video", "caption": [5 captions], "answer": int}] or ClipBERT '
+                 'JSONL {"clip_name", "options": [5], "answer": int, "qid"}',
+    "lsmdc_mc": "LSMDC16 multiple choice, tab-separated, no header: clip id, 4 time stamps, 5 sentences and the "
+                "1-based answer (public test) or the right sentence then 4 distractors (train/valid)",
+    "lsmdc_fib": "LSMDC16 fill-in-the-blank, tab-separated, no header: clip id, 4 time stamps, the sentence "
+                 "with _____ for the blank, the answer word",
+    "lsmdc": "LSMDC16 retrieval, tab-separated, no header: clip id, 4 time stamps, sentence",
+    "anet_qa": 'ActivityNet-QA <split>_q.json [{"question_id", "video_name", "question"}] with <split>_a.json '
+               '[{"question_id", "answer", "type"}] beside it',
+    "ssv2_template": 'Something-Something v2 JSON [{"id", "label", "template", "placeholders"}]; caption = '
+                     'the template, [something] unbracketed',
+    "ssv2_label": 'Something-Something v2 JSON [{"id", "label", "template", "placeholders"}]; caption = the label',
 }
 
 
@@ -178,7 +190,7 @@ def protocol_record(name: str | None, root: str | Path = REPO_ROOT) -> dict | No
     if not name:
         return None
     preset = load_preset(name)
-    section_name = preset.task if preset.task in ("qa", "mc") else "retrieval"
+    section_name = preset.task if preset.task in ("qa", "mc", "mc_caption", "fib") else "retrieval"
     dataset = preset.params.get(f"eval.{section_name}.dataset", preset.dataset)  # the tables' column
     record = {"preset": preset.name, "dataset": dataset, "card": preset.card is not None}
     if preset.card is None:
@@ -267,8 +279,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"card: split {c.split}; {c.test_frames} test frames ({c.frame_sampling}); "
                       f"captions per video {c.captions_per_video}; metric: {c.metric}")
                 for chk in checks:
-                    print(f"{chk.split}: sha256 {chk.sha256}" + (f" (not pinned: {', '.join(chk.unpinned)})"
-                                                                  if chk.unpinned else ""))
+                    print(f"{chk.split}: sha256 {chk.sha256}" + (
+                        f" (not pinned: {', '.join(chk.unpinned)}; the card does not know the release's value, "
+                        f"so this copy is unverified there: pin yours in card.splits.{chk.split} from a copy you "
+                        f"trust)" if chk.unpinned else ""))
                 for m in mismatches:
                     print(f"MISMATCH {m}")
                 print("card: " + ("MISMATCH in " + ", ".join(m.split(":")[0] for m in mismatches) if mismatches

@@ -12,6 +12,12 @@ from typing import Literal
 from pipeline.config import check
 from train.config import TASKS, Task
 
+# Zero-shot-only evaluations (no fine-tuned checkpoint is looked for): caption multiple choice
+# (MSRVTT-MC protocol) and fill-in-the-blank by the MLM head (LSMDC-FiB)
+ZERO_SHOT_TASKS = ("mc_caption", "fib")
+EVAL_TASKS = TASKS + ZERO_SHOT_TASKS
+EvalTask = Literal["retrieval", "qa", "mc", "mc_caption", "fib"]
+
 
 # --------------------------------------------------------------------------- eval:
 
@@ -55,6 +61,18 @@ class MCEvalConfig:
     dataset: str = "synthetic mc_test (TGIF-Action-style)"
 
 
+@dataclass(frozen=True)
+class CaptionTestConfig:
+    """A zero-shot caption test set (eval/caption_choice.py, eval/mlm_qa.py), run for every recipe
+    when eval.tasks lists it."""
+
+    shards: str  # test shard folder
+    dataset: str  # the column name in the tables
+
+    def __post_init__(self) -> None:
+        check(bool(self.shards.strip()), "shards", "must be a path")
+
+
 ENSEMBLE_MODES = ("none", "concat", "mean", "max", "lse")  # eval/ensemble.py defines each
 
 
@@ -82,7 +100,8 @@ class EvalConfig:
     recipes: list[str] = field(default_factory=lambda: ["smaug", "dense", "dense-equal-time"])  # pre-training runs
     pretrain_dir: str = "models/pretrain"  # zero-shot checkpoints: <pretrain_dir>/<recipe>
     finetune_dir: str = "models/finetune"  # fine-tuned: <finetune_dir>/<recipe>/<task>
-    tasks: list[Task] = field(default_factory=lambda: list(TASKS))  # which evaluations run
+    # which evaluations run; mc_caption and fib are zero-shot only
+    tasks: list[EvalTask] = field(default_factory=lambda: list(EVAL_TASKS))
     num_frames: int | None = None  # frames at test time (null: the checkpoint's loader); more
     # than in training works: the temporal position embeddings are interpolated
     # test-time frame ensemble (eval/ensemble.py): none | concat (one clip of ensemble_frames) |
@@ -104,10 +123,19 @@ class EvalConfig:
     retrieval: RetrievalEvalConfig = field(default_factory=RetrievalEvalConfig)
     qa: QAEvalConfig = field(default_factory=QAEvalConfig)
     mc: MCEvalConfig = field(default_factory=MCEvalConfig)
+    # MSRVTT-MC-style: 5 candidate captions per test clip, ranked by VTM (VTC beside), zero-shot
+    # (eval.tasks mc_caption)
+    mc_caption: CaptionTestConfig = field(default_factory=lambda: CaptionTestConfig(
+        "data/shards/mc_caption_test", "synthetic mc_caption_test (MSRVTT-MC-style)"))
+    # LSMDC-FiB-style: a caption with one word blanked, filled by the MLM head over the test file's
+    # answer words, zero-shot (eval.tasks fib; for the recipes in eval.qa.zero_shot_mlm, as
+    # zero-shot MLM QA; recipes without an MLM head skip it)
+    fib: CaptionTestConfig = field(default_factory=lambda: CaptionTestConfig(
+        "data/shards/fib_test", "synthetic fib_test (LSMDC-FiB-style)"))
 
     def __post_init__(self) -> None:
         check(bool(self.recipes), "recipes", "must name at least one recipe")
-        check(all(t in TASKS for t in self.tasks), "tasks", f"each must be one of {', '.join(TASKS)}")
+        check(all(t in EVAL_TASKS for t in self.tasks), "tasks", f"each must be one of {', '.join(EVAL_TASKS)}")
         check(self.num_frames is None or self.num_frames >= 1, "num_frames", "must be null or >= 1")
         check(self.batch_size >= 1, "batch_size", "must be >= 1")
         check(self.frames_ensemble in ENSEMBLE_MODES, "frames_ensemble", f"must be one of {', '.join(ENSEMBLE_MODES)}")

@@ -12,7 +12,11 @@ below) and ``results/metrics/eval-<recipe>.json`` (the headline numbers for ``dv
 * ``finetuned``: retrieval, open-ended QA and multiple choice from
   ``models/finetune/<recipe>/<task>`` (a task without a fine-tuned checkpoint is listed in
   ``not_finetuned``); zero-shot open-ended QA reads the pre-trained MLM head instead of a
-  classifier (eval/mlm_qa.py) for the recipes in ``eval.qa.zero_shot_mlm``;
+  classifier (eval/mlm_qa.py) for the recipes in ``eval.qa.zero_shot_mlm``; the zero-shot-only
+  tasks, when ``eval.tasks`` lists them: ``mc_caption`` (MSRVTT-MC protocol: each test clip's
+  candidate captions ranked by VTM, VTC beside; eval/caption_choice.py) and ``fib`` (LSMDC-FiB:
+  the MLM head fills the blank over the test file's answer words, for the recipes in
+  ``eval.qa.zero_shot_mlm``);
 * ``frame_ensembles`` (recipes in ``eval.ensemble_study.recipes``): each test-time frame
   ensemble (eval/ensemble.py) on ``ensemble_study.frames`` frames; ``eval.frames_ensemble``
   applies one to the whole evaluation; ``protocol``: a preset's card check (``--preset``);
@@ -44,7 +48,7 @@ from typing import Any
 
 import torch
 
-from eval.config import EvalConfig
+from eval.config import ZERO_SHOT_TASKS, EvalConfig
 from eval.ensemble import FrameEnsemble
 from eval.shuffle import shuffle_drop
 from pipeline import cli
@@ -54,7 +58,7 @@ from train.checkpoint import fingerprint, loader_config_of, model_config_of, res
 from train.config import FinetuneConfig
 from train.tasks import load_task_model
 
-LOADER_TEXT = {"retrieval": "caption", "qa": "question", "mc": "question"}
+LOADER_TEXT = {"retrieval": "caption", "qa": "question", "mc": "question", "mc_caption": "caption", "fib": "question"}
 
 
 def rounded(value: Any, digits: int = 4) -> Any:
@@ -116,9 +120,11 @@ def frame_plan(cfg: EvalConfig, state: dict, params: dict, mode: str | None = No
 
 def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, cache: BatchCache,
                         seed: int, *, ensemble_mode: str | None = None, ensemble_frames: int | None = None,
-                        shuffle_test: bool | None = None, group_cache: dict | None = None) -> tuple[dict, dict, dict]:
+                        shuffle_test: bool | None = None, group_cache: dict | None = None,
+                        video_memo=None) -> tuple[dict, dict, dict]:
     """(metrics, fingerprint, plot curves) of one checkpoint on one task; ``ensemble_mode`` /
-    ``ensemble_frames`` / ``shuffle_test`` replace eval's settings (the ensemble study)."""
+    ``ensemble_frames`` / ``shuffle_test`` replace eval's settings (the ensemble study);
+    ``video_memo`` (eval/video_memo.py): the checkpoint's encoded clips, shared by its zero-shot tests."""
     from train.data.text import load_tokenizer
 
     from eval.qa import evaluate_multiple_choice, evaluate_open_ended
@@ -148,12 +154,29 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
                                    # intervals of the normal pass only: the shuffled one is a contrast
                                    bootstrap=cfg.bootstrap if shuffle_seed is None else 0,
                                    bootstrap_seed=seed, sparsify=task_eval.sparsify, ensemble=ensemble,
-                                   group_cache=group_cache)
+                                   group_cache=group_cache, video_memo=video_memo)
             if shuffle_seed is not None:
                 r.pop("per_query")
             texts["emb"] = r.pop("embeddings")  # the shuffled pass changes only the videos
             curves["shuffled" if shuffle_seed is not None else "normal"] = r.pop("curve")
             return r
+    elif task == "mc_caption":
+        from eval.caption_choice import evaluate_caption_choice
+
+        tokenizer = load_tokenizer(model_config_of(state).text.path)
+
+        def run(shuffle_seed):
+            return evaluate_caption_choice(model, tokenizer, batches, max_len=max_len, shuffle_seed=shuffle_seed,
+                                           ensemble=ensemble, video_memo=video_memo)
+    elif task == "fib":
+        from eval.mlm_qa import MLMAnswerScorer, evaluate_mlm_qa, test_answers
+
+        scorer = MLMAnswerScorer(model, load_tokenizer(model_config_of(state).text.path), test_answers(batches),
+                                 max_len=max_len, template=cfg.qa.mlm_template)
+
+        def run(shuffle_seed):
+            return evaluate_mlm_qa(scorer, batches, shuffle_seed=shuffle_seed, ensemble=ensemble,
+                                   video_memo=video_memo)
     elif task == "qa" and not isinstance(module, OpenEndedQA):
         from eval.mlm_qa import MLMAnswerScorer, evaluate_mlm_qa
 
@@ -161,7 +184,8 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
                                  max_len=max_len, template=task_eval.mlm_template)
 
         def run(shuffle_seed):
-            return evaluate_mlm_qa(scorer, batches, shuffle_seed=shuffle_seed, ensemble=ensemble)
+            return evaluate_mlm_qa(scorer, batches, shuffle_seed=shuffle_seed, ensemble=ensemble,
+                                   video_memo=video_memo)
     elif task == "qa":
 
         text_cache: dict = {}  # questions are encoded once for the normal and the shuffled pass
@@ -265,19 +289,30 @@ def evaluate_recipe(params: dict, recipe: str, overrides: list[str] | tuple[str,
         out["protocol"] = protocol
     plots = Path(cfg.plots_dir) / "recall"
     finetuned: dict[str, Path] = {}
-    for task in cfg.tasks:
+    for task in (t for t in cfg.tasks if t not in ZERO_SHOT_TASKS):
         try:
             finetuned[task] = resolve_checkpoint(Path(cfg.finetune_dir) / recipe / task)
         except CheckpointError:
             out["not_finetuned"].append(task)
     # zero-shot open-ended QA reads the MLM head (eval/mlm_qa.py), for the recipes asked
     mlm_qa = recipe in cfg.qa.zero_shot_mlm and has_mlm_head(pre)
-    pending = [("zero_shot", t) for t in cfg.tasks if t != "qa" or mlm_qa] + [("finetuned", t) for t in finetuned]
+    # fill-in-the-blank reads the MLM head too: the same recipes (and the same skip without a head)
+    pending = ([("zero_shot", t) for t in cfg.tasks if t not in ("qa", "fib") or mlm_qa]
+               + [("finetuned", t) for t in finetuned])
+    from eval.video_memo import VideoMemo
+
+    # the pre-trained model's encoded clips: zero-shot retrieval, MLM QA and the caption tests read
+    # the same test clips (from different shard sets), so each is encoded once (never shared with
+    # a fine-tuned model: the memo belongs to one set of weights)
+    memo = VideoMemo()
     while pending:
         setting, task = pending.pop(0)
         folder = pre if setting == "zero_shot" else finetuned[task]
+        # zero-shot MLM QA and the zero-shot-only caption tests skip the shuffle pass: cheap rows
+        quick = (setting, task) == ("zero_shot", "qa") or task in ZERO_SHOT_TASKS
         metrics, fp, curves = evaluate_checkpoint(folder, task, cfg, params, cache, seed,
-                                                  shuffle_test=False if (setting, task) == ("zero_shot", "qa") else None)
+                                                  shuffle_test=False if quick else None,
+                                                  video_memo=memo if setting == "zero_shot" else None)
         out[setting][task] = metrics
         out["checkpoints"]["pretrain" if setting == "zero_shot" else f"finetune_{task}"] = fp
         if curves:
@@ -305,6 +340,10 @@ def chance_levels(out: dict) -> dict:
         m = out[setting].get("mc")
         if m:
             chance["mc"] = m["normal"]["chance"]
+    if "mc_caption" in out["zero_shot"]:
+        chance["mc_caption"] = out["zero_shot"]["mc_caption"]["normal"]["chance"]
+    if "fib" in out["zero_shot"]:
+        chance["fib_majority"] = out["zero_shot"]["fib"]["normal"]["majority"]
     return chance
 
 

@@ -8,6 +8,9 @@ decoding). An answer of k tokens t_1..t_k scores the mean over j of log p(t_j at
 answer with the highest score over the candidate list is the prediction. The mean (not the sum)
 keeps long answers from losing merely for having more tokens.
 
+Fill-in-the-blank (LSMDC-FiB): a question holding the blank ``_____`` is its own prompt, the
+[MASK]s put where the blank is (the template is not applied).
+
 Candidates: the same answer vocabulary the fine-tuned classifier uses (the ``finetune.qa.vocab_size``
 most frequent training answers), so the zero-shot row and the fine-tuned row choose from one list and
 ``in_vocab_fraction`` (the coverage of test answers) is the same for both.
@@ -23,10 +26,12 @@ from tqdm import tqdm
 from eval.ensemble import FrameEnsemble
 from eval.metrics import qa_accuracy
 from eval.shuffle import shuffle_frames
+from eval.video_memo import VideoMemo
 from train.data import text
 from train.tasks import batch_open_ended_questions, normalize_answer
 
 DEFAULT_TEMPLATE = "question: {question} answer: {mask}"
+FIB_BLANK = "_____"  # LSMDC16's blank, as preprocess/formats.py reads it (a test holds them equal)
 
 
 def check_template(template: str) -> None:
@@ -55,7 +60,10 @@ class MLMAnswerScorer:
             self.by_length[len(ids)].append((i, ids))
 
     def prompt(self, question: str, length: int) -> str:
-        return self.template.format(question=question.strip(), mask=" ".join([self.tokenizer.mask_token] * length))
+        masks = " ".join([self.tokenizer.mask_token] * length)
+        if FIB_BLANK in question:  # fill-in-the-blank: the sentence is the prompt
+            return question.strip().replace(FIB_BLANK, masks, 1)
+        return self.template.format(question=question.strip(), mask=masks)
 
     @torch.no_grad()
     def scores(self, video_tokens: torch.Tensor, owners: list[int], questions: list[str]) -> torch.Tensor:
@@ -83,9 +91,22 @@ class MLMAnswerScorer:
         return out
 
 
+def test_answers(batches) -> list[str]:
+    """The distinct normalised answers of a test set, sorted: the closed word list a zero-shot
+    fill-in-the-blank chooses from (the test file's answer set, no training vocabulary)."""
+    answers = sorted({normalize_answer(q["answer"]) for b in batches for m in b["meta"]
+                      for q in open_ended_questions(m)})
+    if not answers:
+        raise ValueError("the fill-in-the-blank test set has no answer")
+    return answers
+
+
 def evaluate_mlm_qa(scorer: MLMAnswerScorer, batches, *, shuffle_seed: int | None = None,
-                    ensemble: FrameEnsemble | None = None, sparsify: bool = True) -> dict:
-    """Accuracy of the MLM head's answers (eval/ensemble.py combines the frame groups' scores)."""
+                    ensemble: FrameEnsemble | None = None, sparsify: bool = True,
+                    video_memo: VideoMemo | None = None) -> dict:
+    """Accuracy of the MLM head's answers (eval/ensemble.py combines the frame groups' scores;
+    ``video_memo`` keeps encoded clips between tests of the same model on the same clips)."""
+    video_memo = VideoMemo() if video_memo is None else video_memo  # an empty memo is falsy
     ensemble = ensemble or FrameEnsemble()
     model = scorer.model
     model.eval()
@@ -102,7 +123,7 @@ def evaluate_mlm_qa(scorer: MLMAnswerScorer, batches, *, shuffle_seed: int | Non
                 video = shuffle_frames(video, batch["key"], shuffle_seed)
             per_group = []
             for clip in ensemble.split(video):
-                tokens, _ = model.encode_video(clip, mask=False, sparsify=sparsify)
+                tokens, _ = video_memo.encode(model, clip, sparsify=sparsify)
                 per_group.append(scorer.scores(tokens, owners, questions))
             for p, q in zip(ensemble.combine(per_group).argmax(1).tolist(), items):
                 preds.append(scorer.answers[p])
@@ -114,4 +135,7 @@ def evaluate_mlm_qa(scorer: MLMAnswerScorer, batches, *, shuffle_seed: int | Non
     result["in_vocab_fraction"] = 100.0 * sum(a in scorer.index for a in answers) / len(answers)
     result["candidates"] = len(scorer.answers)
     result["max_answer_tokens"] = max(scorer.by_length)
+    # always the most frequent test answer: the floor a blank-filler must beat
+    top = min(set(answers), key=lambda a: (-answers.count(a), a))  # ties: alphabetically first
+    result["majority"] = {"answer": top, "accuracy": 100.0 * answers.count(top) / len(answers)}
     return result

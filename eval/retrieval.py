@@ -126,13 +126,15 @@ def tokenize(tokenizer, texts: list[str], max_len: int) -> tuple[torch.Tensor, t
 @torch.no_grad()
 def embed_retrieval_set(model, batches, tokenizer, *, max_len: int, paragraph: bool = False,
                         shuffle_seed: int | None = None, text_batch: int = 64,
-                        reuse_texts: RetrievalEmbeddings | None = None, sparsify: bool = True) -> RetrievalEmbeddings:
+                        reuse_texts: RetrievalEmbeddings | None = None, sparsify: bool = True,
+                        video_memo=None) -> RetrievalEmbeddings:
     """Encode every video once (frames shuffled when ``shuffle_seed`` is set) and every text.
 
     Candidates are sorted by key, so the result does not depend on the loader's order.
     ``reuse_texts``: an earlier pass over the same set whose text encodings are taken as they
     are (the shuffle test changes only the videos). ``sparsify=False`` encodes every visible token
     (a model trained with token sparsification, evaluated without it: ``eval.retrieval.sparsify``).
+    ``video_memo`` (eval/video_memo.py): encoded clips kept for the caption tests on the same clips.
     """
     model.eval()
     device = next(model.parameters()).device
@@ -141,7 +143,8 @@ def embed_retrieval_set(model, batches, tokenizer, *, max_len: int, paragraph: b
         video = batch["video"].to(device)
         if shuffle_seed is not None:
             video = shuffle_frames(video, batch["key"], shuffle_seed)
-        tok, feat = model.encode_video(video, mask=False, sparsify=sparsify)
+        tok, feat = (model.encode_video(video, mask=False, sparsify=sparsify) if video_memo is None
+                     else video_memo.encode(model, video, sparsify=sparsify))
         for i, key in enumerate(batch["key"]):
             if key in per_key:  # a loader that repeats samples must not create duplicate candidates
                 continue
@@ -204,7 +207,7 @@ def evaluate_retrieval(model, batches, tokenizer, *, max_len: int, rerank_k: int
                        reuse_texts: RetrievalEmbeddings | None = None, rerank_add_sim: bool = True,
                        order_pairs: list[dict] | None = None, bootstrap: int = 0, bootstrap_seed: int = 0,
                        sparsify: bool = True, ensemble: FrameEnsemble | None = None,
-                       group_cache: dict | None = None) -> dict:
+                       group_cache: dict | None = None, video_memo=None) -> dict:
     """Full retrieval evaluation of ``model`` on an iterable of loader batches.
 
     Returns ``vtc`` (the headline ranking) and, when re-ranking and the model has a VTM head,
@@ -233,7 +236,7 @@ def evaluate_retrieval(model, batches, tokenizer, *, max_len: int, rerank_k: int
         group = batches if ensemble.groups == 1 else group_batches(batches, ensemble, g)
         embs.append(embed_retrieval_set(model, group, tokenizer, max_len=max_len, paragraph=paragraph,
                                         shuffle_seed=shuffle_seed, reuse_texts=reuse_texts or (embs[0] if embs else None),
-                                        sparsify=sparsify))
+                                        sparsify=sparsify, video_memo=video_memo))
         if group_cache is not None:
             group_cache[key] = embs[-1]
     emb = embs[0]

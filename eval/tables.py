@@ -351,10 +351,13 @@ def retrieval_table(evals: list[dict], cfg: TablesConfig) -> Table:
 # --------------------------------------------------------------------------- QA
 
 
+QA_TABLE_TASKS = ("qa", "mc", "mc_caption", "fib")  # the QA table's columns come from these evaluations
+
+
 def qa_tables(evals: list[dict], cfg: TablesConfig) -> tuple[Table, Table]:
     d = cfg.decimals
     measured = sorted({m["dataset"] for e in evals for s in ("zero_shot", "finetuned")
-                       for t, m in e.get(s, {}).items() if t in ("qa", "mc")})
+                       for t, m in e.get(s, {}).items() if t in QA_TABLE_TASKS})
     real = [ds for ds in REAL_QA_DATASETS if cfg.reference_rows or ds in measured]
     datasets = real + [ds for ds in measured if ds not in real]
     columns = ["Method", "Kind", "Setting"] + [f"{ds} acc" for ds in datasets] + ["Checkpoints"]
@@ -364,13 +367,16 @@ def qa_tables(evals: list[dict], cfg: TablesConfig) -> tuple[Table, Table]:
     for e in evals:
         for setting in ("zero_shot", "finetuned"):
             cells, cks, label = {}, [], None
-            for task in ("qa", "mc"):
+            for task in QA_TABLE_TASKS:
                 m = e.get(setting, {}).get(task)
                 if not m:
                     continue
                 cells[m["dataset"]] = fmt(m["normal"]["accuracy"], d)
+                if task == "mc_caption" and "accuracy_vtm" in m["normal"]:
+                    cells[m["dataset"]] += f" (VTC {fmt(m['normal']['accuracy_vtc'], d)})"
                 ck = e["checkpoints"][checkpoint_key(setting, task)]
-                cks.append(f"{ck['path']}@{ck['sha256'][:12]}")
+                if f"{ck['path']}@{ck['sha256'][:12]}" not in cks:
+                    cks.append(f"{ck['path']}@{ck['sha256'][:12]}")
                 label = label or setting_label(setting, m, e, task)  # QA's label names the MLM head
                 if task == "qa":
                     for kind, acc in sorted(m["normal"].get("per_type", {}).items()):
@@ -385,16 +391,19 @@ def qa_tables(evals: list[dict], cfg: TablesConfig) -> tuple[Table, Table]:
     for e in evals:
         chance = e.get("chance", {})
         for setting in ("finetuned", "zero_shot"):
-            for task in ("qa", "mc"):
+            for task in QA_TABLE_TASKS:
                 m = e.get(setting, {}).get(task)
                 if m and task == "qa" and "qa_majority" in chance:
                     cells.setdefault(m["dataset"], fmt(chance["qa_majority"]["accuracy"], d))
                     answer = answer or chance["qa_majority"].get("answer")
-                if m and task == "mc" and "mc" in chance:
-                    cells.setdefault(m["dataset"], fmt(chance["mc"], d))
+                if m and task in ("mc", "mc_caption") and task in chance:
+                    cells.setdefault(m["dataset"], fmt(chance[task], d))
+                if m and task == "fib" and "fib_majority" in chance:
+                    cells.setdefault(m["dataset"], fmt(chance["fib_majority"]["accuracy"], d))
     if cells:
         table.rows.append(["chance", "computed", "QA: always the most frequent training answer"
-                           + (f" ('{answer}')" if answer else "") + "; MC: 1 / options"]
+                           + (f" ('{answer}')" if answer else "") + "; MC: 1 / options; FiB: always the most "
+                           "frequent test answer"]
                           + [cells.get(ds, DASH) for ds in datasets] + [""])
     if cfg.reference_rows:
         gate = reported_gate(evals, MSRVTT_QA)
@@ -411,6 +420,13 @@ def qa_tables(evals: list[dict], cfg: TablesConfig) -> tuple[Table, Table]:
     table.notes.append("Open-ended QA is classification over the most frequent training answers; a test answer "
                        "outside that vocabulary counts as wrong. Multiple choice picks the option whose "
                        "question+option text has the highest VTM score (so it also runs zero-shot).")
+    if any(t in e.get("zero_shot", {}) for e in evals for t in ("mc_caption", "fib")):
+        table.notes.append("Caption multiple choice (MSRVTT-MC protocol, zero-shot): each test clip with 5 candidate "
+                           "captions (one its own, four other test clips' captions, the most similar first); the "
+                           "candidate with the highest VTM score is the answer, VTC cosine's accuracy in brackets "
+                           "(eval/caption_choice.py). Fill-in-the-blank (LSMDC-FiB protocol, zero-shot): the "
+                           "[MASK]s go where the blank is and the MLM head chooses among the test file's answer "
+                           "words (eval/mlm_qa.py).")
     table.notes.append("Zero-shot open-ended QA (\"MLM head\"): the question in eval.qa.mlm_template with one [MASK] "
                        "per answer token, fused with the video; each answer of the classifier's list scores the "
                        "mean log-probability of its tokens at the masks (eval/mlm_qa.py). No QA training.")

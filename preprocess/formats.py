@@ -26,6 +26,20 @@ Supported formats (``--format``; auto-detected from the file's name and first re
 - ``tgif_qa``       TGIF-QA Action/Transition {"gif_name", "question", "options", "answer": int}
                     and FrameQA {"gif_name", "question", "answer", "answer_type"} (JSON, JSONL or
                     the original tab-separated files)
+- ``msrvtt_mc``     MSRVTT-MC (caption multiple choice): Singularity/VindLU JSON
+                    [{"video", "caption": [5], "answer": int}] or ClipBERT JSONL
+                    {"clip_name", "options": [5], "answer": int, "qid"}
+- ``lsmdc_mc``      LSMDC16 multiple choice, tab-separated, no header: clip id, 4 time stamps, then
+                    5 sentences and a 1-based answer index (public test), or the correct sentence
+                    and 4 distractors (train / valid)
+- ``lsmdc_fib``     LSMDC16 fill-in-the-blank, tab-separated, no header: clip id, 4 time stamps,
+                    the sentence with ``_____`` for the blank, the answer word
+- ``lsmdc``         LSMDC16 retrieval, tab-separated, no header: clip id, 4 time stamps, sentence
+- ``anet_qa``       ActivityNet-QA: ``<split>_q.json`` [{"question_id", "video_name", "question"}]
+                    with its sibling ``<split>_a.json`` [{"question_id", "answer", "type"}]
+- ``ssv2_template``, ``ssv2_label``  Something-Something v2 ``something-something-v2-*.json``
+                    [{"id", "label", "template", "placeholders"}]: the caption is the template
+                    with its [something] slots unbracketed, or the filled label
 - ``cc3m``, ``coco``, ``img2dataset``  image-caption collections (CC3M / CC12M TSV, COCO
                     captions JSON, img2dataset tar / Parquet): see :mod:`preprocess.images`
 """
@@ -44,7 +58,8 @@ from typing import Any
 from preprocess.images import read_cc3m, read_coco, read_img2dataset
 
 FORMATS = ("webvid", "msrvtt", "msrvtt_1ka", "clipbert", "singularity", "paragraph",
-           "msrvtt_qa", "msvd_qa", "tgif_qa", "cc3m", "coco", "img2dataset")
+           "msrvtt_qa", "msvd_qa", "tgif_qa", "msrvtt_mc", "lsmdc_mc", "lsmdc_fib", "lsmdc", "anet_qa",
+           "ssv2_template", "ssv2_label", "cc3m", "coco", "img2dataset")
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
@@ -206,11 +221,17 @@ def _row(origin: str, video_id: Any, *, caption: Any = None, qa: dict | None = N
     if error is None and not vid:
         row["row_error"] = "record names no video"
     if qa is not None:
-        question, qerr = clean_text(qa.get("question"))
+        if qa.get("question") == "" and qa.get("options"):
+            question, qerr = "", None  # caption multiple choice (MSRVTT-MC, LSMDC-MC): no question, only options
+        else:
+            question, qerr = clean_text(qa.get("question"))
         qa = dict(qa, question=question)
         row["qa"] = qa
         if row["row_error"] is None and qerr:
             row["row_error"] = qerr.replace("caption", "question")
+        if caption is not None:  # the right option of a caption MC is a caption of the video
+            row["caption"], cerr = clean_text(caption)
+            row["row_error"] = row["row_error"] or cerr
     elif error is None:
         text, cerr = clean_text(caption)
         row["caption"] = text
@@ -403,10 +424,181 @@ def read_tgif_qa(path: Path, split: str | None = None) -> Iterator[dict]:
         yield row
 
 
+def _multiple_choice(options: Any, answer: Any, base: int = 0) -> tuple[list[str] | None, int | None, str | None]:
+    """(options as text, 0-based answer index, error) of a caption multiple-choice record."""
+    if not isinstance(options, list) or len(options) < 2:
+        return None, None, f"options must be a list of at least 2 captions, not {json.dumps(options)[:80]}"
+    if isinstance(answer, str) and answer.strip().isdigit():
+        answer = int(answer)
+    if not isinstance(answer, int) or isinstance(answer, bool) or not base <= answer < len(options) + base:
+        return None, None, f"answer {answer!r} is not an index into the {len(options)} options (from {base})"
+    return [str(o) for o in options], answer - base, None
+
+
+def _caption_choice(origin: str, vid: Any, options: Any, answer: Any, *, base: int = 0, qid: Any = None,
+                    split: str | None = None, want: str | None = None) -> dict:
+    opts, idx, error = _multiple_choice(options, answer, base)
+    qa = {"question": "", "answer": opts[idx] if opts else None, "answer_type": "caption", "options": opts,
+          "answer_idx": idx, "id": qid}
+    return _row(origin, vid, qa=qa, caption=opts[idx] if opts else None, split=split, want_path=want, error=error)
+
+
+def read_msrvtt_mc(path: Path, split: str | None = None) -> Iterator[dict]:
+    """MSRVTT-MC: each test video with 5 candidate captions, one right (JSFusion's test; the
+    Singularity JSON and the ClipBERT JSONL carry the same items)."""
+    for origin, rec, err in _records(path):
+        bad = _bad_record(origin, rec, err, "video | clip_name, caption | options, answer")
+        if bad:
+            yield bad
+            continue
+        if "clip_name" in rec:
+            vid, want, options = rec.get("clip_name"), None, rec.get("options")
+        else:
+            (vid, want), options = _video_field(rec), rec.get("caption")
+        yield _caption_choice(origin, vid, options, rec.get("answer"), qid=rec.get("qid", rec.get("question_id")),
+                              split=split, want=want)
+
+
+LSMDC_CLIP_COLUMNS = 5  # clip id, start/end aligned, start/end extracted ("hh.mm.ss.mmm")
+
+
+def _lsmdc_lines(path: Path, what: str) -> Iterator[tuple[str, list[str] | None, str | None]]:
+    """(origin, fields, error) of each line of an LSMDC16 tab-separated file (no header, no quoting:
+    sentences hold quotes as they are)."""
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            text = raw.decode("utf-8", errors="surrogateescape").rstrip("\r\n").lstrip("\ufeff")
+            if not text.strip():
+                continue
+            fields = text.split("\t")
+            origin = f"{path.name}:line {lineno}"
+            if len(fields) <= LSMDC_CLIP_COLUMNS:
+                yield origin, None, (f"{what} line has {len(fields)} tab-separated fields; needs the clip id, "
+                                     f"4 time stamps and the text")
+                continue
+            yield origin, fields, None
+
+
+def _lsmdc_want(clip_id: str) -> str:
+    """LSMDC clips live in a folder per movie: ``1004_Juno/1004_Juno_00.00.32.849-00.00.35.458.avi``."""
+    return f"{clip_id.rsplit('_', 1)[0]}/{clip_id}.avi"
+
+
+def read_lsmdc(path: Path, split: str | None = None) -> Iterator[dict]:
+    """LSMDC16 retrieval annotations (``LSMDC16_annos_training.csv``, the 1000-clip test list)."""
+    for origin, fields, err in _lsmdc_lines(path, "LSMDC"):
+        if err:
+            yield _row(origin, None, error=err)
+            continue
+        clip = fields[0].strip()
+        yield _row(origin, clip, caption="\t".join(fields[LSMDC_CLIP_COLUMNS:]), split=split, want_path=_lsmdc_want(clip))
+
+
+def read_lsmdc_mc(path: Path, split: str | None = None) -> Iterator[dict]:
+    """LSMDC16 multiple choice: the public test lists 5 sentences and the 1-based right one; the
+    training and validation files list the right sentence first, then the 4 distractors."""
+    for origin, fields, err in _lsmdc_lines(path, "LSMDC-MC"):
+        texts = fields[LSMDC_CLIP_COLUMNS:] if fields else []
+        if not err and len(texts) not in (5, 6):
+            err = (f"LSMDC-MC line has {len(texts)} fields after the clip columns; needs 5 sentences "
+                   f"(train/valid) or 5 sentences and the answer index (public test)")
+        if err:
+            yield _row(origin, None, error=err)
+            continue
+        clip = fields[0].strip()
+        options, answer, base = (texts[:5], texts[5].strip(), 1) if len(texts) == 6 else (texts, 0, 0)
+        yield _caption_choice(origin, clip, options, answer, base=base, qid=f"{path.name}:{origin.rsplit(' ', 1)[1]}",
+                              split=split, want=_lsmdc_want(clip))
+
+
+FIB_BLANK = "_____"
+
+
+def read_lsmdc_fib(path: Path, split: str | None = None) -> Iterator[dict]:
+    """LSMDC16 fill-in-the-blank: a sentence with one ``_____`` and the word that fills it."""
+    for origin, fields, err in _lsmdc_lines(path, "LSMDC-FiB"):
+        if not err and len(fields) != LSMDC_CLIP_COLUMNS + 2:
+            err = f"LSMDC-FiB line has {len(fields)} fields; needs clip id, 4 time stamps, sentence, answer"
+        if err:
+            yield _row(origin, None, error=err)
+            continue
+        clip, sentence, answer = fields[0].strip(), fields[5], fields[6].strip()
+        error = (None if sentence.count(FIB_BLANK) == 1 else
+                 f"sentence has {sentence.count(FIB_BLANK)} blanks ({FIB_BLANK}); needs exactly one")
+        qa = {"question": sentence, "answer": answer or None, "answer_type": "fib", "options": None,
+              "answer_idx": None, "id": f"{path.name}:{origin.rsplit(' ', 1)[1]}"}
+        row = _row(origin, clip, qa=qa, split=split, want_path=_lsmdc_want(clip))
+        row["row_error"] = row["row_error"] or error or (None if answer else "empty answer")
+        yield row
+
+
+ANET_QA_TYPES = ("motion", "spatial", "temporal", "yes_no", "color", "object", "location", "number", "other")
+
+
+def read_anet_qa(path: Path, split: str | None = None) -> Iterator[dict]:
+    """ActivityNet-QA: questions in ``<split>_q.json``, answers in the ``<split>_a.json`` beside it,
+    joined by question_id. Videos are ActivityNet's ``v_<video_name>.mp4``."""
+    if not path.name.endswith("_q.json"):
+        raise AnnotationError(f"{path}: ActivityNet-QA annotations are the <split>_q.json file (its answers "
+                              "are read from <split>_a.json beside it)")
+    answers_path = path.with_name(path.name[: -len("_q.json")] + "_a.json")
+    if not answers_path.is_file():
+        raise AnnotationError(f"{path}: the answers file {answers_path} is missing")
+    answers = {}
+    for _, rec, _err in _records(answers_path):
+        if isinstance(rec, dict) and "question_id" in rec:
+            answers[str(rec["question_id"])] = rec
+    for origin, rec, err in _records(path):
+        bad = _bad_record(origin, rec, err, "question_id, video_name, question")
+        if bad:
+            yield bad
+            continue
+        ans = answers.get(str(rec.get("question_id")))
+        kind = ans.get("type") if ans else None
+        qa = {"question": rec.get("question"), "answer": None if not ans or ans.get("answer") is None else str(ans["answer"]),
+              "answer_type": ANET_QA_TYPES[kind] if isinstance(kind, int) and 0 <= kind < len(ANET_QA_TYPES) else kind,
+              "options": None, "answer_idx": None, "id": rec.get("question_id")}
+        name = rec.get("video_name")
+        vid = None if name is None else (str(name) if str(name).startswith("v_") else f"v_{name}")
+        row = _row(origin, vid, qa=qa, split=split)
+        if row["row_error"] is None and not ans:
+            row["row_error"] = f"no answer for question_id {rec.get('question_id')!r} in {answers_path.name}"
+        elif row["row_error"] is None and not (qa["answer"] or "").strip():
+            row["row_error"] = "empty answer"
+        yield row
+
+
+def ssv2_template_text(template: str) -> str:
+    """``Putting [something] onto [something]`` -> ``Putting something onto something``."""
+    return re.sub(r"\[([^\]]*)\]", r"\1", template)
+
+
+def _read_ssv2(path: Path, split: str | None, field_name: str) -> Iterator[dict]:
+    for origin, rec, err in _records(path):
+        bad = _bad_record(origin, rec, err, "id, label, template, placeholders")
+        if bad:
+            yield bad
+            continue
+        text = rec.get(field_name)
+        if field_name == "template" and isinstance(text, str):
+            text = ssv2_template_text(text)
+        yield _row(origin, rec.get("id"), caption=text, split=split, want_path=f"{rec.get('id')}.webm")
+
+
+def read_ssv2_template(path: Path, split: str | None = None) -> Iterator[dict]:
+    return _read_ssv2(path, split, "template")
+
+
+def read_ssv2_label(path: Path, split: str | None = None) -> Iterator[dict]:
+    return _read_ssv2(path, split, "label")
+
+
 READERS = {
     "webvid": read_webvid, "msrvtt": read_msrvtt, "msrvtt_1ka": read_msrvtt_1ka,
     "clipbert": read_clipbert, "singularity": read_singularity, "paragraph": read_paragraph,
     "msrvtt_qa": read_msrvtt_qa, "msvd_qa": read_msvd_qa, "tgif_qa": read_tgif_qa,
+    "msrvtt_mc": read_msrvtt_mc, "lsmdc_mc": read_lsmdc_mc, "lsmdc_fib": read_lsmdc_fib, "lsmdc": read_lsmdc,
+    "anet_qa": read_anet_qa, "ssv2_template": read_ssv2_template, "ssv2_label": read_ssv2_label,
     "cc3m": read_cc3m, "coco": read_coco, "img2dataset": read_img2dataset,
 }
 
@@ -455,6 +647,10 @@ def detect_format(path: Path) -> str:
             return "paragraph"
         if "gif_name" in rec:
             return "tgif_qa"
+        if "clip_name" in rec and "options" in rec or isinstance(rec.get("caption"), list) and "answer" in rec:
+            return "msrvtt_mc"
+        if "video_name" in rec and "question_id" in rec:
+            return "anet_qa"
         if "question" in rec and "video_id" in rec:
             return "msrvtt_qa"
         if "clip_name" in rec:

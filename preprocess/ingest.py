@@ -183,10 +183,10 @@ def _one_sample(key: str, vid, owner, group: list[dict]) -> dict:
             err = f"duplicate row: same video and text as {seen[text]}"
         if err is None:
             seen[text] = r["origin"]
-            if qa is None:
-                captions.append(caption)
-            else:
+            if qa is not None:
                 qas.append(json.loads(qa))
+            if caption is not None:  # a caption MC row also carries its right option, a caption of the video
+                captions.append(caption)
         errors.append(err)
     error = None
     if vid is None:

@@ -9,6 +9,8 @@ Layout (docs/design.md, "Built-in synthetic benchmark")::
     annotations/msrvtt_qa/{split}.json           MSRVTT-QA
     annotations/tgif_qa/action_{train,test}.jsonl  TGIF-QA Action (five options)
     annotations/order_pairs/{val,test}.json      temporal-order pairs (eval.retrieval.order_pairs)
+    annotations/msrvtt_mc/msrvtt_mc_test.json    MSRVTT-MC (Singularity JSON): 5 candidate captions per test clip
+    annotations/lsmdc/LSMDC16_FIB_test.csv       LSMDC-FiB (tab-separated): a caption with one word blanked
     meta.json                                    ground truth per clip
 """
 
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from pipeline.config import to_dict
+from pipeline.synthetic.caption_tests import write_caption_tests
 from pipeline.synthetic.config import SyntheticConfig
 from pipeline.synthetic.plan import SPLITS, ClipPlan
 
@@ -182,6 +185,7 @@ def write_annotations(root: Path, clips: list[ClipPlan], held_out, cfg: Syntheti
     write_msrvtt_qa(root, clips)
     write_tgif_qa(root, clips)
     write_order_pairs(root, clips)
+    write_caption_tests(root, [clip_meta(c) for c in clips], cfg.seed)
     write_meta(root, clips, held_out, cfg)
 
 

@@ -60,9 +60,24 @@ def qa_choice(n: int) -> list[dict]:
              "options": options, "answer_idx": right}]
 
 
+def caption_choice(n: int) -> list[dict]:
+    """MSRVTT-MC style: the clip's own caption among 4 other clips' captions, no question."""
+    options = [sample_meta("", (n + k) % 6, "test")["captions"][0] for k in range(5)]
+    right = n % 5
+    options[0], options[right] = options[right], options[0]
+    return [{"question": "", "answer": options[right], "answer_type": "caption", "options": options,
+             "answer_idx": right}]
+
+
+def fill_in_the_blank(n: int) -> list[dict]:
+    """LSMDC-FiB style: the colour word of the caption blanked."""
+    return [{"question": f"a _____ circle {MOTIONS[n % 6]}", "answer": COLOURS[n % 6], "answer_type": "fib",
+             "options": None, "answer_idx": None}]
+
+
 @pytest.fixture(scope="session")
 def shard_root(tmp_path_factory) -> Path:
-    """data/shards/{ret,qa,mc}_{train,test}: 6 clips each, one shard per set."""
+    """data/shards/{ret,qa,mc}_{train,test}, mc_caption_test, fib_test: 6 clips each, one shard per set."""
     root = tmp_path_factory.mktemp("shards")
     clips = []
     for pattern in PATTERNS:
@@ -70,7 +85,7 @@ def shard_root(tmp_path_factory) -> Path:
         make_clip(path, pattern, 2.0)
         clips.append(path.read_bytes())
         path.unlink()
-    for name in ("ret_train", "ret_test", "qa_train", "qa_test", "mc_train", "mc_test"):
+    for name in ("ret_train", "ret_test", "qa_train", "qa_test", "mc_train", "mc_test", "mc_caption_test", "fib_test"):
         folder = root / name
         folder.mkdir()
         with wds.TarWriter(str(folder / "shard-000000.tar")) as sink:
@@ -79,8 +94,13 @@ def shard_root(tmp_path_factory) -> Path:
                 meta = sample_meta(key, n, name.split("_")[1])
                 if name.startswith("qa"):
                     meta["captions"], meta["qa"] = [], qa_open(n)
-                if name.startswith("mc"):
+                if name.startswith("mc_caption"):  # as the msrvtt_mc reader writes it: the right caption kept
+                    meta["qa"] = caption_choice(n)
+                    meta["captions"] = [meta["qa"][0]["answer"]]
+                elif name.startswith("mc"):
                     meta["captions"], meta["qa"] = [], qa_choice(n)
+                if name.startswith("fib"):
+                    meta["captions"], meta["qa"] = [], fill_in_the_blank(n)
                 sink.write({"__key__": key, "mp4": clips[n], "json": json.dumps(meta).encode()})
     # temporal-order pairs over the first four test clips (two pairs), in the generic format
     events = [(f"a {COLOURS[n]} circle {MOTIONS[n]}", f"a {COLOURS[n + 1]} square {MOTIONS[n + 1]}") for n in (0, 2)]
@@ -127,7 +147,8 @@ def workspace(tmp_path_factory, shard_root) -> dict:
         "finetune.qa.vocab_size=8", "finetune.threads=1",
         f"eval.pretrain_dir={base / 'models/pretrain'}", f"eval.finetune_dir={base / 'models/finetune'}",
         f"eval.retrieval.shards={shard_root / 'ret_test'}", f"eval.qa.shards={shard_root / 'qa_test'}",
-        f"eval.mc.shards={shard_root / 'mc_test'}", "eval.retrieval.rerank_k=3", "eval.batch_size=4",
+        f"eval.mc.shards={shard_root / 'mc_test'}", f"eval.mc_caption.shards={shard_root / 'mc_caption_test'}",
+        f"eval.fib.shards={shard_root / 'fib_test'}", "eval.retrieval.rerank_k=3", "eval.batch_size=4",
         f"eval.retrieval.order_pairs={shard_root / 'order_pairs.json'}", "eval.bootstrap=200",
         f"eval.metrics_dir={base / 'results/metrics'}", f"eval.plots_dir={base / 'results/plots'}",
         f"eval.details_dir={base / 'results/eval'}", f"tables.eval_dir={base / 'results/eval'}",
@@ -143,6 +164,21 @@ def workspace(tmp_path_factory, shard_root) -> dict:
         write_checkpoint(base / "models/pretrain" / recipe, params, recipe, seed=i)
     return {"base": base, "params_path": params_path, "overrides": common,
             "params": lambda *extra: load_params(params_path, overrides=[*common, *extra])}
+
+
+def tiny_model_and_batches(workspace: dict, shards: Path, text: str, batch_size: int):
+    """(model, tokenizer, test batches) of the tiny pre-trained smaug on one shard set."""
+    from train.checkpoint import loader_config_of, model_config_of, read_state, resolve_checkpoint
+    from train.data import build_loader
+    from train.data.text import load_tokenizer
+    from train.model import SMAUG
+
+    folder = resolve_checkpoint(workspace["base"] / "models/pretrain/smaug")
+    model = SMAUG.from_pretrained(folder).eval()
+    state = read_state(folder)
+    cfg = loader_config_of(state, workspace["params"](), num_frames=None, batch_size=batch_size)
+    batches = list(build_loader(cfg, str(shards), train=False, text=text, seed=0))
+    return model, load_tokenizer(model_config_of(state).text.path), batches
 
 
 def make_clip(path: Path, pattern: str, seconds: float) -> None:

@@ -4,21 +4,12 @@ import pytest
 import torch
 
 from eval.mlm_qa import MLMAnswerScorer, evaluate_mlm_qa
+from tests.eval.conftest import tiny_model_and_batches
 
 
 @pytest.fixture(scope="module")
 def tiny(workspace, shard_root):
-    from train.checkpoint import loader_config_of, model_config_of, read_state, resolve_checkpoint
-    from train.data import build_loader
-    from train.data.text import load_tokenizer
-    from train.model import SMAUG
-
-    folder = resolve_checkpoint(workspace["base"] / "models/pretrain/smaug")
-    model = SMAUG.from_pretrained(folder).eval()
-    state = read_state(folder)
-    cfg = loader_config_of(state, workspace["params"](), num_frames=None, batch_size=3)
-    batches = list(build_loader(cfg, str(shard_root / "qa_test"), train=False, text="question", seed=0))
-    return model, load_tokenizer(model_config_of(state).text.path), batches
+    return tiny_model_and_batches(workspace, shard_root / "qa_test", "question", batch_size=3)
 
 
 ANSWERS = ["red", "blue", "green", "left", "right", "spins", "counterclockwise"]
@@ -81,3 +72,11 @@ def test_bad_input_is_refused(tiny):
         MLMAnswerScorer(model, tok, ANSWERS, max_len=16, template="Q: {question}")
     with pytest.raises(ValueError, match="at least one candidate"):
         MLMAnswerScorer(model, tok, [], max_len=16)
+
+
+def test_fill_in_the_blank_puts_the_masks_where_the_blank_is(tiny):
+    """LSMDC-FiB: the sentence is the prompt, the template is not applied."""
+    model, tok, _ = tiny
+    scorer = MLMAnswerScorer(model, tok, ANSWERS, max_len=16)
+    assert scorer.prompt("a _____ circle spins", 2) == "a [MASK] [MASK] circle spins"
+    assert scorer.prompt("what is it?", 1) == "question: what is it? answer: [MASK]"

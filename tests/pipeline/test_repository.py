@@ -113,3 +113,16 @@ def test_dvc_repro_runs_generate_ingest_and_shard(tmp_path):
     again = run(sys.executable, "-m", "dvc", "repro", "shard@pretrain")
     assert again.returncode == 0
     assert "Running stage" not in again.stdout
+
+
+def test_readme_lists_every_benchmark_preset_and_eval_task():
+    """The README's tables of benchmarks name each preset (with its card) and each eval task."""
+    from eval.benchmarks import available
+    from eval.config import EVAL_TASKS
+
+    readme = (ROOT / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `")]
+    for name in available():
+        assert any(f"`{name}`" in line.split("|")[1] for line in rows), f"README lists no preset {name}"
+    for task in EVAL_TASKS:
+        assert any(line.split("|")[1].strip() == f"`{task}`" for line in rows), f"README lists no eval task {task}"
