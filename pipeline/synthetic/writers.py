@@ -10,6 +10,7 @@ Layout (docs/design.md, "Built-in synthetic benchmark")::
     annotations/tgif_qa/action_{train,test}.jsonl  TGIF-QA Action (five options)
     annotations/order_pairs/{val,test}.json      temporal-order pairs (eval.retrieval.order_pairs)
     meta.json                                    ground truth per clip
+    stills.tar + annotations/stills/             still frames of the train clips, CC3M + COCO (stills.py)
 """
 
 from __future__ import annotations
