@@ -169,3 +169,31 @@ def test_a_run_on_video_and_images_counts_samples_per_source(tmp_path, params_fi
              *overrides(f"pretrain.steps={steps}", *sources_override(pretrain_shards, image_shards, 0.5, 0.5))]
     assert pretrain.main(argv2) == 2
     assert "pretrain.sources" in capsys.readouterr().err
+
+
+def test_a_source_on_dali_mixes_as_on_the_cpu_backend(tiny_params, pretrain_shards, image_shards):
+    """Each source is its own loader, so a source may run on DALI (here its CPU decoders: JPEG;
+    H.264 needs the GPU) and the mix is the same: the same sources in the same order, the same
+    samples, the image clips equal to rounding."""
+    pytest.importorskip("nvidia.dali", reason="nvidia-dali is not installed")
+    import torch
+
+    from train.data import LoaderConfig
+    from train.data.loader import VideoTextLoader
+    from train.sources import MixedStream
+
+    cfg = section(tiny_params("smaug", "loader.shuffle_buffer=0"), LoaderConfig, "loader")
+
+    def stream(image_backend: str) -> MixedStream:
+        loaders = {"video": VideoTextLoader(cfg, str(pretrain_shards), train=False, seed=0, backend="cpu"),
+                   "images": VideoTextLoader(cfg, str(image_shards), train=False, seed=0, backend=image_backend,
+                                             dali_device="cpu")}
+        return MixedStream.resumed(loaders, {"video": 0.5, "images": 0.5}, seed=0, state=None)
+
+    dali, cpu = stream("dali"), stream("cpu")
+    std = torch.tensor(cfg.std).view(1, 3, 1, 1) * 255
+    for _, bd, bc in zip(range(12), dali, cpu):
+        assert bd["key"] == bc["key"]
+        diff = ((bd["video"].cpu() - bc["video"]) * std).abs()
+        assert diff.mean() < 1.0
+    assert dali.samples == cpu.samples and dali.samples["images"] > 0 and dali.samples["video"] > 0
