@@ -2,7 +2,7 @@
 
 Reads ``params.yaml`` (``--params``), deep-merges ``pipeline/recipes/<recipe>.yaml`` and the
 ``key.path=value`` overrides, then trains for ``pretrain.steps`` optimiser steps on the shards
-at ``pretrain.shards`` and writes:
+at ``pretrain.shards`` (or the sources of ``pretrain.sources``) and writes:
 
 * ``<pretrain.out_dir>/<run name>/`` the checkpoint (model.safetensors, optim.pt, state.json),
   rewritten atomically every ``pretrain.ckpt_every`` steps. state.json records the resolved
@@ -11,8 +11,13 @@ at ``pretrain.shards`` and writes:
   ``--fresh`` starts over;
 * ``<results_dir>/dvclive/pretrain-<run name>/`` DVCLive metrics and loss curves
   (``dvc metrics show`` / ``dvc plots show``);
-* ``<results_dir>/metrics/pretrain-<run name>.json`` the cost accounting (:mod:`train.cost`) and
-  the loader's skipped (corrupt) samples: ``skipped_samples`` and the first ``skipped_keys``.
+* ``<results_dir>/metrics/pretrain-<run name>.json`` the cost accounting (:mod:`train.cost`),
+  the loader's skipped (corrupt) samples: ``skipped_samples`` and the first ``skipped_keys``, and
+  the samples each source gave (``samples_per_source``, with ``sources``; also in the DVCLive
+  summary and the last lines printed).
+
+``pretrain.sources`` (several shard sets by weight, :mod:`train.sources`) replaces
+``pretrain.shards`` when set.
 
 The run name is the recipe unless ``--run-name NAME`` is given (several runs of one recipe, or
 a run on other data beside the built-in benchmark's).
