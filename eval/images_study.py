@@ -80,9 +80,11 @@ def load_arm(run: str, eval_dir: Path, metrics_dir: Path, params_path, check: bo
         raise ValueError(f"{files['eval']}: no zero-shot retrieval with per-query ranks; rerun eval.evaluate")
     cost = data["pretrain"]
     counts = cost.get("samples_per_source") or {"shards": cost["steps"] * cost["clips_per_step"]}
+    sources = cost.get("sources") or [{"name": "shards", "weight": 1.0}]
+    order = [s["name"] for s in sources]  # the metrics file sorts its keys: show the run's order
+    counts = dict(sorted(counts.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
     return {"run": run, "files": {k: p.as_posix() for k, p in files.items()}, "retrieval": retrieval,
-            "cost": cost, "steps": cost["steps"], "samples_per_source": counts,
-            "sources": cost.get("sources") or [{"name": "shards", "weight": 1.0}]}
+            "cost": cost, "steps": cost["steps"], "samples_per_source": counts, "sources": sources}
 
 
 def scores(arm: dict) -> RunScores:
