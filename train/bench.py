@@ -83,10 +83,12 @@ def parse_args(argv):
 
 
 def read_batches(run: dict, count: int) -> list[dict]:
-    """``count`` real training batches from the pre-training shards (cycled if fewer)."""
+    """``count`` real training batches from the pre-training shards (cycled if fewer); with
+    ``pretrain.sources``, the first source's (the model step's cost does not depend on which)."""
     from train.data import build_loader
 
-    loader = build_loader(run["loader"], run["pretrain"].shards, train=True, seed=run["seed"])
+    shards = run["pretrain"].source_list()[0].shards
+    loader = build_loader(run["loader"], shards, train=True, seed=run["seed"])
     batches: list[dict] = []
     it = iter(loader)
     for b in it:
@@ -99,7 +101,7 @@ def read_batches(run: dict, count: int) -> list[dict]:
     del it, loader
     gc.collect()
     if not batches:
-        raise RuntimeError(f"{run['pretrain'].shards}: no training batch could be read")
+        raise RuntimeError(f"{shards}: no training batch could be read")
     return batches
 
 

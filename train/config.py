@@ -14,6 +14,7 @@ The defaults here equal params.yaml's (a test checks every section).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -82,17 +83,50 @@ class TrainerConfig:
 
 
 @dataclass(frozen=True)
+class SourceConfig:
+    """One shard set of a several-source run (``pretrain.sources``): videos, or still images
+    (read as clips of one repeated frame), drawn for a share ``weight`` of the batches."""
+
+    name: str  # what the metrics and the log call it (samples_per_source)
+    shards: str  # shard folder (or a glob / brace pattern)
+    weight: float  # relative share of the batches (normalised over the sources)
+
+    def __post_init__(self) -> None:
+        check(bool(self.name.strip()), "name", "must be a non-empty name")
+        check(bool(self.shards), "shards", f"must name a shard folder or pattern (source {self.name!r})")
+        check(math.isfinite(self.weight) and self.weight > 0, "weight",
+              f"must be > 0, got {self.weight} (source {self.name!r})")
+
+
+SINGLE_SOURCE = "shards"  # the name a run on pretrain.shards reports its samples under
+
+
+@dataclass(frozen=True)
 class PretrainConfig(TrainerConfig):
     seed: int | None = None  # None: the top-level `seed`
-    shards: str = "data/shards/pretrain"  # shard folder (or a glob / brace pattern)
+    shards: str | None = "data/shards/pretrain"  # shard folder (or a glob / brace pattern); null with sources
+    # Several shard sets by weight (video and image-caption sets), instead of `shards`:
+    # [{name, shards, weight}, ...]; train/sources.py mixes them, one source per batch.
+    sources: list[SourceConfig] = field(default_factory=list)
     out_dir: str = "models/pretrain"  # checkpoints go to <out_dir>/<run name>/
     results_dir: str = "results"  # dvclive/, metrics/ and plots/ go under it
     threads: int = 0  # torch intra-op threads (0: torch's default)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(bool(self.shards), "shards", "must name a shard folder or pattern")
+        if self.sources:
+            check(not self.shards, "sources",
+                  "set together with pretrain.shards; give one of them (pretrain.shards=null to train on sources)")
+            names = [s.name for s in self.sources]
+            dup = next((n for n in names if names.count(n) > 1), None)
+            check(dup is None, "sources", f"source name {dup!r} is used twice; names must be unique")
+        else:
+            check(bool(self.shards), "shards", "must name a shard folder or pattern (or set pretrain.sources)")
         check(self.threads >= 0, "threads", "must be >= 0")
+
+    def source_list(self) -> tuple[SourceConfig, ...]:
+        """The shard sets this run reads: ``sources``, or ``shards`` as one source of weight 1."""
+        return tuple(self.sources) or (SourceConfig(SINGLE_SOURCE, self.shards, 1.0),)
 
 
 # --------------------------------------------------------------------------- finetune:

@@ -2,7 +2,7 @@
 
 Reads ``params.yaml`` (``--params``), deep-merges ``pipeline/recipes/<recipe>.yaml`` and the
 ``key.path=value`` overrides, then trains for ``pretrain.steps`` optimiser steps on the shards
-at ``pretrain.shards`` and writes:
+at ``pretrain.shards`` (or the sources of ``pretrain.sources``) and writes:
 
 * ``<pretrain.out_dir>/<run name>/`` the checkpoint (model.safetensors, optim.pt, state.json),
   rewritten atomically every ``pretrain.ckpt_every`` steps. state.json records the resolved
@@ -11,8 +11,13 @@ at ``pretrain.shards`` and writes:
   ``--fresh`` starts over;
 * ``<results_dir>/dvclive/pretrain-<run name>/`` DVCLive metrics and loss curves
   (``dvc metrics show`` / ``dvc plots show``);
-* ``<results_dir>/metrics/pretrain-<run name>.json`` the cost accounting (:mod:`train.cost`) and
-  the loader's skipped (corrupt) samples: ``skipped_samples`` and the first ``skipped_keys``.
+* ``<results_dir>/metrics/pretrain-<run name>.json`` the cost accounting (:mod:`train.cost`),
+  the loader's skipped (corrupt) samples: ``skipped_samples`` and the first ``skipped_keys``, and
+  the samples each source gave (``samples_per_source``, with ``sources``; also in the DVCLive
+  summary and the last lines printed).
+
+``pretrain.sources`` (several shard sets by weight, :mod:`train.sources`) replaces
+``pretrain.shards`` when set.
 
 The run name is the recipe unless ``--run-name NAME`` is given (several runs of one recipe, or
 a run on other data beside the built-in benchmark's).
@@ -169,7 +174,6 @@ def check_consistent(model, loader) -> None:
 
 
 def train(args: argparse.Namespace, dist: DistInfo) -> int:
-    from train.data import build_loader
     from train.model import SMAUG
     from train.model.smaug import trim_batch
 
@@ -198,7 +202,7 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
         for what in repair(run_dir):
             log.warning("%s", what)
     barrier(dist)
-    identity = run_identity(run, pre.shards)  # missing shards: error naming pretrain.shards
+    identity = run_identity(run)  # missing shards: error naming pretrain.shards / the source
     status, state = open_run(run_dir, identity, fresh=args.fresh)
     if status == "finished":
         log.info("%s already finished at step %s with these settings and shards; nothing to do "
@@ -225,9 +229,7 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
     trainer = Trainer(model, pre, dist=dist, ckpt_dir=run_dir,
                       ckpt_state=ckpt_state, live=live, progress=not args.no_progress,
                       desc=f"pretrain {name}", seed=seed)
-    loader = build_loader(run["loader"], pre.shards, train=True, seed=seed, rank=dist.rank,
-                          world_size=dist.world_size)
-    stream = stream_from(trainer, loader, state)
+    stream = training_stream(trainer, run, state, dist)
     batches = iter(stream)
     if state is not None:
         log.info("resumed %s at step %d", run_dir, trainer.step)
@@ -256,6 +258,7 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
 
     skipped = int(all_reduce_sum(torch.tensor([stream.skipped], dtype=torch.float64, device=dist.device),
                                  dist)[0])  # every rank's loader skips its own samples
+    per_source = samples_per_source(stream, pre, dist)
     if dist.is_main:
         summary = cost_summary(run, result, flops_per_clip, dist, t_main)
         summary["run_name"] = name
@@ -263,11 +266,14 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
                                              overrides=run["overrides"])
         summary["skipped_samples"] = skipped
         summary["skipped_keys"] = stream.skipped_keys
+        summary["sources"] = [to_dict(s) for s in pre.source_list()]
+        summary["samples_per_source"] = per_source
         if equal_time is not None:
             summary["equal_time"] = equal_time
         metrics_file = results / "metrics" / f"pretrain-{name}.json"
         cost.write_json(metrics_file, summary)
-        for key in ("clips_per_s", "data_wait_frac", "final_loss", "flops_per_clip", "skipped_samples"):
+        for key in ("clips_per_s", "data_wait_frac", "final_loss", "flops_per_clip", "skipped_samples",
+                    "samples_per_source"):
             live.summary[key] = summary[key]
         live.step = trainer.step  # next_step() has moved one past the last logged row
         live.make_summary()
@@ -277,6 +283,7 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
               f"{summary['clips_per_s']:.1f} clips/s; video tokens per clip "
               f"{tokens.get('video_tokens_input', 0):.0f} -> {tokens.get('video_tokens_visible', 0):.0f} visible "
               f"-> {tokens.get('video_tokens_final', 0):.0f} after sparsification\n"
+              f"  samples per source: {describe_counts(per_source)}\n"
               f"  checkpoint: {run_dir}\n  metrics:    {metrics_file}", flush=True)
         if args.plot:
             draw_sparsification(trainer.model, first, args.plot)
@@ -293,15 +300,63 @@ RUN_INDEPENDENT = {
 }
 
 
-def run_identity(run: dict[str, Any], shards: str) -> dict[str, Any]:
-    """The settings and data that made this run (see :func:`train.run.open_run`)."""
+def run_identity(run: dict[str, Any]) -> dict[str, Any]:
+    """The settings and data that made this run (see :func:`train.run.open_run`).
+
+    The data is each source's shards by content (name, size, head hash), so the sources' folder
+    paths, like ``pretrain.shards``, may move; their names and weights are settings.
+    """
+    pre: PretrainConfig = run["pretrain"]
     config = {"seed": run["seed"], "recipe": run["recipe"]}
     for name in ("pretrain", "model", "loader"):
         values = to_dict(run[name])
         for key in RUN_INDEPENDENT.get(name, ()):
             values.pop(key, None)
         config[name] = values
-    return {"config": config, "data": data_identity(shards, "pretrain.shards")}
+    config["pretrain"].pop("sources")  # a one-source run records what it did before sources existed
+    if pre.sources:
+        config["pretrain"]["sources"] = [{"name": s.name, "weight": s.weight} for s in pre.sources]
+    data = []
+    for i, s in enumerate(pre.sources):
+        data += data_identity(s.shards, f"pretrain.sources[{i}].shards (source {s.name!r})")
+    return {"config": config, "data": data or data_identity(pre.shards, "pretrain.shards")}
+
+
+def training_stream(trainer: Trainer, run: dict[str, Any], state: dict | None, dist: DistInfo):
+    """The batches to train on, from where a checkpoint left off: one loader on
+    ``pretrain.shards``, or one per source of ``pretrain.sources`` mixed by weight."""
+    from train.data import build_loader
+    from train.sources import MixedStream
+
+    pre: PretrainConfig = run["pretrain"]
+
+    def loader_on(shards: str):
+        return build_loader(run["loader"], shards, train=True, seed=run["seed"], rank=dist.rank,
+                            world_size=dist.world_size)
+
+    if not pre.sources:
+        return stream_from(trainer, loader_on(pre.shards), state)
+    loaders = {s.name: loader_on(s.shards) for s in pre.sources}
+    weights = {s.name: s.weight for s in pre.sources}
+    log.info("sources, one per batch by weight: %s",
+             ", ".join(f"{s.name} {s.weight:g} ({s.shards})" for s in pre.sources))
+    return stream_from(trainer, None, state, make_stream=lambda position: MixedStream.resumed(
+        loaders, weights, seed=run["seed"], state=position))
+
+
+def samples_per_source(stream, pre: PretrainConfig, dist: DistInfo) -> dict[str, int]:
+    """Samples each source gave the trainer, all ranks together (a one-source run: all of them)."""
+    mine = stream.samples if pre.sources else {pre.source_list()[0].name: stream.samples}
+    names = list(mine)
+    counts = all_reduce_sum(torch.tensor([float(mine[n]) for n in names], dtype=torch.float64,
+                                         device=dist.device), dist)
+    return {n: int(c) for n, c in zip(names, counts.tolist())}
+
+
+def describe_counts(counts: dict[str, int]) -> str:
+    """``video 4480 (70.0%), images 1920 (30.0%)``."""
+    total = sum(counts.values()) or 1
+    return ", ".join(f"{n} {c} ({100.0 * c / total:.1f}%)" for n, c in counts.items())
 
 
 def _to(batch: dict, device: torch.device) -> dict:
@@ -382,7 +437,8 @@ def plot_only(args: argparse.Namespace) -> int:
         raise ConfigError("--plot-only needs --plot PATH")
     run = load_run_config(args.params, args.recipe, args.overrides)
     model, _ = load_model(Path(run["pretrain"].out_dir) / (args.run_name or args.recipe))
-    loader = build_loader(run["loader"], run["pretrain"].shards, train=False, seed=run["seed"])
+    # one batch of the first source (pretrain.shards, or pretrain.sources[0])
+    loader = build_loader(run["loader"], run["pretrain"].source_list()[0].shards, train=False, seed=run["seed"])
     draw_sparsification(model, next(iter(loader)), args.plot)
     return 0
 

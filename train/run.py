@@ -113,17 +113,18 @@ class BatchStream:
     a checkpoint needs to resume the same stream; the batches before it are skipped. The
     samples the loader skipped as corrupt are counted with the batches they came with, so a
     resumed run counts each once (``skipped``, and the first ``skipped_keys`` as [key, reason]).
+    ``samples`` counts the samples it gave (an epoch's last batch may be short), resumes included.
     """
 
     def __init__(self, loader, *, epoch: int = 0, batch: int = 0, skipped: int = 0,
-                 skipped_keys: list | None = None) -> None:
+                 skipped_keys: list | None = None, samples: int = 0) -> None:
         self.loader = loader
-        self.epoch, self.batch = epoch, batch
+        self.epoch, self.batch, self.samples = epoch, batch, samples
         self.skipped, self.skipped_keys = skipped, [list(k) for k in skipped_keys or []]
 
     def state(self) -> dict:
         return {"epoch": self.epoch, "batch": self.batch, "skipped": self.skipped,
-                "skipped_keys": [list(k) for k in self.skipped_keys]}
+                "skipped_keys": [list(k) for k in self.skipped_keys], "samples": self.samples}
 
     def _count_skips(self, counted: int) -> int:
         """Add the loader's skips since ``counted`` (its per-epoch list); returns the new mark."""
@@ -144,6 +145,7 @@ class BatchStream:
                     continue
                 counted = self._count_skips(counted)
                 self.batch += 1
+                self.samples += len(b["key"])
                 yield b
             self._count_skips(counted)
             if seen == 0:
@@ -152,13 +154,20 @@ class BatchStream:
             self.epoch, self.batch = self.epoch + 1, 0
 
 
-def stream_from(trainer, loader, state: dict[str, Any] | None) -> BatchStream:
+def stream_from(trainer, loader, state: dict[str, Any] | None, *, make_stream=None):
     """Resume ``trainer`` from its folder (if ``state``) and wire the data position into its
-    checkpoints; returns the stream of batches from where the checkpoint left off."""
-    position = {"epoch": 0, "batch": 0}
+    checkpoints; returns the stream of batches from where the checkpoint left off.
+
+    ``make_stream(position)`` builds another kind of stream (train/sources.py's MixedStream)
+    from the recorded position (None for a new run) instead of a BatchStream over ``loader``.
+    """
+    position = None
     if state is not None:
         trainer.resume(trainer.ckpt_dir)
-        position = dict((trainer.resumed_extra or {}).get("data", position))
-    stream = BatchStream(loader, **position)
+        position = (trainer.resumed_extra or {}).get("data")
+    if make_stream is not None:
+        stream = make_stream(position)
+    else:
+        stream = BatchStream(loader, **dict(position or {"epoch": 0, "batch": 0}))
     trainer.extra_state = lambda: {"data": stream.state()}
     return stream

@@ -18,6 +18,7 @@ from pipeline.synthetic.config import SyntheticConfig
 from pipeline.synthetic.encode import encode, ffmpeg_binary
 from pipeline.synthetic.plan import ClipPlan, plan_clips
 from pipeline.synthetic.render import render
+from pipeline.synthetic.stills import write_stills
 from pipeline.synthetic.writers import write_annotations, write_videos
 
 OUTPUT_MARKER = "meta.json"  # a folder holding it was written by us and may be replaced
@@ -69,6 +70,7 @@ def generate(cfg: SyntheticConfig, out: Path | None = None, *, progress: bool = 
     try:
         write_videos(tmp / "videos.tar", _encoded(clips, cfg.worker_count, progress))
         write_annotations(tmp, clips, held_out, cfg)
+        stills = write_stills(tmp, clips, cfg.seed)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -82,6 +84,7 @@ def generate(cfg: SyntheticConfig, out: Path | None = None, *, progress: bool = 
         "splits": {s: sum(c.split == s for c in clips) for s in ("train", "val", "test")},
         "held_out_clips": sum(c.held_out for c in clips),
         "pairs": len({c.pair_id for c in clips if c.pair_id}),
+        "stills": stills,
         "bytes": size,
         "seconds": round(time.perf_counter() - started, 2),
         "workers": cfg.worker_count,

@@ -12,6 +12,7 @@ Layout (docs/design.md, "Built-in synthetic benchmark")::
     annotations/msrvtt_mc/msrvtt_mc_test.json    MSRVTT-MC (Singularity JSON): 5 candidate captions per test clip
     annotations/lsmdc/LSMDC16_FIB_test.csv       LSMDC-FiB (tab-separated): a caption with one word blanked
     meta.json                                    ground truth per clip
+    stills.tar + annotations/stills/             still frames of the train clips, CC3M + COCO (stills.py)
 """
 
 from __future__ import annotations

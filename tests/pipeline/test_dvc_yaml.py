@@ -119,3 +119,34 @@ def test_ablation_runs_match_params_and_list_what_their_recipe_reads():
     assert s["ablation"]["params"] == ["ablation"]
     for name in ("eval-zero-shot", "eval-sparsify-off"):
         assert s[name]["do"]["params"] == stages()["eval"]["params"]
+
+
+# --------------------------------------------------------------------------- studies/images/dvc.yaml
+
+IMAGES_STUDY = REPO_ROOT / "studies" / "images" / "dvc.yaml"
+
+
+def test_images_study_is_apart_trains_only_the_mixed_arm_and_reuses_the_video_only_run():
+    """The study's stages live outside ./dvc.yaml (a plain `dvc repro` does not train them) and write
+    nothing the default stages write; the video-only arm is the default pipeline's smaug run, and the
+    image + video arm's recipe sets only the data, so the stage lists every other key it reads."""
+    default, study = stages(), yaml.safe_load(IMAGES_STUDY.read_text())["stages"]
+    assert not set(default) & set(study)
+    assert all(s["wdir"] == "../.." for s in study.values())
+    outs = lambda body: {next(iter(o)) if isinstance(o, dict) else o  # noqa: E731
+                         for kind in ("outs", "metrics") for o in body.get(kind, [])}
+    default_outs = set().union(*(outs(s.get("do", s)) for s in default.values()))
+    for name, s in study.items():
+        for out in outs(s):
+            assert not any(out == d or out.startswith(d.rstrip("/") + "/") for d in default_outs), (name, out)
+    train = study["pretrain-smaug-images"]
+    assert "--recipe smaug-images " in train["cmd"] and set(train["params"]) == keys_a_recipe_reads("smaug-images")
+    assert set(load_recipe("smaug-images")["pretrain"]) == {"shards", "sources"}  # the data, nothing else
+    assert {"data/shards/pretrain", "data/shards/images"} <= set(train["deps"])
+    assert not any("pretrain-smaug" == name or "models/pretrain/smaug" in s.get("outs", []) for name, s in study.items())
+    table = study["images-vs-video"]
+    assert {"results/eval/smaug.json", "results/metrics/pretrain-smaug.json"} <= set(table["deps"])
+    assert study["eval-smaug-images"]["params"] == default["eval"]["params"]
+    # the images shard set is the default pipeline's (cheap): generate writes it, ingest + shard make it
+    assert "images" in default["shard"]["foreach"]
+    assert default["ingest"]["foreach"]["images"]["videos"] == "data/raw/synthetic/stills.tar"

@@ -142,7 +142,7 @@ def test_programs_print_one_error_line_and_exit_2(tmp_path, params_file, overrid
     run_dir = tmp_path / "models" / "smaug"
     argv = ["--params", str(params_file), "--no-progress", *overrides("pretrain.steps=2")]
     run = pretrain.load_run_config(str(params_file), "smaug", overrides("pretrain.steps=2"))
-    identity = pretrain.run_identity(run, run["pretrain"].shards)  # so the resume gets as far as loading
+    identity = pretrain.run_identity(run)  # so the resume gets as far as loading
     ckpt.save_checkpoint(run_dir, model, step=1, state={
         "recipe": "smaug", "finished": False, "identity": identity,
         "model_config": to_dict(section(params, ModelConfig, "model"))})

@@ -1,0 +1,185 @@
+"""Video-only against image + video pre-training at equal steps: ``python -m eval.images_study``.
+
+The peers pre-train on image-caption sets (CC3M, often COCO, CC12M) beside WebVid, and VindLU's
+recipe study ranks joint image + video training among the most important factors. This study
+asks the same of SMAUG on the built-in benchmark: the main pipeline's smaug run (video only,
+``pretrain.shards``) against the ``smaug-images`` recipe (the same settings, the still-image set
+mixed in by weight through ``pretrain.sources``), both for ``pretrain.steps``, both evaluated
+zero-shot on the same test videos.
+
+Reads the two runs' zero-shot evaluations (``<run>.json`` of eval.evaluate) and pre-training
+metrics (``pretrain-<run>.json``) and writes:
+
+* ``results/tables/images_vs_video.md``: per arm the samples each source gave, t2v R@1 with its
+  95% bootstrap interval, R@5, R@10, MdR, VTM re-ranking and order-pair accuracy; and the
+  difference in R@1 (image + video - video only) with its interval over test videos
+  (eval/claim.py's rule against 0);
+* ``results/metrics/images_vs_video.json``: the same numbers, for ``dvc metrics``.
+
+Before it renders anything it refuses inputs the current params did not make
+(pipeline/provenance.py) and arms whose resolved settings differ in anything but the data
+(``pretrain.shards`` / ``pretrain.sources``) or in the steps trained. The stages are in
+``studies/images/dvc.yaml`` (``dvc repro studies/images/dvc.yaml``): only the image + video arm
+trains, the video-only arm is the main pipeline's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from eval.claim import RunScores, compare
+from eval.tables import RETRIEVAL_CELLS, Table, fmt, read_json, retrieval_cells, vtm_status
+from pipeline import cli, provenance
+from pipeline.config import ConfigError, load_params, section, to_dict
+
+VIDEO_ONLY = "smaug"  # the main pipeline's run (dvc.yaml stage pretrain-smaug, eval)
+MIXED = "smaug-images"  # pipeline/recipes/smaug-images.yaml, trained by studies/images/dvc.yaml
+STUDY_DIR = "results/studies/images"
+DATA_KEYS = ("shards", "sources")  # the only pretrain keys the arms may differ in
+STUDY_KEYS = ("seed", "eval.seed", "eval.bootstrap", "tables.decimals")
+
+
+def differences_but_data(params_path, video_only: str, mixed: str) -> list[str]:
+    """Settings (resolved, recipe applied) in which the two arms differ, data keys aside."""
+    from train.config import PretrainConfig
+    from train.data import LoaderConfig
+    from train.model import ModelConfig
+
+    def resolved(recipe: str) -> dict[str, Any]:
+        params = load_params(params_path, recipe=recipe)
+        pre = to_dict(section(params, PretrainConfig, "pretrain"))
+        for key in DATA_KEYS:
+            pre.pop(key)
+        return {"seed": params.get("seed"), "pretrain": pre, "model": to_dict(section(params, ModelConfig, "model")),
+                "loader": to_dict(section(params, LoaderConfig, "loader"))}
+
+    a, b = resolved(video_only), resolved(mixed)
+    out = []
+    for name in a:
+        if a[name] != b[name]:
+            keys = sorted(k for k in a[name] if a[name][k] != b[name].get(k)) if isinstance(a[name], dict) else []
+            out += [f"{name}.{k}" for k in keys] or [name]
+    return out
+
+
+def load_arm(run: str, eval_dir: Path, metrics_dir: Path, params_path, check: bool) -> dict[str, Any]:
+    files = {"eval": eval_dir / f"{run}.json", "pretrain": metrics_dir / f"pretrain-{run}.json"}
+    data = {}
+    for what, path in files.items():
+        data[what] = read_json(path)
+        if data[what] is None:
+            raise ValueError(f"{path}: missing ({run}'s {what}; dvc repro, then dvc repro studies/images/dvc.yaml)")
+        if check:
+            provenance.check(data[what], path, params_path)
+    retrieval = data["eval"].get("zero_shot", {}).get("retrieval")
+    if retrieval is None or "per_query" not in retrieval.get("normal", {}):
+        raise ValueError(f"{files['eval']}: no zero-shot retrieval with per-query ranks; rerun eval.evaluate")
+    cost = data["pretrain"]
+    counts = cost.get("samples_per_source") or {"shards": cost["steps"] * cost["clips_per_step"]}
+    sources = cost.get("sources") or [{"name": "shards", "weight": 1.0}]
+    order = [s["name"] for s in sources]  # the metrics file sorts its keys: show the run's order
+    counts = dict(sorted(counts.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+    return {"run": run, "files": {k: p.as_posix() for k, p in files.items()}, "retrieval": retrieval,
+            "cost": cost, "steps": cost["steps"], "samples_per_source": counts, "sources": sources}
+
+
+def scores(arm: dict) -> RunScores:
+    normal = arm["retrieval"]["normal"]
+    return RunScores(arm["run"], [arm["run"]], normal["per_query"]["video"], [normal["per_query"]["vtc"]])
+
+
+def counts_cell(arm: dict) -> str:
+    total = sum(arm["samples_per_source"].values()) or 1
+    return ", ".join(f"{n} {c} ({100.0 * c / total:.0f}%)" for n, c in arm["samples_per_source"].items())
+
+
+def study(params: dict, params_path, *, video_only: str, mixed: str, eval_dirs: tuple[Path, Path],
+          metrics_dirs: tuple[Path, Path], check: bool = True) -> tuple[Table, dict]:
+    differ = differences_but_data(params_path, video_only, mixed)
+    if differ:
+        raise ConfigError(f"recipe {mixed}: differs from {video_only} in {', '.join(differ)}, not only in the "
+                          "data (pretrain.shards / pretrain.sources): the study compares data alone")
+    arms = [load_arm(run, e, m, params_path, check) for run, e, m in
+            ((video_only, eval_dirs[0], metrics_dirs[0]), (mixed, eval_dirs[1], metrics_dirs[1]))]
+    if arms[0]["steps"] != arms[1]["steps"]:
+        raise ValueError(f"the arms trained {arms[0]['steps']} and {arms[1]['steps']} steps; the study is at equal steps")
+    d = params["tables"]["decimals"]
+    resamples = params["eval"]["bootstrap"] or 1000
+    seed = params["eval"]["seed"] if params["eval"]["seed"] is not None else params["seed"]
+    diff = compare(scores(arms[1]), scores(arms[0]), 0.0, resamples, seed)
+    table = Table("images_vs_video", "Video-only against image + video pre-training at equal steps "
+                  "(zero-shot t2v retrieval, VTC ranking; smaug settings)",
+                  ["Arm", "Run", "Steps", "Samples per source"] + list(RETRIEVAL_CELLS))
+    for label, arm in zip(("video only", "image + video"), arms):
+        table.rows.append([label, arm["run"], str(arm["steps"]), counts_cell(arm)]
+                          + retrieval_cells(arm["retrieval"], vtm_status(arm["cost"]), d))
+    ci = diff["ci95"]
+    table.notes += [
+        f"R@1 difference (image + video - video only): {diff['difference']:+.{d}f} points, 95% interval "
+        f"[{ci[0]:+.{d}f}, {ci[1]:+.{d}f}] resampling the test videos: images help: {diff['verdict']}"
+        + (f" ({diff['why']})." if "why" in diff else "."),
+        "Sources: " + "; ".join(f"{arm['run']}: " + ", ".join(
+            f"{s['name']} weight {s['weight']:g}" for s in arm["sources"]) for arm in arms)
+        + ". One source per batch, drawn by weight (train/sources.py); an image is a clip of one repeated frame.",
+        "R@1 95% CI: bootstrap over the test videos (eval.evaluate). Order-pair acc: % of temporal-order pair "
+        "clips whose own caption scores above the swapped one (chance 50); still images carry no order, so "
+        "this column shows what the video share given up costs.",
+        f"Inputs: {', '.join(p for arm in arms for p in arm['files'].values())}.",
+    ]
+    t2v = lambda arm: arm["retrieval"]["normal"]["vtc"]["t2v"]  # noqa: E731
+    pairs = lambda arm: arm["retrieval"]["normal"].get("order_pairs") or {}  # noqa: E731
+    data = {
+        "steps": arms[0]["steps"],
+        "r1_difference": diff["difference"], "r1_difference_ci95": ci, "images_help": diff["verdict"],
+        **{key: {"run": arm["run"], "samples_per_source": arm["samples_per_source"], "sources": arm["sources"],
+                 "r1": t2v(arm)["R@1"], "r1_ci95": t2v(arm).get("R@1_ci95"), "r5": t2v(arm)["R@5"],
+                 "r10": t2v(arm)["R@10"], "order_pair_acc": pairs(arm).get("vtc"),
+                 "order_pair_acc_vtm": pairs(arm).get("vtm"), "files": arm["files"]}
+           for key, arm in zip(("video_only", "image_video"), arms)},
+    }
+    return table, data
+
+
+@cli.config_errors_exit
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m eval.images_study", description=__doc__.split("\n\n")[0])
+    p.add_argument("--video-only", default=VIDEO_ONLY, metavar="RUN", help=f"the video-only run (default {VIDEO_ONLY})")
+    p.add_argument("--mixed", default=MIXED, metavar="RECIPE",
+                   help=f"the image + video recipe, also its run name (default {MIXED})")
+    p.add_argument("--video-only-dir", default="results", metavar="DIR",
+                   help="results folder of the video-only run: DIR/eval/, DIR/metrics/ (default results)")
+    p.add_argument("--mixed-dir", default=STUDY_DIR, metavar="DIR",
+                   help=f"results folder of the image + video run (default {STUDY_DIR})")
+    p.add_argument("--out", default="results/tables/images_vs_video.md", metavar="MD")
+    p.add_argument("--json", default="results/metrics/images_vs_video.json", metavar="JSON")
+    p.add_argument("--no-check", action="store_true",
+                   help="render inputs made by other params than --params too (not for committed tables)")
+    cli.add_config_arguments(p)
+    args = cli.parse(p, argv)
+    params = load_params(args.params, overrides=args.overrides)
+    if args.print_config:
+        return cli.print_config(params)
+
+    def write() -> list[Path]:
+        v, m = Path(args.video_only_dir), Path(args.mixed_dir)
+        table, data = study(params, args.params, video_only=args.video_only, mixed=args.mixed,
+                            eval_dirs=(v / "eval", m / "eval"), metrics_dirs=(v / "metrics", m / "metrics"),
+                            check=not args.no_check)
+        data[provenance.FIELD] = provenance.stamp(params, STUDY_KEYS, overrides=args.overrides)
+        md, js = Path(args.out), Path(args.json)
+        for path, text in ((md, table.markdown() + f"\nProvenance: the runs read and the params hash are in "
+                            f"`{js.as_posix()}`.\n"), (js, json.dumps(data, indent=2, sort_keys=True) + "\n")):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        print(table.markdown(), flush=True)
+        return [md, js]
+
+    return cli.print_written(write)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
