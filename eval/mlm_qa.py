@@ -28,7 +28,7 @@ from eval.metrics import qa_accuracy
 from eval.shuffle import shuffle_frames
 from eval.video_memo import VideoMemo
 from train.data import text
-from train.tasks import batch_open_ended_questions, normalize_answer
+from train.tasks import batch_open_ended_questions, normalize_answer, open_ended_questions
 
 DEFAULT_TEMPLATE = "question: {question} answer: {mask}"
 FIB_BLANK = "_____"  # LSMDC16's blank, as preprocess/formats.py reads it (a test holds them equal)

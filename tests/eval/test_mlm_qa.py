@@ -80,3 +80,14 @@ def test_fill_in_the_blank_puts_the_masks_where_the_blank_is(tiny):
     scorer = MLMAnswerScorer(model, tok, ANSWERS, max_len=16)
     assert scorer.prompt("a _____ circle spins", 2) == "a [MASK] [MASK] circle spins"
     assert scorer.prompt("what is it?", 1) == "question: what is it? answer: [MASK]"
+
+
+def test_fill_in_the_blank_answer_list_is_the_test_sets_own():
+    from eval.mlm_qa import test_answers as answer_list
+
+    batches = [{"meta": [{"qa": [{"question": "a _____ circle", "answer": "Red"}]},
+                         {"qa": [{"question": "pick one", "answer": "x", "options": ["x", "y"]}]}]},
+               {"meta": [{"qa": [{"question": "a blue _____", "answer": "square "}]}, {"qa": None}]}]
+    assert answer_list(batches) == ["red", "square"]  # normalised, choice questions left out
+    with pytest.raises(ValueError, match="no answer"):
+        answer_list([{"meta": [{"qa": None}]}])
