@@ -40,6 +40,7 @@ from preprocess.ingest import build_manifest, manifest_rows, read_slice
 from preprocess.shard import (STATS_DIR, WORK_DIR, STATS_SCHEMA, clear_unfinished, process_sample,
                               shard_done, shard_name, stats_path, temp_name, write_shard)
 from preprocess.lock import hold, hold_folder
+from preprocess.normalise import transcode_slots
 
 __all__ = ["build_manifest", "plan_shards", "process_shards", "finalize"]
 
@@ -98,8 +99,9 @@ def process_shards(out: Path | str, shard_ids: list[int], cfg: PreprocessConfig 
     task depends on its samples. Only a bounded number of samples is in flight, so memory
     stays bounded whatever the size of the manifest.
 
-    Without ``client``: dask's threaded scheduler with ``workers`` threads (default
-    ``cfg.workers``, all cores). Threads suffice, since each transcode is an ffmpeg child
+    Without ``client``: dask's threaded scheduler with ``workers`` transcodes at once (default
+    ``cfg.workers``, all cores) and one thread more, which copies and probes the next video
+    while they run. Threads suffice, since each transcode is an ffmpeg child
     process, and they cost far less than a distributed cluster (whose in-process event loop
     and profiler added 15-35% to a 1-core run on this machine). The shards run in waves of at
     least ``32 * workers`` samples, so the idle tail of a wave stays small.
@@ -172,8 +174,10 @@ def _process_threaded(out, todo, cfg, workers, manifest, bar) -> list[dict]:
                 done = [dask.delayed(process_sample, pure=False)(s, work, cfg) for s in samples]
                 writers.append(dask.delayed(write_shard, pure=False)(out, shard_id, samples, done, cfg))
                 size += len(samples)
-            with Callback(posttask=count):
-                results += dask.compute(*writers, scheduler=threaded_scheduler, num_workers=workers)
+            # one thread more than transcode slots: it prepares the next video (copy, probe) and
+            # checks or writes finished ones while the ffmpegs run (preprocess.normalise._SLOTS)
+            with Callback(posttask=count), transcode_slots(workers):
+                results += dask.compute(*writers, scheduler=threaded_scheduler, num_workers=workers + 1)
     return sorted(results, key=lambda r: r["shard"])
 
 
