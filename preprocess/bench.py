@@ -40,7 +40,6 @@ from preprocess.api import build_manifest, finalize, plan_shards, process_shards
 from pipeline import cli
 from pipeline.config import ConfigError, load_params, section
 from preprocess.config import PreprocessConfig
-from preprocess.ingest import manifest_rows, read_slice
 from preprocess.normalise import transcode_args
 from preprocess.probe import probe_source
 from preprocess.sources import index_videos, local_copy
@@ -75,7 +74,7 @@ def baseline(manifest: Path, cfg: PreprocessConfig, workers: int, scratch: Path)
     sources = scratch / "src"
     sources.mkdir(exist_ok=True)
     jobs = []
-    for s in read_slice(manifest, 0, manifest_rows(manifest)):
+    for s in pq.read_table(manifest).to_pylist():
         if s["error"]:
             continue
         src = sources / f"{s['key']}{Path(s['source']).suffix}"

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from preprocess.config import PreprocessConfig
 from preprocess.formats import read_rows
-from preprocess.sources import index_sources, located_container, stored_container
+from preprocess.sources import index_sources
 
 ROW_CHUNK = 50_000
 # Formats that list each video once: a second row for the same video is a duplicate key.
@@ -275,15 +275,13 @@ def build_manifest(annotations: Path | str | list, videos: Path | str | list, ma
     """
     paths = [Path(a) for a in (annotations if isinstance(annotations, (list, tuple)) else [annotations])]
     # Several folders / tars (e.g. every tar of an img2dataset download): files are found in any.
-    sources = [Path(v) for v in (videos if isinstance(videos, (list, tuple)) else [videos])]
-    manifest = Path(manifest)
+    sources = [Path(v).resolve() for v in (videos if isinstance(videos, (list, tuple)) else [videos])]
+    videos, manifest = sources[0], Path(manifest)
     if manifest.suffix != ".parquet":
         manifest = manifest / "manifest.parquet"
     manifest.parent.mkdir(parents=True, exist_ok=True)
-    files = index_sources(sources, manifest.parent)
-    videos = stored_container(sources[0], manifest.parent)  # as the manifest records it
-    # messages name the sources as given (no machine path in the stats of a missing file)
-    label = str(sources[0]) if len(sources) == 1 else f"{len(sources)} --videos sources ({sources[0]}, ...)"
+    files = index_sources(sources)
+    label = str(videos) if len(sources) == 1 else f"{len(sources)} --videos sources ({sources[0]}, ...)"
     with tempfile.TemporaryDirectory(prefix="ingest-", dir=manifest.parent) as tmp, \
             dask.config.set({"dataframe.convert-string": False, "dataframe.shuffle.method": "tasks",
                              "scheduler": "threads", "num_workers": cfg.num_workers}):
@@ -345,8 +343,7 @@ def manifest_rows(manifest: Path) -> int:
 
 
 def read_slice(manifest: Path, start: int, stop: int) -> list[dict]:
-    """Samples [start, stop) of the manifest, reading only the row groups that hold them, with
-    each ``container`` as a usable path (the manifest may record it relative to itself)."""
+    """Samples [start, stop) of the manifest, reading only the row groups that hold them."""
     pf = pq.ParquetFile(manifest)
     out, first = [], 0
     for g in range(pf.num_row_groups):
@@ -357,6 +354,4 @@ def read_slice(manifest: Path, start: int, stop: int) -> list[dict]:
         first += n
         if first >= stop:
             break
-    for row in out:
-        row["container"] = located_container(row["container"], Path(manifest).parent)
     return out

@@ -56,37 +56,15 @@ def index_videos(videos: Path) -> pd.DataFrame:
     return df.sort_values("relpath", kind="stable").reset_index(drop=True)
 
 
-def stored_container(container: Path | str, manifest_dir: Path | str) -> str:
-    """How a manifest records a folder or tar of videos: relative to the manifest's own folder
-    when both lie in one tree (a project's data/), else absolute.
-
-    A relative entry makes the manifest, and so ``dvc.lock``, the same bytes in every clone of
-    a project, and it keeps working when the whole tree moves; a source on another disk stays
-    absolute, so a manifest moved alone still finds it. :func:`located_container` reads it back.
-    """
-    container, manifest_dir = Path(container).resolve(), Path(manifest_dir).resolve()
-    if os.path.commonpath([container, manifest_dir]) == os.path.sep:
-        return str(container)
-    return os.path.relpath(container, manifest_dir)
-
-
-def located_container(stored: str, manifest_dir: Path | str) -> str:
-    """The path of a manifest's ``container`` entry (see :func:`stored_container`)."""
-    if os.path.isabs(stored):
-        return stored
-    return os.path.normpath(os.path.join(Path(manifest_dir).resolve(), stored))
-
-
-def index_sources(sources: list[Path], manifest_dir: Path | str) -> pd.DataFrame:
+def index_sources(sources: list[Path]) -> pd.DataFrame:
     """:func:`index_videos` over several folders / tars (e.g. every tar of an img2dataset
-    download), with a ``container`` column as the manifest in ``manifest_dir`` records it; a
-    relative path listed twice keeps its first."""
+    download), with a ``container`` column; a relative path listed twice keeps its first."""
     import pandas as pd  # lazily, as in index_videos
 
     frames = []
     for src in sources:
         df = index_videos(src)
-        df["container"] = stored_container(src, manifest_dir)
+        df["container"] = str(Path(src).resolve())
         frames.append(df)
     return pd.concat(frames, ignore_index=True).drop_duplicates("relpath").reset_index(drop=True)
 
