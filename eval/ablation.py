@@ -106,6 +106,9 @@ def summarise(row: dict, cfg: AblationConfig) -> dict[str, Any]:
     for name in ("vtc", "vtm"):
         key = "order_pair_acc" if name == "vtc" else "order_pair_acc_vtm"
         out[key] = mean_std([r["retrieval"]["normal"].get("order_pairs", {}).get(name) for r in runs])[0]
+    for score in ("text", "video", "group"):   # Winoground's scores of the complete pairs (VTC)
+        out[f"order_pair_{score}"] = mean_std([(r["retrieval"]["normal"].get("order_pairs", {}).get("pairs") or {})
+                                               .get(score) for r in runs])[0]
     off = [r["sparsify_off"]["normal"]["vtc"]["t2v"]["R@1"] for r in runs if r["sparsify_off"]]
     out["r1_sparsify_off"], out["r1_sparsify_off_seeds"] = mean_std(off)[0], len(off)
     notes = [vtm_status(r["cost"]) for r in runs]
@@ -124,7 +127,7 @@ def ablation_table(rows: list[dict], cfg: AblationConfig) -> Table:
     d = cfg.decimals
     columns = ["Run", "Recipe", "Seeds", "Video tokens after masking", "after sparsification", "GFLOP / clip",
                "Clips / s", "Train wall (s)", "t2v R@1", "R@5", "R@10", "MdR", "R@1 95% CI",
-               "Order-pair acc VTC / VTM", "R@1 sparsify off at test", "VTM"]
+               "Order-pair acc VTC / VTM", "Order pairs text / video / group", "R@1 sparsify off at test", "VTM"]
     table = Table("ablation", "Ablations and peers: cost against zero-shot retrieval (VTC ranking), "
                   "mean ± std over seeds", columns)
     for r in rows:
@@ -144,6 +147,7 @@ def ablation_table(rows: list[dict], cfg: AblationConfig) -> Table:
             pm(r["r10_mean"], r["r10_std"], n, d), pm(r["mdr_mean"], r["mdr_std"], n, 1),
             f"[{fmt(ci[0], d)}, {fmt(ci[1], d)}]",
             f"{fmt(r['order_pair_acc'], d)} / {fmt(r['order_pair_acc_vtm'], d)}",
+            " / ".join(fmt(r[f"order_pair_{k}"], d) for k in ("text", "video", "group")),
             f"{fmt(off, d)} (on: {fmt(r['r1_mean'], d)})" if off is not None else DASH,
             r["vtm"]])
         if r["missing"]:
@@ -152,7 +156,10 @@ def ablation_table(rows: list[dict], cfg: AblationConfig) -> Table:
         "Mean ± sample std over the seeds found; '(1 seed)' marks rows trained once. R@1 95% CI: bootstrap "
         "resampling the seeds and the test videos (each with all its captions).",
         "Order-pair acc: % of temporal-order pair clips whose own caption scores above the swapped one "
-        "(chance 50). 'R@1 sparsify off': the same checkpoints evaluated with eval.retrieval.sparsify=false.",
+        "(chance 50). Order pairs text / video / group: Winoground's scores over the pairs with both "
+        "clips in the test set, VTC (text: both clips prefer their own caption, chance 25; video: both "
+        "captions prefer their own clip, 25; group: both, 16.7). A model that cannot tell a pair's two clips "
+        "apart sits at exactly 50 per clip and at 0 on text. 'R@1 sparsify off': the same checkpoints evaluated with eval.retrieval.sparsify=false.",
         "mask-no-mvm separates MVM's effect from masking's: smaug's masking and sparsification without MVM.",
     ]
     return table
@@ -187,7 +194,7 @@ def claim_outputs(rows: dict[str, dict], cfg: AblationConfig) -> tuple[Table, di
         data[run.replace("-", "_")] = {
             "runs": s["runs"], "r1": s["r1"], "r1_mean": s["r1_mean"], "r1_std": s["r1_std"],
             "r1_ci95": s["r1_ci95"], "r10_mean": s["r10_mean"], "order_pair_acc": s["order_pair_acc"],
-            "steps": s["steps"], "train_wall_s": s["train_wall_s"]}
+            "order_pair_group": s["order_pair_group"], "steps": s["steps"], "train_wall_s": s["train_wall_s"]}
     table = Table("claim", "The claim from intervals: SMAUG against dense at equal steps and at equal wall time "
                   "(zero-shot t2v R@1, VTC ranking)",
                   ["Half", "Comparison", "Seeds", "R@1 (mean)", "Difference", "95% CI of difference",

@@ -10,6 +10,14 @@ The annotation file (``eval.retrieval.order_pairs``) is a JSON list, one entry p
 writes ``annotations/order_pairs/{val,test}.json`` (pipeline.synthetic.writers); a user can write
 one for their own data. A clip counts as right when its own caption scores above the swapped
 one, a tie as half (so a model blind to order sits at the 50% chance level, not below it).
+
+That per-clip accuracy has a blind spot: a model whose two clips of a pair get nearly the same
+features (it cannot tell them apart at all) lets exactly one clip of each pair win, whichever
+way the two captions lean, and sits at exactly 50% with no spread. So the pairs whose two clips
+are both in the file (same ``pair_id``) are also scored as Winoground scores them
+(:func:`pair_scores`): ``text`` both clips prefer their own caption, ``video`` both captions
+prefer their own clip, ``group`` both; chance 25, 25 and 16.7%. A model blind to order scores 0
+on ``text``, not 50.
 """
 
 from __future__ import annotations
@@ -55,6 +63,34 @@ def pair_accuracy(own: torch.Tensor, swapped: torch.Tensor) -> float:
     return float(100.0 * wins.mean())
 
 
+PAIR_CHANCE = {"text": 25.0, "video": 25.0, "group": 100.0 / 6.0}
+
+
+def pair_scores(entries: list[dict], own: torch.Tensor, swapped: torch.Tensor,
+                cross: torch.Tensor) -> dict | None:
+    """Winoground's scores over the pairs whose two clips are both in ``entries`` (by
+    ``pair_id``), in %: ``text`` both clips score their own caption above the swapped one,
+    ``video`` each clip's caption scores its own clip above the partner clip, ``group`` both.
+
+    own, swapped [N]: each clip against its own / swapped caption; cross [N captions, N clips].
+    None when no pair is complete (no ``pair_id``s, or partners missing)."""
+    members: dict[str, list[int]] = {}
+    for i, e in enumerate(entries):
+        if e.get("pair_id") is not None:
+            members.setdefault(str(e["pair_id"]), []).append(i)
+    pairs = [ix for ix in members.values() if len(ix) == 2]
+    if not pairs:
+        return None
+    text = video = group = 0
+    for a, b in pairs:
+        t_ok = bool(own[a] > swapped[a]) and bool(own[b] > swapped[b])
+        v_ok = bool(cross[a, a] > cross[a, b]) and bool(cross[b, b] > cross[b, a])
+        text, video, group = text + t_ok, video + v_ok, group + (t_ok and v_ok)
+    n = len(pairs)
+    return {"num_pairs": n, "text": 100.0 * text / n, "video": 100.0 * video / n,
+            "group": 100.0 * group / n, "chance": dict(PAIR_CHANCE)}
+
+
 @torch.no_grad()
 def score_order_pairs(model, emb, entries: list[dict], encode_texts: Callable, *,
                       use_vtm: bool) -> dict:
@@ -75,6 +111,11 @@ def score_order_pairs(model, emb, entries: list[dict], encode_texts: Callable, *
     n = len(found)
     sim = (feats * emb.video_feats[videos].repeat(2, 1)).sum(-1)
     out = {"vtc": pair_accuracy(sim[:n], sim[n:]), "num_clips": n, "num_missing": len(entries) - n}
+    # caption of each clip against every clip of the file: the video side of the pair scores
+    cross = feats[:n] @ emb.video_feats[videos].t()                        # [caption, clip]
+    scores = pair_scores(found, sim[:n], sim[n:], cross)
+    if scores:
+        out["pairs"] = scores
     if use_vtm:
         device = next(model.parameters()).device
         tokens = emb.video_tokens[videos].repeat(2, 1, 1)

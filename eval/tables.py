@@ -274,7 +274,11 @@ def order_pair_cell(normal: dict, decimals: int) -> str:
     pairs = normal.get("order_pairs")
     if not pairs:
         return DASH
-    return " / ".join(fmt(pairs.get(k), decimals) for k in ("vtc", "vtm"))
+    cell = " / ".join(fmt(pairs.get(k), decimals) for k in ("vtc", "vtm"))
+    whole = pairs.get("pairs")
+    if whole:   # the Winoground scores of the complete pairs (VTC): text / group
+        cell += f" (pairs: text {fmt(whole['text'], decimals)}, group {fmt(whole['group'], decimals)})"
+    return cell
 
 
 def retrieval_cells(metrics: dict, vtm_note: str | None, decimals: int) -> list[str]:
@@ -341,7 +345,11 @@ def retrieval_table(evals: list[dict], cfg: TablesConfig) -> Table:
                        "captions; eval.bootstrap resamples, fixed seed). VTM re-rank: the VTC top-k re-ordered by "
                        "the matching head, reported beside the headline VTC ranking. Order-pair acc: % of clips "
                        "of temporal-order pairs whose own caption scores above the one with its two events swapped "
-                       "(eval.retrieval.order_pairs; chance 50), by VTC similarity / by VTM.")
+                       "(eval.retrieval.order_pairs; chance 50), by VTC similarity / by VTM; in brackets, over "
+                       "pairs with both clips (VTC, Winoground's scores): text = both clips prefer their own "
+                       "caption (chance 25; a model that cannot tell the two clips apart scores 0 here while "
+                       "sitting at exactly 50 per clip), group = that and both captions prefer their own clip "
+                       "(chance 16.7).")
     if not evals:
         table.notes.append(f"No measured rows: no <recipe>.json under {cfg.eval_dir} (run `python -m eval.evaluate`).")
     table.provenance = provenance_lines(evals)

@@ -106,8 +106,10 @@ def shard_root(tmp_path_factory) -> Path:
     events = [(f"a {COLOURS[n]} circle {MOTIONS[n]}", f"a {COLOURS[n + 1]} square {MOTIONS[n + 1]}") for n in (0, 2)]
     pairs = []
     for n, (a, b) in zip((0, 2), events):
-        pairs += [{"key": f"clip_ret_test_{n:03d}", "caption": f"{a}, then {b}", "swapped_caption": f"{b}, then {a}"},
-                  {"key": f"clip_ret_test_{n + 1:03d}", "caption": f"{b}, then {a}", "swapped_caption": f"{a}, then {b}"}]
+        pairs += [{"key": f"clip_ret_test_{n:03d}", "caption": f"{a}, then {b}", "swapped_caption": f"{b}, then {a}",
+                   "pair_id": f"pair_{n}"},
+                  {"key": f"clip_ret_test_{n + 1:03d}", "caption": f"{b}, then {a}", "swapped_caption": f"{a}, then {b}",
+                   "pair_id": f"pair_{n}"}]
     (root / "order_pairs.json").write_text(json.dumps(pairs))
     return root
 

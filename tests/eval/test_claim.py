@@ -52,7 +52,8 @@ def write_run(ws, run: str, recipe: str, r1: float, seed: int, *, where: str = "
     data = {"recipe": run, "params": {}, "checkpoints": {},
             "zero_shot": {"retrieval": {"dataset": "synthetic", "normal": {
                 "vtc": {"t2v": t2v}, "per_query": {"video": videos, "vtc": ranks},
-                "order_pairs": {"vtc": 50.0 + r1 / 2, "vtm": 50.0, "num_clips": 40}, "num_videos": VIDEOS}}},
+                "order_pairs": {"vtc": 50.0 + r1 / 2, "vtm": 50.0, "num_clips": 40,
+                                "pairs": {"num_pairs": 20, "text": r1, "video": 10.0, "group": r1 / 2}}, "num_videos": VIDEOS}}},
             FIELD: stamp(params, EVAL_KEYS)}
     (root / folder).mkdir(parents=True, exist_ok=True)
     (root / folder / f"{run}.json").write_text(json.dumps(data))
@@ -91,9 +92,14 @@ def test_claim_holds_from_three_seeds(ws):
     assert claim["seeds"] == 3 and claim["chance_r1"] == pytest.approx(1.0)
     for role in ("smaug", "dense", "dense_equal_time"):
         entry = claim[role]
-        assert set(entry) >= {"r1", "r1_mean", "r1_ci95", "r10_mean", "order_pair_acc", "steps", "train_wall_s"}
+        assert set(entry) >= {"r1", "r1_mean", "r1_ci95", "r10_mean", "order_pair_acc", "order_pair_group", "steps",
+                              "train_wall_s"}
         assert len(entry["r1"]) == 3 and entry["r1_ci95"][0] <= entry["r1_mean"] <= entry["r1_ci95"][1]
     assert claim["dense_equal_time"]["steps"] == 90 and claim["smaug"]["train_wall_s"] == 300.0
+    assert claim["smaug"]["order_pair_group"] == pytest.approx(20.5)   # seeds r1/2 = 20, 20.5, 21
+    smaug_row = next(r for r in ablation["rows"] if r["run"] == "smaug")
+    assert (smaug_row["order_pair_text"], smaug_row["order_pair_video"]) == (pytest.approx(41.0), pytest.approx(10.0))
+    assert "41.0 / 10.0 / 20.5" in table
     # different seeds hit different captions: the interval of the difference is several points wide
     assert claim["halves"]["equal_steps"]["verdict"] == "holds" and claim["halves"]["equal_steps"]["ci95"][0] > -2
     assert claim["halves"]["equal_time"]["verdict"] == "holds"   # 20 points clear

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from eval.metrics import bootstrap_recall_ci, recall_summary
-from eval.order_pairs import load_order_pairs, pair_accuracy
+from eval.order_pairs import load_order_pairs, pair_accuracy, pair_scores
 from pipeline.config import ConfigError
 from pipeline.synthetic.config import SyntheticConfig
 from pipeline.synthetic.plan import plan_clips
@@ -46,6 +46,26 @@ def test_pair_accuracy_counts_ties_half():
     own, swapped = torch.tensor([2.0, 1.0, 0.5, 3.0]), torch.tensor([1.0, 2.0, 0.5, 0.0])
     assert pair_accuracy(own, swapped) == pytest.approx(100 * 2.5 / 4)
     assert pair_accuracy(torch.zeros(6), torch.zeros(6)) == 50.0  # blind to order: chance, not 0
+
+
+def test_pair_scores_expose_a_model_that_cannot_tell_the_two_clips_apart():
+    entries = [{"key": k, "pair_id": p} for k, p in (("a", "p"), ("b", "p"), ("c", "q"), ("d", "q"), ("e", None))]
+    # clips a/b (and c/d) have the same features: each caption leans one way for both clips, so
+    # per clip exactly one of each pair wins (50%), yet no pair has both clips right
+    v = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 1.0]])
+    t = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.3, 0.7], [1.0, 0.0]])   # own captions
+    swapped = torch.stack([t[1], t[0], t[3], t[2], t[4] * 0])
+    own_s, swap_s, cross = (v * t).sum(-1), (v * swapped).sum(-1), t @ v.t()
+    assert pair_accuracy(own_s[:4], swap_s[:4]) == 50.0
+    blind = pair_scores(entries, own_s, swap_s, cross)
+    assert blind["num_pairs"] == 2 and blind["text"] == 0.0 and blind["group"] == 0.0
+    # clips that differ along the captions' difference: every comparison right
+    v2 = torch.tensor([[1.0, -0.5], [-0.5, 1.0], [1.0, -0.5], [-0.5, 1.0], [1.0, 1.0]])
+    t2 = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    sw2 = torch.stack([t2[1], t2[0], t2[3], t2[2], t2[4] * 0])
+    sure = pair_scores(entries, (v2 * t2).sum(-1), (v2 * sw2).sum(-1), t2 @ v2.t())
+    assert sure["text"] == sure["video"] == sure["group"] == 100.0
+    assert pair_scores([{"key": "a"}, {"key": "b", "pair_id": "x"}], own_s[:2], swap_s[:2], cross[:2, :2]) is None
 
 
 def test_bootstrap_interval_resamples_videos_with_their_captions():

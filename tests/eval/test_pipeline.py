@@ -153,6 +153,11 @@ def test_order_pairs_intervals_and_order_dependent_queries(evaluated):
     assert pairs["num_clips"] == 4 and pairs["num_missing"] == 0 and pairs["chance"] == 50.0
     assert pairs["vtc"] in (0.0, 12.5, 25.0, 37.5, 50.0, 62.5, 75.0, 87.5, 100.0) and "vtm" in pairs
     assert evaluated["smaug"]["chance"]["order_pairs"] == 50.0
+    # the fixture's two complete pairs are also scored as pairs (Winoground's text / video / group)
+    whole = pairs["pairs"]
+    assert whole["num_pairs"] == 2 and whole["chance"]["text"] == 25.0
+    assert all(whole[k] in (0.0, 50.0, 100.0) for k in ("text", "video", "group"))
+    assert whole["group"] <= min(whole["text"], whole["video"])
     for scoring in ("vtc", "vtm"):
         t2v = r["normal"][scoring]["t2v"]
         for k in ("R@1", "R@5", "R@10"):

@@ -1,0 +1,74 @@
+"""Caption-order negatives: a caption with its events told in the other order is a negative
+for its own clip (the text half of "Test of Time"'s time-order contrast, TACT; HiTeA's
+temporal negatives are the video half, ``objectives.order`` in train/model).
+
+Why the text half: all-MiniLM-L6-v2 reads "X, then Y" and "Y, then X" as nearly the same
+sentence (cosine 0.994 between the canonical captions of an order pair, 0.918 between two
+paraphrases of one clip), and contrastive pre-training never shows it a caption that differs
+from the positive only in order. Without such negatives a VTC model cannot rank a clip's own
+caption above its swap, whatever its video tower reads.
+
+The swap is a rule over English temporal connectives, so it applies to any caption set (a
+caption with no connective simply gets no negative), never to the benchmark's pair table:
+
+* "before" <-> "after" (every occurrence): "X before it Y" -> "X after it Y", "Y after X" ->
+  "Y before X";
+* "X, then Y" / "first X and then Y" / "X and afterwards Y": when Y names its own subject,
+  the clauses trade places ("Y, then X"); when Y continues X's subject ("a square moves left,
+  then turns blue"), the subject cannot be cut out of X without a parser, so the order is
+  reversed with a connective instead ("X after it Y").
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+import torch.nn.functional as F
+
+_BEFORE_AFTER = re.compile(r"\b(before|after)\b", re.IGNORECASE)
+_THEN = re.compile(
+    r"^(?:first\s+)?(?P<a>.+?)(?:\s*,)?\s+(?:and\s+)?(?:then|afterwards)\s*,?\s+(?P<b>\S.*)$",
+    re.IGNORECASE)
+_FIRST = re.compile(r"\bfirst\s+", re.IGNORECASE)
+# Words that open a clause with its own subject ("then a blue circle appears").
+_SUBJECT_OPENERS = frozenset("""
+a an the this that these those one two three four five some another each every both
+he she it they we you i his her its their my your our someone somebody something people
+""".split())
+
+
+def _swap_word(match: re.Match) -> str:
+    word = match.group(0)
+    other = "after" if word.lower() == "before" else "before"
+    return other.capitalize() if word[0].isupper() else other
+
+
+def reverse_event_order(caption: str) -> str | None:
+    """The caption with its events in the other order, or None when it has no temporal
+    connective this rule reads (then, afterwards, before, after)."""
+    text = " ".join(caption.split())
+    if _BEFORE_AFTER.search(text):
+        return _BEFORE_AFTER.sub(_swap_word, text)
+    m = _THEN.match(text)
+    if m is None:
+        return None
+    a, b = m.group("a").strip(" ,"), m.group("b").strip()
+    a = _FIRST.sub("", a)   # "X first moves left and then ..." -> no "first" left in the swap
+    if len(a.split()) < 2 or not b:   # "the then president": "then" is no connective here
+        return None
+    if b.split()[0].lower() in _SUBJECT_OPENERS:
+        return f"{b}, then {a}"
+    return f"{a} after it {b}"
+
+
+def caption_order_loss(video: torch.Tensor, own: torch.Tensor, swapped: torch.Tensor,
+                       temperature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """video, own, swapped [K, E] L2-normalised -> (loss, share of clips already preferring
+    their own caption, 0-d). Cross-entropy over (own caption, swapped caption), target: own;
+    the same two-way form as ``objectives.order`` with the roles of text and video exchanged."""
+    real = (video * own).sum(-1)
+    fake = (video * swapped).sum(-1)
+    logits = torch.stack([real, fake], dim=1) / temperature
+    target = torch.zeros(len(video), dtype=torch.long, device=video.device)
+    return F.cross_entropy(logits, target), (real > fake).float().mean().detach()

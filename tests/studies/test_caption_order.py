@@ -1,0 +1,93 @@
+"""The order study's caption-order negatives: the swap rule reverses what happens first, the
+loss prefers a clip's own caption, and the model subclass adds exactly that loss."""
+
+from __future__ import annotations
+
+import torch
+
+from studies.order.caption_order import caption_order_loss, reverse_event_order
+from studies.order.model import CaptionOrderSMAUG
+from tests.model.conftest import make_batch, tiny_config
+
+
+def test_a_second_subject_trades_places_with_the_first():
+    two = "a cyan triangle moves down, then an orange circle disappears"
+    assert reverse_event_order(two) == "an orange circle disappears, then a cyan triangle moves down"
+    assert reverse_event_order(reverse_event_order(two)) == two
+    assert (reverse_event_order("first a red box grows, and then a blue star appears")
+            == "a blue star appears, then a red box grows")
+
+
+def test_one_subject_keeps_its_place_and_the_connective_reverses():
+    assert reverse_event_order("a red square moves left, then turns blue") == \
+        "a red square moves left after it turns blue"
+    assert reverse_event_order("a red square first moves left and then turns blue") == \
+        "a red square moves left after it turns blue"
+    assert reverse_event_order("a red  square moves left and afterwards turns blue") == \
+        "a red square moves left after it turns blue"
+
+
+def test_before_and_after_swap_keeping_case():
+    assert reverse_event_order("a star spins before it shrinks") == "a star spins after it shrinks"
+    assert reverse_event_order("a circle appears after a star rotates") == "a circle appears before a star rotates"
+    assert reverse_event_order("After dinner the man cooks") == "Before dinner the man cooks"
+
+
+def test_captions_without_a_connective_get_no_negative():
+    for text in ("a dog runs on the beach", "thenceforth nothing", "a man walks past a bakery afterward",
+                 "the then president speaks"):
+        assert reverse_event_order(text) is None, text
+
+
+def test_loss_prefers_the_own_caption():
+    feats = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    good, acc_good = caption_order_loss(feats, feats, -feats, torch.tensor(0.1))
+    bad, acc_bad = caption_order_loss(feats, -feats, feats, torch.tensor(0.1))
+    assert good < 0.01 < 5 < bad
+    assert acc_good == 1.0 and acc_bad == 0.0
+
+
+def _batch(cfg):
+    batch = make_batch(cfg, batch=4)
+    batch["text"] = ["a red square moves left, then turns blue", "a green star grows",
+                     "a cyan triangle moves down, then an orange circle disappears",
+                     "a box spins before it shrinks"]
+    return batch
+
+
+def test_subclass_adds_the_weighted_loss_on_the_captions_that_have_a_swap():
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    model = CaptionOrderSMAUG(cfg)
+    model.train()
+    batch = _batch(cfg)
+    try:
+        CaptionOrderSMAUG.weight = 0.0
+        torch.manual_seed(1)
+        plain = model(batch)
+        CaptionOrderSMAUG.weight = 2.0
+        torch.manual_seed(1)
+        out = model(batch)
+    finally:
+        CaptionOrderSMAUG.weight = 0.0
+    assert "caption_order" not in plain.losses
+    assert out.stats["caption_order_share"] == 0.75
+    assert torch.allclose(out.loss, plain.loss + 2.0 * out.losses["caption_order"])
+    out.loss.backward()
+    assert model.text_proj.weight.grad is not None and model.video_proj.weight.grad.abs().sum() > 0
+    assert model._features is None                      # nothing kept between steps
+
+
+def test_eval_mode_and_batches_without_text_are_plain_smaug():
+    cfg = tiny_config()
+    model = CaptionOrderSMAUG(cfg)
+    batch = _batch(cfg)
+    try:
+        CaptionOrderSMAUG.weight = 1.0
+        model.eval()
+        assert "caption_order" not in model(batch).losses
+        model.train()
+        del batch["text"]
+        assert "caption_order" not in model(batch).losses
+    finally:
+        CaptionOrderSMAUG.weight = 0.0
