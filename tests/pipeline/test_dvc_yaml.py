@@ -130,8 +130,9 @@ def test_images_study_is_apart_trains_only_the_mixed_arm_and_reuses_the_video_on
     """The study's stages live outside ./dvc.yaml (a plain `dvc repro` does not train them) and write
     nothing the default stages write; the video-only arm is the default pipeline's smaug run, and the
     image + video arm's recipe sets only the data, so the stage lists every other key it reads."""
-    default, study = stages(), yaml.safe_load(IMAGES_STUDY.read_text())["stages"]
-    assert not set(default) & set(study)
+    default, raw = stages(), yaml.safe_load(IMAGES_STUDY.read_text())["stages"]
+    assert not set(default) & set(raw)
+    study = {name: s.get("do", s) for name, s in raw.items()}     # a foreach stage's body is under `do`
     assert all(s["wdir"] == "../.." for s in study.values())
     outs = lambda body: {next(iter(o)) if isinstance(o, dict) else o  # noqa: E731
                          for kind in ("outs", "metrics") for o in body.get(kind, [])}
@@ -144,6 +145,11 @@ def test_images_study_is_apart_trains_only_the_mixed_arm_and_reuses_the_video_on
     assert set(load_recipe("smaug-images")["pretrain"]) == {"shards", "sources"}  # the data, nothing else
     assert {"data/shards/pretrain", "data/shards/images"} <= set(train["deps"])
     assert not any("pretrain-smaug" == name or "models/pretrain/smaug" in s.get("outs", []) for name, s in study.items())
+    # the other seeds train the same recipe with pretrain.seed alone changed, under their own run names
+    seeds = raw["pretrain-smaug-images-seeds"]
+    assert set(seeds["do"]["params"]) == set(train["params"]) and set(seeds["do"]["deps"]) == set(train["deps"])
+    assert "--run-name ${item.run}" in seeds["do"]["cmd"] and "pretrain.seed=${item.seed}" in seeds["do"]["cmd"]
+    assert [v["seed"] for v in seeds["foreach"].values()] == load_yaml(DEFAULT_PARAMS)["ablation"]["extra_seeds"]
     table = study["images-vs-video"]
     assert {"results/eval/smaug.json", "results/metrics/pretrain-smaug.json"} <= set(table["deps"])
     assert study["eval-smaug-images"]["params"] == default["eval"]["params"]
