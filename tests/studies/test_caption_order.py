@@ -7,6 +7,7 @@ import torch
 
 from studies.order.caption_order import caption_order_loss, reverse_event_order
 from studies.order.model import CaptionOrderSMAUG
+from train.model.objectives import order_loss
 from tests.model.conftest import make_batch, tiny_config
 
 
@@ -39,12 +40,13 @@ def test_captions_without_a_connective_get_no_negative():
         assert reverse_event_order(text) is None, text
 
 
-def test_loss_prefers_the_own_caption():
-    feats = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
-    good, acc_good = caption_order_loss(feats, feats, -feats, torch.tensor(0.1))
-    bad, acc_bad = caption_order_loss(feats, -feats, feats, torch.tensor(0.1))
-    assert good < 0.01 < 5 < bad
-    assert acc_good == 1.0 and acc_bad == 0.0
+def test_loss_is_the_order_objective_with_text_and_video_exchanged():
+    g = torch.Generator().manual_seed(0)
+    video, own, swapped = (torch.nn.functional.normalize(torch.randn(6, 8, generator=g), dim=-1) for _ in range(3))
+    loss, acc = caption_order_loss(video, own, swapped, torch.tensor(0.1))
+    ref, ref_acc = order_loss(video, own, swapped, torch.tensor(0.1))
+    assert torch.allclose(loss, ref) and acc == ref_acc
+    assert caption_order_loss(own, own, -own, torch.tensor(0.1))[1] == 1.0     # own caption always ahead
 
 
 def _batch(cfg):
