@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eval.order_pairs import load_order_pairs, pair_accuracy
+from eval.order_pairs import load_order_pairs, pair_accuracy, pair_scores
 
 from .caption_order import _SUBJECT_OPENERS, _THEN
 
@@ -47,31 +47,14 @@ def bootstrap_ci(wins: np.ndarray, groups: np.ndarray, reps: int = 2000, seed: i
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
-def winoground_scores(found: list[dict], v: torch.Tensor, own: torch.Tensor) -> dict:
-    """Winoground's three scores over the pairs whose two clips are both present (chance 25,
-    25, 16.7): ``text`` each clip prefers its own caption (both clips right), ``video`` each
-    caption prefers its own clip, ``group`` all four comparisons right. The per-clip accuracy
-    above cannot tell an order-blind model (the two clips' features alike: exactly one clip of
-    each pair wins) from one that half understands; these can."""
-    by_pair: dict[str, list[int]] = {}
+def pair_cosine(found: list[dict], v: torch.Tensor) -> float | None:
+    """Mean cosine between the video features of the two clips of each complete pair."""
+    members: dict[str, list[int]] = {}
     for i, e in enumerate(found):
-        if e.get("pair_id"):
-            by_pair.setdefault(str(e["pair_id"]), []).append(i)
-    pairs = [ix for ix in by_pair.values() if len(ix) == 2]
-    if not pairs:
-        return {}
-    text = video = group = 0
-    cos = []
-    for a, b in pairs:
-        s = v[[a, b]] @ own[[a, b]].t()            # [clip, caption]
-        t_ok = bool(s[0, 0] > s[0, 1]) and bool(s[1, 1] > s[1, 0])
-        v_ok = bool(s[0, 0] > s[1, 0]) and bool(s[1, 1] > s[0, 1])
-        text, video, group = text + t_ok, video + v_ok, group + (t_ok and v_ok)
-        cos.append(float(v[a] @ v[b]))
-    n = len(pairs)
-    return {"winoground": {"pairs": n, "text": 100.0 * text / n, "video": 100.0 * video / n,
-                           "group": 100.0 * group / n, "chance": {"text": 25.0, "video": 25.0, "group": 100 / 6}},
-            "video_cosine_pair": float(np.mean(cos))}
+        if e.get("pair_id") is not None:
+            members.setdefault(str(e["pair_id"]), []).append(i)
+    cos = [float(v[a] @ v[b]) for a, b in (ix for ix in members.values() if len(ix) == 2)]
+    return float(np.mean(cos)) if cos else None
 
 
 def score_arm(checkpoint: str, entries: list[dict], shards: str) -> dict:
@@ -94,7 +77,9 @@ def score_arm(checkpoint: str, entries: list[dict], shards: str) -> dict:
     out = {"checkpoint": checkpoint, "num_clips": len(found),
            "all": {"acc": pair_accuracy(s_own, s_swap), "ci95": bootstrap_ci(wins, groups)},
            "text_cosine_own_swapped": float((own * swapped).sum(-1).mean()),
-           "video_cosine_pair": None, **winoground_scores(found, v, own)}
+           "video_cosine_pair": pair_cosine(found, v),
+           # Winoground's text / video / group over the complete pairs, as the evaluation scores them
+           "winoground": pair_scores(found, s_own, s_swap, own @ v.t())}
     for form in ("one-subject", "two-subject"):
         sel = forms == form
         if sel.any():
@@ -124,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in result["arms"].items():
         parts = [f"all {r['all']['acc']:.1f} [{r['all']['ci95'][0]:.1f}, {r['all']['ci95'][1]:.1f}]"]
         parts += [f"{f} {r[f]['acc']:.1f} (n={r[f]['num_clips']})" for f in ("one-subject", "two-subject") if f in r]
-        w = r.get("winoground", {})
+        w = r.get("winoground")
         if w:
-            parts.append(f"winoground text/video/group {w['text']:.0f}/{w['video']:.0f}/{w['group']:.0f} of {w['pairs']}")
+            parts.append(f"winoground text/video/group {w['text']:.0f}/{w['video']:.0f}/{w['group']:.0f} of {w['num_pairs']}")
         print(f"{name:24s} " + "; ".join(parts) + f"; cos text {r['text_cosine_own_swapped']:.3f}"
               f" video {r['video_cosine_pair'] or float('nan'):.3f}")
     return 0

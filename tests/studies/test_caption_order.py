@@ -93,3 +93,14 @@ def test_eval_mode_and_batches_without_text_are_plain_smaug():
         assert "caption_order" not in model(batch).losses
     finally:
         CaptionOrderSMAUG.weight = 0.0
+
+
+def test_analysis_tells_the_two_caption_forms_and_measures_how_alike_a_pairs_clips_are():
+    from studies.order.analyse import caption_form, pair_cosine
+
+    assert caption_form("a red square moves left, then turns blue") == "one-subject"
+    assert caption_form("a cyan triangle moves down, then an orange circle disappears") == "two-subject"
+    found = [{"key": "a", "pair_id": "p"}, {"key": "b", "pair_id": "p"}, {"key": "c", "pair_id": "q"}]
+    v = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    assert abs(pair_cosine(found, v) - 0.6) < 1e-6                     # "c" has no partner: left out
+    assert pair_cosine(found[2:], v[2:]) is None
