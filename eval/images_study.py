@@ -35,6 +35,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from eval.ablation import mean_std
 from eval.claim import RunScores, compare, recipe_interval
 from eval.tables import DASH, RETRIEVAL_CELLS, Table, fmt, read_json, retrieval_cells, vtm_status
 from pipeline import cli, provenance
@@ -109,13 +110,6 @@ def scores(label: str, runs: list[dict]) -> RunScores:
     normal = [arm["retrieval"]["normal"] for arm in runs]
     return RunScores(label, [arm["run"] for arm in runs], normal[0]["per_query"]["video"],
                      [n["per_query"]["vtc"] for n in normal])
-
-
-def mean_std(values: list[float]) -> tuple[float, float | None]:
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
 
 
 def counts_cell(arm: dict) -> str:
