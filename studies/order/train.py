@@ -12,28 +12,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-import train.model
+from studies.runner import pretrain_with, split_args
 
 from .model import CaptionOrderSMAUG
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if "--" not in argv:
-        raise SystemExit("usage: python -m studies.order.train --caption-order W -- <train.pretrain arguments>")
-    split = argv.index("--")
     parser = argparse.ArgumentParser(prog="studies.order.train")
     parser.add_argument("--caption-order", type=float, required=True,
                         help="weight of the caption-order loss (>= 0)")
-    args = parser.parse_args(argv[:split])
+    args, pretrain_argv = split_args(sys.argv[1:] if argv is None else argv, parser)
     if args.caption_order < 0:
         parser.error(f"--caption-order must be >= 0, got {args.caption_order}")
     CaptionOrderSMAUG.weight = args.caption_order
-    # train.pretrain builds its model as train.model.SMAUG, imported when the run starts
-    train.model.SMAUG = CaptionOrderSMAUG
-    from train.pretrain import main as pretrain_main
-
-    return pretrain_main(argv[split + 1:])
+    return pretrain_with(CaptionOrderSMAUG, pretrain_argv)
 
 
 if __name__ == "__main__":

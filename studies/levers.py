@@ -1,0 +1,63 @@
+"""Pre-train with several studies' changes at once: ``python -m studies.levers [flags] -- <train.pretrain args>``.
+
+    python -m studies.levers --bank 4096 --unmasked-from 360 -- --params params.yaml --recipe smaug \
+        pretrain.out_dir=models/studies/levers/bank-unmasked pretrain.results_dir=results/studies/levers/bank-unmasked
+
+Each flag adds one study's SMAUG subclass (they compose: each overrides a different part of the
+step): ``--bank N`` studies/caption_bank, ``--unmasked-from S`` studies/unmasked,
+``--caption-order W`` studies/order, ``--frame-order`` studies/frame_order. With no flag it is
+plain ``train.pretrain``. ``--program evaluate`` runs ``eval.evaluate`` with the same model instead
+(needed when a study adds parameters, as the frame-order head does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from studies.runner import pretrain_with, split_args
+from train.model.smaug import SMAUG
+
+
+def study_model(bank: int = 0, unmasked_from: int | None = None, caption_order: float = 0.0,
+                frame_order: bool = False) -> type:
+    """The SMAUG subclass with the chosen studies' changes (SMAUG itself when none)."""
+    bases: list[type] = []
+    if bank > 0:
+        from studies.caption_bank.model import CaptionBankSMAUG
+        bases.append(type("Bank", (CaptionBankSMAUG,), {"size": bank}))
+    if unmasked_from is not None:
+        from studies.unmasked.model import UnmaskedTuningSMAUG
+        bases.append(type("Unmasked", (UnmaskedTuningSMAUG,), {"unmasked_from": unmasked_from}))
+    if caption_order > 0:
+        from studies.order.model import CaptionOrderSMAUG
+        bases.append(type("CaptionOrder", (CaptionOrderSMAUG,), {"weight": caption_order}))
+    if frame_order:
+        from studies.frame_order.model import FrameOrderSMAUG
+        bases.append(type("FrameOrder", (FrameOrderSMAUG,), {"enabled": True}))
+    if not bases:
+        return SMAUG
+    return bases[0] if len(bases) == 1 else type("StudySMAUG", tuple(bases), {})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="studies.levers")
+    parser.add_argument("--bank", type=int, default=0, help="caption bank size (0: in-batch VTC)")
+    parser.add_argument("--unmasked-from", type=int, default=None,
+                        help="first step (0-based) without video masking and MVM")
+    parser.add_argument("--caption-order", type=float, default=0.0, help="weight of the caption-order loss")
+    parser.add_argument("--frame-order", action="store_true", help="add the frame-order head (studies/frame_order)")
+    parser.add_argument("--program", choices=("pretrain", "evaluate"), default="pretrain",
+                        help="evaluate: run eval.evaluate with the same model (a study that adds "
+                             "parameters needs it to load its checkpoints)")
+    args, pretrain_argv = split_args(sys.argv[1:] if argv is None else argv, parser)
+    for name in ("bank", "unmasked_from", "caption_order"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+    model = study_model(args.bank, args.unmasked_from, args.caption_order, args.frame_order)
+    return pretrain_with(model, pretrain_argv, program=args.program)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

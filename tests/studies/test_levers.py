@@ -1,0 +1,42 @@
+"""studies.levers composes the studies' SMAUG subclasses: each flag adds its change, and none
+gives the plain model."""
+
+from __future__ import annotations
+
+import torch
+
+from studies.caption_bank.model import CaptionBankSMAUG
+from studies.levers import main, study_model
+from studies.unmasked.model import UnmaskedTuningSMAUG
+from train.model import SMAUG
+from tests.model.conftest import make_batch, tiny_config
+
+
+def test_no_flag_is_plain_smaug_and_one_flag_is_that_study():
+    assert study_model() is SMAUG
+    one = study_model(unmasked_from=5)
+    assert issubclass(one, UnmaskedTuningSMAUG) and one.unmasked_from == 5
+    assert UnmaskedTuningSMAUG.unmasked_from is None       # the study's class is not changed
+
+
+def test_two_flags_give_both_changes_in_one_step():
+    cls = study_model(bank=64, unmasked_from=1)
+    assert issubclass(cls, CaptionBankSMAUG) and issubclass(cls, UnmaskedTuningSMAUG)
+    cfg = tiny_config(text={"num_layers": 2, "freeze_layers": 2, "max_len": 16})
+    torch.manual_seed(0)
+    model = cls(cfg)
+    model.train()
+    model.set_train_step(1)
+    batch = make_batch(cfg, batch=3)
+    batch["meta"] = [{"captions": ["a b", "c d"]}, {"captions": ["e f"]}, {"captions": ["g h"]}]
+    batch["text"] = ["a b", "e f", "g h"]
+    out = model(batch)
+    assert out.stats["caption_bank"] == 4.0 and out.stats["unmasked"] == 1.0 and "mvm" not in out.losses
+
+
+def test_a_negative_value_is_refused_by_name(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["--unmasked-from", "-3", "--", "--recipe", "smaug"])
+    assert "--unmasked-from must be >= 0, got -3" in capsys.readouterr().err
