@@ -57,7 +57,7 @@ class CaptionBankSMAUG(SMAUG):
     """``size`` > 0: VTC's video->text half over the last ``size`` captions seen (every caption of
     every clip in the batches), each clip's own captions its positives."""
 
-    size: int = 0   # set by studies/caption_bank/train.py before the run builds the model
+    size: int = 0   # set by studies/levers.py before the run builds the model
 
     def __init__(self, cfg, **kwargs) -> None:
         super().__init__(cfg, **kwargs)

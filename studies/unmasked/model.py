@@ -22,7 +22,7 @@ from train.model import SMAUG
 
 
 class UnmaskedTuningSMAUG(SMAUG):
-    """``unmasked_from`` (a step index, set by studies/unmasked/train.py before the run builds
+    """``unmasked_from`` (a step index, set by studies/levers.py before the run builds
     the model): training steps at or after it run without video masking and without MVM."""
 
     unmasked_from: int | None = None
