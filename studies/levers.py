@@ -5,8 +5,9 @@
 
 Each flag adds one study's SMAUG subclass (they compose: each overrides a different part of the
 step): ``--bank N`` studies/caption_bank, ``--unmasked-from S`` studies/unmasked,
-``--caption-order W`` studies/order, ``--frame-order`` studies/frame_order. With no flag it is
-plain ``train.pretrain``. ``--program evaluate`` runs ``eval.evaluate`` with the same model instead
+``--caption-order W`` studies/order, ``--frame-order`` studies/frame_order. ``--neighbours G``
+(studies/neighbours) changes the loader instead: batches of neighbour groups of G clips by caption
+similarity (run it with ``loader.num_workers=1``). With no flag it is plain ``train.pretrain``. ``--program evaluate`` runs ``eval.evaluate`` with the same model instead
 (needed when a study adds parameters, as the frame-order head does).
 """
 
@@ -47,15 +48,28 @@ def main(argv: list[str] | None = None) -> int:
                         help="first step (0-based) without video masking and MVM")
     parser.add_argument("--caption-order", type=float, default=0.0, help="weight of the caption-order loss")
     parser.add_argument("--frame-order", action="store_true", help="add the frame-order head (studies/frame_order)")
+    parser.add_argument("--neighbours", type=int, default=0,
+                        help="batches of neighbour groups of this many clips by caption similarity "
+                             "(studies/neighbours; 0: the loader's shuffle)")
+    parser.add_argument("--neighbour-share", type=float, default=1.0,
+                        help="about this share of each batch in neighbour groups, the rest single clips")
     parser.add_argument("--program", choices=("pretrain", "evaluate"), default="pretrain",
                         help="evaluate: run eval.evaluate with the same model (a study that adds "
                              "parameters needs it to load its checkpoints)")
     args, pretrain_argv = split_args(sys.argv[1:] if argv is None else argv, parser)
-    for name in ("bank", "unmasked_from", "caption_order"):
+    for name in ("bank", "unmasked_from", "caption_order", "neighbours"):
         value = getattr(args, name)
         if value is not None and value < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+    if not 0.0 < args.neighbour_share <= 1.0:
+        parser.error(f"--neighbour-share must be in (0, 1], got {args.neighbour_share}")
+    if args.neighbours == 1:
+        parser.error("--neighbours must be 0 (off) or a group of at least 2 clips, got 1")
     model = study_model(args.bank, args.unmasked_from, args.caption_order, args.frame_order)
+    if args.neighbours and args.program == "pretrain":
+        from studies.neighbours.batches import install
+
+        install(args.neighbours, args.neighbour_share)
     return pretrain_with(model, pretrain_argv, program=args.program)
 
 

@@ -1,0 +1,1 @@
+"""Neighbour batches (see batches.py)."""
