@@ -74,13 +74,12 @@ def read_captions(urls: Iterable[str]) -> dict[str, list[str]]:
 @torch.no_grad()
 def sentence_vectors(texts: list[str], text_dir=None, batch_size: int = 128) -> np.ndarray:
     """Unit-length mean-pooled sentence embeddings of ``texts`` from the frozen text encoder."""
-    from transformers import AutoTokenizer
-
     from pipeline.text_encoder import resolve_text_encoder_dir
+    from train.data.text import load_tokenizer
     from train.model.text_encoder import load_bert
 
     folder = resolve_text_encoder_dir(text_dir)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    tokenizer = load_tokenizer(folder)
     bert = load_bert(folder).eval()
     out = []
     for start in range(0, len(texts), batch_size):
