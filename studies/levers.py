@@ -7,8 +7,9 @@ Each flag adds one study's SMAUG subclass (they compose: each overrides a differ
 step): ``--bank N`` studies/caption_bank, ``--unmasked-from S`` studies/unmasked,
 ``--caption-order W`` studies/order, ``--frame-order`` studies/frame_order. ``--neighbours G``
 (studies/neighbours) changes the loader instead: batches of neighbour groups of G clips by caption
-similarity (run it with ``loader.num_workers=1``). With no flag it is plain ``train.pretrain``. ``--program evaluate`` runs ``eval.evaluate`` with the same model instead
-(needed when a study adds parameters, as the frame-order head does).
+similarity (run it with ``loader.num_workers=1``). With no flag it is plain ``train.pretrain``.
+``--program evaluate`` runs ``eval.evaluate`` with the same model instead (needed when a study
+adds parameters, as the frame-order head does).
 """
 
 from __future__ import annotations
