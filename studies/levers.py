@@ -5,11 +5,12 @@
 
 Each flag adds one study's SMAUG subclass (they compose: each overrides a different part of the
 step): ``--bank N`` studies/caption_bank, ``--unmasked-from S`` studies/unmasked,
-``--caption-order W`` studies/order, ``--frame-order`` studies/frame_order. ``--neighbours G``
+``--caption-order W`` studies/order, ``--frame-order`` studies/frame_order, ``--text-adapter N``
+studies/text_adapter, ``--change-tokens`` studies/change_tokens. ``--neighbours G``
 (studies/neighbours) changes the loader instead: batches of neighbour groups of G clips by caption
 similarity (run it with ``loader.num_workers=1``). With no flag it is plain ``train.pretrain``.
 ``--program evaluate`` runs ``eval.evaluate`` with the same model instead (needed when a study
-adds parameters, as the frame-order head does).
+adds parameters, as the frame-order head, the text adapter and change tokens do).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from train.model.smaug import SMAUG
 
 
 def study_model(bank: int = 0, unmasked_from: int | None = None, caption_order: float = 0.0,
-                frame_order: bool = False) -> type:
+                frame_order: bool = False, text_adapter: int = 0, change_tokens: bool = False,
+                text_adapter_lr_scale: float = 1.0) -> type:
     """The SMAUG subclass with the chosen studies' changes (SMAUG itself when none)."""
     bases: list[type] = []
     if bank > 0:
@@ -37,6 +39,13 @@ def study_model(bank: int = 0, unmasked_from: int | None = None, caption_order: 
     if frame_order:
         from studies.frame_order.model import FrameOrderSMAUG
         bases.append(type("FrameOrder", (FrameOrderSMAUG,), {"enabled": True}))
+    if text_adapter > 0:
+        from studies.text_adapter.model import TextAdapterSMAUG
+        bases.append(type("TextAdapter", (TextAdapterSMAUG,),
+                          {"layers": text_adapter, "lr_scale": text_adapter_lr_scale}))
+    if change_tokens:
+        from studies.change_tokens.model import ChangeTokenSMAUG
+        bases.append(type("ChangeTokens", (ChangeTokenSMAUG,), {"enabled": True}))
     if not bases:
         return SMAUG
     return bases[0] if len(bases) == 1 else type("StudySMAUG", tuple(bases), {})
@@ -49,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="first step (0-based) without video masking and MVM")
     parser.add_argument("--caption-order", type=float, default=0.0, help="weight of the caption-order loss")
     parser.add_argument("--frame-order", action="store_true", help="add the frame-order head (studies/frame_order)")
+    parser.add_argument("--text-adapter", type=int, default=0,
+                        help="trainable text layers between the frozen MiniLM and the VTC text feature "
+                             "(studies/text_adapter; 0: none)")
+    parser.add_argument("--text-adapter-lr-scale", type=float, default=1.0,
+                        help="the adapter learns at this x pretrain.lr")
+    parser.add_argument("--change-tokens", action="store_true",
+                        help="each patch also carries its change since the frame before (studies/change_tokens)")
     parser.add_argument("--neighbours", type=int, default=0,
                         help="batches of neighbour groups of this many clips by caption similarity "
                              "(studies/neighbours; 0: the loader's shuffle)")
@@ -58,15 +74,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="evaluate: run eval.evaluate with the same model (a study that adds "
                              "parameters needs it to load its checkpoints)")
     args, pretrain_argv = split_args(sys.argv[1:] if argv is None else argv, parser)
-    for name in ("bank", "unmasked_from", "caption_order", "neighbours"):
+    for name in ("bank", "unmasked_from", "caption_order", "neighbours", "text_adapter"):
         value = getattr(args, name)
         if value is not None and value < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+    if not args.text_adapter_lr_scale > 0.0:
+        parser.error(f"--text-adapter-lr-scale must be > 0, got {args.text_adapter_lr_scale}")
     if not 0.0 < args.neighbour_share <= 1.0:
         parser.error(f"--neighbour-share must be in (0, 1], got {args.neighbour_share}")
     if args.neighbours == 1:
         parser.error("--neighbours must be 0 (off) or a group of at least 2 clips, got 1")
-    model = study_model(args.bank, args.unmasked_from, args.caption_order, args.frame_order)
+    model = study_model(args.bank, args.unmasked_from, args.caption_order, args.frame_order,
+                        args.text_adapter, args.change_tokens, args.text_adapter_lr_scale)
     if args.neighbours and args.program == "pretrain":
         from studies.neighbours.batches import install
 

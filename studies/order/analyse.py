@@ -94,7 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", default=DEFAULT_PAIRS)
     parser.add_argument("--shards", default=DEFAULT_SHARDS)
     parser.add_argument("--out", default="results/studies/order/summary.json")
+    parser.add_argument("--text-adapter", type=int, default=0,
+                        help="the arms were trained with studies.levers --text-adapter N (builds that model)")
+    parser.add_argument("--change-tokens", action="store_true",
+                        help="the arms were trained with studies.levers --change-tokens")
     args = parser.parse_args(argv)
+    if args.text_adapter or args.change_tokens:
+        # checkpoints load as train.model.SMAUG, looked up when they load (studies.runner)
+        import train.model
+        from studies.levers import study_model
+
+        train.model.SMAUG = study_model(text_adapter=args.text_adapter, change_tokens=args.change_tokens)
     arms = {}
     for spec in args.arm:
         name, sep, ckpt = spec.partition("=")
