@@ -44,9 +44,14 @@ def _swap_word(match: re.Match) -> str:
     return other.capitalize() if word[0].isupper() else other
 
 
-def reverse_event_order(caption: str) -> str | None:
+def reverse_event_order(caption: str, same_form: bool = False) -> str | None:
     """The caption with its events in the other order, or None when it has no temporal
-    connective this rule reads (then, afterwards, before, after)."""
+    connective this rule reads (then, afterwards, before, after).
+
+    ``same_form``: only swaps that keep the caption's form (before <-> after, two clauses that
+    trade places); None for the one-subject rewrite "X after it Y". That rewrite differs from
+    its "X, then Y" in form, so a trainable text side can tell the two apart without reading
+    order (studies/text_adapter/README.md)."""
     text = " ".join(caption.split())
     if _BEFORE_AFTER.search(text):
         return _BEFORE_AFTER.sub(_swap_word, text)
@@ -59,7 +64,7 @@ def reverse_event_order(caption: str) -> str | None:
         return None
     if b.split()[0].lower() in _SUBJECT_OPENERS:
         return f"{b}, then {a}"
-    return f"{a} after it {b}"
+    return None if same_form else f"{a} after it {b}"
 
 
 def caption_order_loss(video: torch.Tensor, own: torch.Tensor, swapped: torch.Tensor,

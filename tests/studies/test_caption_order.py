@@ -104,3 +104,26 @@ def test_analysis_tells_the_two_caption_forms_and_measures_how_alike_a_pairs_cli
     v = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
     assert abs(pair_cosine(found, v) - 0.6) < 1e-6                     # "c" has no partner: left out
     assert pair_cosine(found[2:], v[2:]) is None
+
+
+def test_same_form_keeps_only_swaps_that_read_like_their_caption():
+    one_subject = "a red square moves left, then turns blue"
+    assert reverse_event_order(one_subject) == "a red square moves left after it turns blue"
+    assert reverse_event_order(one_subject, same_form=True) is None
+    before = "a yellow star turns around before it grows"
+    assert reverse_event_order(before, same_form=True) == "a yellow star turns around after it grows"
+    two = "a cyan triangle moves down, then an orange circle disappears"
+    assert reverse_event_order(two, same_form=True) == "an orange circle disappears, then a cyan triangle moves down"
+
+
+def test_same_form_reaches_the_model_and_needs_the_loss(capsys):
+    import pytest
+
+    from studies.levers import main, study_model
+
+    cls = study_model(caption_order=1.0, caption_order_same_form=True)
+    assert cls.same_form and cls.weight == 1.0
+    assert not study_model(caption_order=1.0).same_form
+    with pytest.raises(SystemExit):
+        main(["--caption-order-same-form", "--", "--recipe", "smaug"])
+    assert "--caption-order-same-form needs --caption-order W > 0" in capsys.readouterr().err
