@@ -5,7 +5,7 @@
 
 Each flag adds one study's SMAUG subclass (they compose: each overrides a different part of the
 step): ``--bank N`` studies/caption_bank, ``--unmasked-from S`` studies/unmasked,
-``--caption-order W [--caption-order-same-form]`` studies/order, ``--frame-order``
+``--caption-order W [--caption-order-same-form | --caption-order-same-words]`` studies/order, ``--frame-order``
 studies/frame_order, ``--text-adapter N`` studies/text_adapter, ``--change-tokens``
 studies/change_tokens. ``--neighbours G``
 (studies/neighbours) changes the loader instead: batches of neighbour groups of G clips by caption
@@ -25,7 +25,8 @@ from train.model.smaug import SMAUG
 
 def study_model(bank: int = 0, unmasked_from: int | None = None, caption_order: float = 0.0,
                 frame_order: bool = False, text_adapter: int = 0, change_tokens: bool = False,
-                text_adapter_lr_scale: float = 1.0, caption_order_same_form: bool = False) -> type:
+                text_adapter_lr_scale: float = 1.0, caption_order_same_form: bool = False,
+                caption_order_same_words: bool = False) -> type:
     """The SMAUG subclass with the chosen studies' changes (SMAUG itself when none)."""
     bases: list[type] = []
     if bank > 0:
@@ -37,7 +38,8 @@ def study_model(bank: int = 0, unmasked_from: int | None = None, caption_order: 
     if caption_order > 0:
         from studies.order.model import CaptionOrderSMAUG
         bases.append(type("CaptionOrder", (CaptionOrderSMAUG,),
-                          {"weight": caption_order, "same_form": caption_order_same_form}))
+                          {"weight": caption_order, "same_form": caption_order_same_form,
+                           "same_words": caption_order_same_words}))
     if frame_order:
         from studies.frame_order.model import FrameOrderSMAUG
         bases.append(type("FrameOrder", (FrameOrderSMAUG,), {"enabled": True}))
@@ -61,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--caption-order", type=float, default=0.0, help="weight of the caption-order loss")
     parser.add_argument("--caption-order-same-form", action="store_true",
                         help="caption-order negatives only where the swap keeps the caption's form")
+    parser.add_argument("--caption-order-same-words", action="store_true",
+                        help="caption-order negatives only where the swap reorders the caption's own words")
     parser.add_argument("--frame-order", action="store_true", help="add the frame-order head (studies/frame_order)")
     parser.add_argument("--text-adapter", type=int, default=0,
                         help="trainable text layers between the frozen MiniLM and the VTC text feature "
@@ -82,8 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         value = getattr(args, name)
         if value is not None and value < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0, got {value}")
-    if args.caption_order_same_form and not args.caption_order:
-        parser.error("--caption-order-same-form needs --caption-order W > 0")
+    for flag in ("same_form", "same_words"):
+        if getattr(args, f"caption_order_{flag}") and not args.caption_order:
+            parser.error(f"--caption-order-{flag.replace('_', '-')} needs --caption-order W > 0")
+    if args.caption_order_same_form and args.caption_order_same_words:
+        parser.error("--caption-order-same-form and --caption-order-same-words: choose one")
     if not args.text_adapter_lr_scale > 0.0:
         parser.error(f"--text-adapter-lr-scale must be > 0, got {args.text_adapter_lr_scale}")
     if not 0.0 < args.neighbour_share <= 1.0:
@@ -92,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--neighbours must be 0 (off) or a group of at least 2 clips, got 1")
     model = study_model(args.bank, args.unmasked_from, args.caption_order, args.frame_order,
                         args.text_adapter, args.change_tokens, args.text_adapter_lr_scale,
-                        args.caption_order_same_form)
+                        args.caption_order_same_form, args.caption_order_same_words)
     if args.neighbours and args.program == "pretrain":
         from studies.neighbours.batches import install
 

@@ -24,6 +24,7 @@ class CaptionOrderSMAUG(SMAUG):
 
     weight: float = 0.0   # set by studies/order/train.py before the run builds the model
     same_form: bool = False   # only swaps that keep the caption's form (caption_order.py)
+    same_words: bool = False   # only swaps that reorder the caption's own words (caption_order.py)
 
     def forward(self, batch: dict, generator: torch.Generator | None = None):
         use = self.training and self.weight > 0 and "text" in batch
@@ -33,7 +34,7 @@ class CaptionOrderSMAUG(SMAUG):
             out = super().forward(batch, generator)
             if not use:
                 return out
-            swapped = [reverse_event_order(t, self.same_form) for t in batch["text"]]
+            swapped = [reverse_event_order(t, self.same_form, self.same_words) for t in batch["text"]]
             rows = [i for i, s in enumerate(swapped) if s is not None]
             out.stats["caption_order_share"] = len(rows) / max(1, len(swapped))
             if not rows:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from studies.order.caption_order import caption_order_loss, reverse_event_order
+from studies.order.caption_order import caption_order_loss, reverse_event_order, swap_clauses
 from studies.order.model import CaptionOrderSMAUG
 from train.model.objectives import order_loss
 from tests.model.conftest import make_batch, tiny_config
@@ -68,11 +68,16 @@ def test_subclass_adds_the_weighted_loss_on_the_captions_that_have_a_swap():
         torch.manual_seed(1)
         plain = model(batch)
         CaptionOrderSMAUG.weight = 2.0
+        CaptionOrderSMAUG.same_words = True
+        words = model(batch)
+        CaptionOrderSMAUG.same_words = False
         torch.manual_seed(1)
         out = model(batch)
     finally:
         CaptionOrderSMAUG.weight = 0.0
+        CaptionOrderSMAUG.same_words = False
     assert "caption_order" not in plain.losses
+    assert words.stats["caption_order_share"] == 0.25     # only the two-subject caption keeps its words
     assert out.stats["caption_order_share"] == 0.75
     assert torch.allclose(out.loss, plain.loss + 2.0 * out.losses["caption_order"])
     out.loss.backward()
@@ -127,3 +132,47 @@ def test_same_form_reaches_the_model_and_needs_the_loss(capsys):
     with pytest.raises(SystemExit):
         main(["--caption-order-same-form", "--", "--recipe", "smaug"])
     assert "--caption-order-same-form needs --caption-order W > 0" in capsys.readouterr().err
+
+
+def _words(text: str) -> list[str]:
+    return sorted(text.replace(",", " ").split())
+
+
+def test_same_words_swaps_reorder_the_captions_own_words_and_undo_themselves():
+    for caption, swap in (
+            ("a cyan triangle moves down, then an orange circle disappears",
+             "an orange circle disappears, then a cyan triangle moves down"),
+            ("first a purple cross gets bigger, and then a violet triangle contracts",
+             "first a violet triangle contracts, and then a purple cross gets bigger"),
+            ("a large emerald star turns blue before a pink cross spins on a slate background",
+             "a pink cross spins on a slate background before a large emerald star turns blue"),
+            ("a circle appears after a star rotates", "a star rotates after a circle appears")):
+        assert swap_clauses(caption) == swap
+        assert reverse_event_order(caption, same_words=True) == swap
+        assert _words(swap) == _words(caption)        # no word of its own for a text side to count
+        assert swap_clauses(swap) == caption
+
+
+def test_same_words_refuses_swaps_that_would_need_a_new_word_or_a_parser():
+    for caption in ("a red square moves left, then turns blue",        # one subject: cannot be cut out
+                    "a yellow star turns around before it grows",       # "it" points back: no subject
+                    "in this clip a box spins, then a star grows",      # no subject at the start
+                    "a box spins, then a star grows, then a dot fades",  # three events
+                    "a box spins before a star grows after a dot fades",
+                    "a dog runs on the beach"):
+        assert swap_clauses(caption) is None, caption
+
+
+def test_same_words_reaches_the_model_and_excludes_same_form(capsys):
+    import pytest
+
+    from studies.levers import main, study_model
+
+    cls = study_model(caption_order=1.0, caption_order_same_words=True)
+    assert cls.same_words and not cls.same_form
+    for argv, message in ((["--caption-order-same-words"], "--caption-order-same-words needs --caption-order W > 0"),
+                          (["--caption-order", "1", "--caption-order-same-words", "--caption-order-same-form"],
+                           "choose one")):
+        with pytest.raises(SystemExit):
+            main(argv + ["--", "--recipe", "smaug"])
+        assert message in capsys.readouterr().err

@@ -1,0 +1,1 @@
+"""More pre-training clips from the benchmark's own generator, the test split untouched."""
