@@ -19,18 +19,24 @@ def split_args(argv: list[str], parser: argparse.ArgumentParser) -> tuple[argpar
     return parser.parse_args(argv[:split]), argv[split + 1:]
 
 
+def use_model(model_cls: type) -> None:
+    """Build (and load checkpoints as) ``model_cls``, a SMAUG subclass, wherever the project
+    builds train.model.SMAUG: train.pretrain, eval.evaluate and train.checkpoint look the name
+    up when they run, so swapping it here reaches all of them."""
+    if not issubclass(model_cls, SMAUG):   # train.model.SMAUG itself may be swapped already
+        raise TypeError(f"{model_cls.__name__} is not a SMAUG subclass")
+    train.model.SMAUG = model_cls
+
+
 def pretrain_with(model_cls: type, argv: list[str], program: str = "pretrain") -> int:
     """Run train.pretrain (or, ``program="evaluate"``, eval.evaluate) with ``model_cls`` as the
     model, a SMAUG subclass. Subclasses without parameters of their own write checkpoints that
     plain evaluation loads; one that adds parameters must be evaluated this way."""
-    if not issubclass(model_cls, SMAUG):   # train.model.SMAUG itself may be swapped already
-        raise TypeError(f"{model_cls.__name__} is not a SMAUG subclass")
+    if program not in ("pretrain", "evaluate"):
+        raise ValueError(f"unknown program {program!r} (pretrain | evaluate)")
+    use_model(model_cls)
     if program == "pretrain":
         from train.pretrain import main as run
-    elif program == "evaluate":
-        from eval.evaluate import main as run
     else:
-        raise ValueError(f"unknown program {program!r} (pretrain | evaluate)")
-    # both programs build (and load) the model as train.model.SMAUG, looked up when they run
-    train.model.SMAUG = model_cls
+        from eval.evaluate import main as run
     return run(argv)

@@ -100,11 +100,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the arms were trained with studies.levers --change-tokens")
     args = parser.parse_args(argv)
     if args.text_adapter or args.change_tokens:
-        # checkpoints load as train.model.SMAUG, looked up when they load (studies.runner)
-        import train.model
         from studies.levers import study_model
+        from studies.runner import use_model
 
-        train.model.SMAUG = study_model(text_adapter=args.text_adapter, change_tokens=args.change_tokens)
+        use_model(study_model(text_adapter=args.text_adapter, change_tokens=args.change_tokens))
     arms = {}
     for spec in args.arm:
         name, sep, ckpt = spec.partition("=")

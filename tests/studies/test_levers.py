@@ -40,3 +40,28 @@ def test_a_negative_value_is_refused_by_name(capsys):
     with pytest.raises(SystemExit):
         main(["--unmasked-from", "-3", "--", "--recipe", "smaug"])
     assert "--unmasked-from must be >= 0, got -3" in capsys.readouterr().err
+
+
+def test_use_model_reaches_checkpoint_loading_and_refuses_other_classes(tmp_path):
+    import pytest
+
+    import train.model
+    from studies.runner import use_model
+    from pipeline.config import to_dict
+    from train.checkpoint import load_model, save_checkpoint
+
+    cls = study_model(change_tokens=True)
+    cfg = tiny_config()
+    try:
+        use_model(cls)
+        torch.manual_seed(0)
+        saved = cls(cfg)
+        save_checkpoint(tmp_path / "ckpt", saved, step=1, state={"model_config": to_dict(cfg)})
+        model, _ = load_model(tmp_path / "ckpt")
+        assert type(model) is cls                               # built as the study's class
+        assert torch.equal(model.video.patch_embed.weight, saved.video.patch_embed.weight)   # its wider patch embedding loaded
+        with pytest.raises(TypeError, match="Linear is not a SMAUG subclass"):
+            use_model(torch.nn.Linear)
+        assert train.model.SMAUG is cls                         # a refused class changes nothing
+    finally:
+        train.model.SMAUG = SMAUG
