@@ -97,7 +97,7 @@ class EnsembleStudyConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    recipes: list[str] = field(default_factory=lambda: ["smaug", "dense", "dense-equal-time"])  # pre-training runs
+    recipes: list[str] = field(default_factory=lambda: ["smaug"])  # pre-training runs
     pretrain_dir: str = "models/pretrain"  # zero-shot checkpoints: <pretrain_dir>/<recipe>
     finetune_dir: str = "models/finetune"  # fine-tuned: <finetune_dir>/<recipe>/<task>
     # which evaluations run; mc_caption and fib are zero-shot only
@@ -166,10 +166,17 @@ class TablesConfig:
     reference_rows: bool = True  # add published figures (marked "reported", with source)
     decimals: int = 1  # digits after the point for percentages
     cost_plot: str = "results/plots/cost_vs_accuracy.png"  # zero-shot R@1 against core- / GPU-hours
-    # the ablation runs' results (metrics/pretrain-<run>.json, eval/<run>.json), plotted when present
-    ablation_dir: str | None = "results/ablation"
+    # a folder of ablation runs' results (metrics/pretrain-<run>.json, eval/<run>.json) to plot
+    # too, when present; null in the default stage, which declares only tables.runs' files
+    ablation_dir: str | None = None
+    # the pre-training runs the tables show: <eval_dir>/<run>.json must exist, <metrics_dir>/pretrain-<run>.json
+    # is read when present (null: every <run>.json found). Naming them keeps a stage's declared
+    # inputs and what it reads the same when other stages have written into the same folders.
+    runs: list[str] | None = None
 
     def __post_init__(self) -> None:
+        check(self.runs is None or (bool(self.runs) and len(set(self.runs)) == len(self.runs)), "runs",
+              "must be null or name at least one run, none twice")
         check(0 <= self.decimals <= 4, "decimals", "must be in [0, 4]")
         check(self.cost_plot.endswith(".png"), "cost_plot", "must be a .png path")
 

@@ -4,7 +4,7 @@ One point per pre-training run (recipe and seed): x = its cost in device-hours (
 CPU, GPU-hours on GPUs; eval.tables.device_hours), y = zero-shot text-to-video R@1 by VTC ranking
 (the headline). Runs of one setting over several seeds (``<run>``, ``<run>-seed<k>``) also get
 their mean with error bars (sample std of cost and of R@1). Reads the default pipeline's files
-(``tables.metrics_dir``, ``tables.eval_dir``) and, where they exist, the ablation runs'
+(``tables.metrics_dir``, ``tables.eval_dir``; the runs of ``tables.runs``) and, where they exist, the ablation runs'
 (``tables.ablation_dir``/metrics and /eval); each input must carry the current params' hash,
 as for the tables (pipeline/provenance.py).
 """
@@ -25,12 +25,15 @@ def run_points(cfg: TablesConfig, params_path, check: bool = True) -> list[dict]
     """(run, setting, hours, unit, r1) of every run with both a cost file and a zero-shot retrieval."""
     from eval.tables import device_hours, headline_scores, read_json
 
-    roots = [(Path(cfg.metrics_dir), Path(cfg.eval_dir))]
+    from eval.tables import pretrain_files
+
+    roots = [(Path(cfg.metrics_dir), Path(cfg.eval_dir), pretrain_files(cfg))]  # tables.runs only
     if cfg.ablation_dir:
-        roots.append((Path(cfg.ablation_dir) / "metrics", Path(cfg.ablation_dir) / "eval"))
+        ablation = Path(cfg.ablation_dir)
+        roots.append((ablation / "metrics", ablation / "eval", sorted((ablation / "metrics").glob("pretrain-*.json"))))
     points, seen = [], set()
-    for metrics_dir, eval_dir in roots:
-        for cost_file in sorted(metrics_dir.glob("pretrain-*.json")):
+    for metrics_dir, eval_dir, cost_files in roots:
+        for cost_file in cost_files:
             run = cost_file.stem[len("pretrain-"):]
             cost, result = read_json(cost_file), read_json(eval_dir / f"{run}.json")
             retrieval = ((result or {}).get("zero_shot") or {}).get("retrieval")

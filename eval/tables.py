@@ -21,6 +21,9 @@ is drawn here too.
 
 The paper's claim and the ablation table need several seeds and recipes, which the default
 pipeline does not train: ``python -m eval.ablation`` writes them (ablation/dvc.yaml).
+``tables.runs`` names the runs shown: the default stage shows smaug, the one it trains;
+ablation/dvc.yaml's ``tables-paper`` renders the same tables with dense and dense at smaug's
+wall time beside it into ``results/tables/paper/``.
 Before rendering, every input must carry the params hash of the keys its stage reads, equal to
 the current params' (pipeline/provenance.py); otherwise the program stops naming the file.
 
@@ -129,10 +132,18 @@ def read_json(path: Path) -> dict | None:
         raise ValueError(f"{path}: not valid JSON ({err})") from None
 
 
-def load_eval_metrics(eval_dir: Path) -> list[dict]:
-    """Every <recipe>.json of eval.evaluate, sorted by recipe."""
+def load_eval_metrics(eval_dir: Path, runs: list[str] | None = None) -> list[dict]:
+    """The <run>.json of eval.evaluate for each of ``runs`` (None: every one found), sorted by run."""
+    if runs is None:
+        paths = sorted(eval_dir.glob("*.json"))
+    else:
+        paths = [eval_dir / f"{run}.json" for run in sorted(runs)]
+        missing = [p.as_posix() for p in paths if not p.is_file()]
+        if missing:
+            raise ValueError(f"tables.runs: no evaluation {', '.join(missing)} "
+                                    "(run `python -m eval.evaluate --recipe RUN`, or drop the run from tables.runs)")
     out = []
-    for path in sorted(eval_dir.glob("*.json")):
+    for path in paths:
         data = read_json(path)
         if not isinstance(data, dict) or "recipe" not in data:
             raise ValueError(f"{path}: not an eval metrics file (no 'recipe')")
@@ -142,6 +153,15 @@ def load_eval_metrics(eval_dir: Path) -> list[dict]:
         data["_file"] = path.as_posix()
         out.append(data)
     return out
+
+
+def pretrain_files(cfg: TablesConfig) -> list[Path]:
+    """The pre-training metrics files the tables read: those of ``tables.runs`` that exist (a run
+    evaluated without one gets dashes), or every pretrain-<run>.json when runs is null."""
+    metrics_dir = Path(cfg.metrics_dir)
+    if cfg.runs is None:
+        return sorted(metrics_dir.glob("pretrain-*.json"))
+    return [p for p in (metrics_dir / f"pretrain-{run}.json" for run in sorted(cfg.runs)) if p.is_file()]
 
 
 def headline_scores(retrieval: dict) -> dict:
@@ -209,7 +229,7 @@ def provenance_record(cfg: TablesConfig, evals: list[dict]) -> dict:
                                 "params": data["params"], "params_sha256": params_digest(data["params"]),
                                 provenance.FIELD: data.get(provenance.FIELD)}
     inputs = {}
-    for path in sorted(Path(cfg.metrics_dir).glob("pretrain-*.json")) + [Path(cfg.bench)]:
+    for path in pretrain_files(cfg) + [Path(cfg.bench)]:
         data = read_json(path)
         if data is not None:
             inputs[path.as_posix()] = {provenance.FIELD: data.get(provenance.FIELD)}
@@ -561,8 +581,7 @@ def efficiency_table(evals: list[dict], cfg: TablesConfig) -> Table:
                "Zero-shot t2v R@1", "Fine-tuned t2v R@1", "QA acc", "Accuracy dataset"]
     table = Table("efficiency", "Pre-training cost against accuracy", columns)
     by_recipe = {e["recipe"]: e for e in evals}
-    pretrain_files = sorted(metrics_dir.glob("pretrain-*.json"))
-    recipes = sorted({p.stem[len("pretrain-"):] for p in pretrain_files} | set(by_recipe))
+    recipes = sorted({p.stem[len("pretrain-"):] for p in pretrain_files(cfg)} | set(by_recipe))
     bench = read_json(Path(cfg.bench))
     projection = (bench or {}).get("projection", {})
     for recipe in recipes:
@@ -635,7 +654,7 @@ def check_inputs(cfg: TablesConfig, evals: list[dict], params_path: str | Path |
     its own stage reads, equal to the hash of those keys in ``params_path`` now."""
     for data in evals:
         provenance.check(data, data["_file"], params_path)
-    for path in sorted(Path(cfg.metrics_dir).glob("pretrain-*.json")) + [Path(cfg.bench)]:
+    for path in pretrain_files(cfg) + [Path(cfg.bench)]:
         data = read_json(path)
         if data is not None:
             provenance.check(data, path, params_path)
@@ -644,7 +663,7 @@ def check_inputs(cfg: TablesConfig, evals: list[dict], params_path: str | Path |
 def write_tables(cfg: TablesConfig, params_path: str | Path | None = None, *, check: bool = True) -> list[Path]:
     """Render every table; ``check``: first refuse inputs made by other params than ``params_path``
     (default: the repository's params.yaml)."""
-    evals = load_eval_metrics(Path(cfg.eval_dir))
+    evals = load_eval_metrics(Path(cfg.eval_dir), cfg.runs)
     if check:
         check_inputs(cfg, evals, params_path)
     out = Path(cfg.out_dir)

@@ -159,6 +159,7 @@ def workspace(tmp_path_factory, shard_root) -> dict:
         f"tables.bench={base / 'results/bench/pretrain.json'}",
         f"tables.cost_plot={base / 'results/plots/cost_vs_accuracy.png'}",
         f"tables.ablation_dir={base / 'results/ablation'}",
+        "tables.runs=null",  # every run evaluated here (params.yaml names smaug alone)
         f"pretrain.results_dir={base / 'results'}",
     ]
     for i, recipe in enumerate(("smaug", "dense")):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +38,8 @@ def test_cost_plot_one_point_per_run_and_seed(tmp_path):
     base = tmp_path / "results"
     cfg = section(load_params(params_path, overrides=[
         f"tables.metrics_dir={base / 'metrics'}", f"tables.eval_dir={base / 'eval'}",
-        f"tables.ablation_dir={base / 'ablation'}", f"tables.cost_plot={base / 'plots/cost.png'}"]),
-        TablesConfig, "tables")
+        f"tables.ablation_dir={base / 'ablation'}", f"tables.cost_plot={base / 'plots/cost.png'}",
+        "tables.runs=null"]), TablesConfig, "tables")
     write_run(base / "metrics", base / "eval", params_path, "smaug", 360.0, 7.8)
     write_run(base / "metrics", base / "eval", params_path, "dense", 800.0, 7.6)
     for seed, r1 in ((1, 9.0), (2, 6.6)):  # the ablation's extra seeds of smaug
@@ -47,6 +48,11 @@ def test_cost_plot_one_point_per_run_and_seed(tmp_path):
     assert sorted((p["run"], p["setting"]) for p in points) == [
         ("dense", "dense"), ("smaug", "smaug"), ("smaug-seed1", "smaug"), ("smaug-seed2", "smaug")]
     assert next(p for p in points if p["run"] == "dense")["hours"] == pytest.approx(800 * 2 / 3600)
+    # tables.runs keeps a run of the default folders that the stage does not name off the plot;
+    # the ablation folder's runs stay, and without tables.ablation_dir they go too
+    named = run_points(replace(cfg, runs=["smaug"]), params_path)
+    assert sorted(p["run"] for p in named) == ["smaug", "smaug-seed1", "smaug-seed2"]
+    assert [p["run"] for p in run_points(replace(cfg, runs=["smaug"], ablation_dir=None), params_path)] == ["smaug"]
     out = plot_cost_vs_accuracy(cfg, params_path)
     from PIL import Image
 

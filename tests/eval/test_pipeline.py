@@ -15,7 +15,7 @@ from eval.evaluate import evaluate_recipe
 from train.finetune import main as finetune_main
 from train.finetune import run_finetune
 from train.tasks import MultipleChoice, OpenEndedQA
-from pipeline.config import section
+from pipeline.config import ConfigError, section
 from train.checkpoint import read_state
 
 
@@ -282,6 +282,30 @@ def test_tables_refuse_results_the_params_did_not_make(workspace, evaluated, tmp
     changed["eval"]["max_len"] = None
     other.write_text(yaml.safe_dump(changed))
     tables_mod.write_tables(cfg, other)
+
+
+def test_tables_show_the_runs_named_and_refuse_a_missing_one(workspace, evaluated, tmp_path):
+    """tables.runs (params.yaml: smaug, the one run of the default pipeline) keeps a run that
+    another stage evaluated into the same folder out of the tables; a named run with no evaluation
+    stops the program, naming the file, before any table is written."""
+    cfg = section(workspace["params"](f"tables.out_dir={tmp_path / 'one'}", "tables.runs=[smaug]",
+                                      f"tables.cost_plot={tmp_path / 'one.png'}"), TablesConfig, "tables")
+    tables_mod.write_tables(cfg, workspace["params_path"])
+    methods = {r["Method"] for r in csv.DictReader((tmp_path / "one" / "retrieval.csv").read_text().splitlines())}
+    assert "smaug" in methods and "dense" not in methods
+    assert list(json.loads((tmp_path / "one" / "provenance.json").read_text())["runs"]) == ["smaug"]
+    both = section(workspace["params"](f"tables.out_dir={tmp_path / 'both'}", "tables.runs=[smaug,dense]",
+                                       f"tables.cost_plot={tmp_path / 'both.png'}"), TablesConfig, "tables")
+    tables_mod.write_tables(both, workspace["params_path"])
+    methods = {r["Method"] for r in csv.DictReader((tmp_path / "both" / "retrieval.csv").read_text().splitlines())}
+    assert {"smaug", "dense"} <= methods
+    missing = section(workspace["params"](f"tables.out_dir={tmp_path / 'none'}", "tables.runs=[smaug,nosuch]"),
+                      TablesConfig, "tables")
+    with pytest.raises(ValueError, match=r"tables\.runs: no evaluation .*nosuch\.json"):
+        tables_mod.write_tables(missing, workspace["params_path"])
+    assert not (tmp_path / "none").exists()
+    with pytest.raises(ConfigError, match="runs"):
+        section(workspace["params"]("tables.runs=[smaug,smaug]"), TablesConfig, "tables")
 
 
 class MeanPooled(torch.nn.Module):

@@ -57,12 +57,44 @@ def test_every_listed_param_exists():
 
 
 def test_pretrain_stages_list_what_their_recipe_reads():
-    s = stages()
+    s, a = stages(), ablation_stages()
     assert set(s["pretrain-smaug"]["params"]) == keys_a_recipe_reads("smaug")
-    assert set(s["pretrain-dense"]["params"]) == keys_a_recipe_reads("dense")
-    assert set(s["pretrain-equal-time"]["params"]) == keys_a_recipe_reads("dense")
+    assert set(a["pretrain-dense"]["params"]) == keys_a_recipe_reads("dense")
+    assert set(a["pretrain-equal-time"]["params"]) == keys_a_recipe_reads("dense")
     # the key of the done-when: smaug reads it, dense sets it itself
     assert "model.masking.video_ratio" not in keys_a_recipe_reads("dense")
+
+
+def test_the_default_pipeline_trains_and_reports_smaug_alone():
+    """A plain `dvc repro` trains one run, and the eval and tables stages declare exactly the runs
+    params.yaml has them read (eval.recipes, tables.runs), so no stage reads a file DVC does not
+    know it depends on."""
+    base, s = load_yaml(DEFAULT_PARAMS), stages()
+    assert [name for name in s if name.startswith("pretrain-") and name != "pretrain-bench"] == ["pretrain-smaug"]
+    assert {i["recipe"] for i in s["finetune"]["foreach"].values()} == {"smaug"}
+    assert base["eval"]["recipes"] == base["tables"]["runs"] == ["smaug"]
+    evaluated = [d for d in s["eval"]["deps"] if d.startswith("models/pretrain/")]
+    assert evaluated == [f"models/pretrain/{r}" for r in base["eval"]["recipes"]]
+    outs = [next(iter(o)) for o in s["eval"]["outs"]]
+    assert outs == [f"results/eval/{r}.json" for r in base["eval"]["recipes"]]
+    read = {d for d in s["tables"]["deps"] if d.startswith("results/")}
+    assert read == {f"results/eval/{r}.json" for r in base["tables"]["runs"]} | \
+        {f"results/metrics/pretrain-{r}.json" for r in base["tables"]["runs"]} | {base["tables"]["bench"]}
+
+
+def test_the_paper_tables_stage_reads_what_it_names():
+    a = ablation_stages()
+    cmd = a["tables-paper"]["cmd"]
+    runs = cmd.split("tables.runs=[")[1].split("]")[0].split(",")
+    assert runs == ["smaug", "dense", "dense-equal-time"]
+    deps = set(a["tables-paper"]["deps"])
+    assert {f"results/eval/{r}.json" for r in runs} | {f"results/metrics/pretrain-{r}.json" for r in runs} <= deps
+    # dense's evaluation follows the default eval stage's protocol and declares the same params
+    for run in ("dense", "dense-equal-time"):
+        assert a[f"eval-{run}"]["params"] == stages()["eval"]["params"]
+        assert a[f"eval-{run}"]["cmd"].endswith(f"--recipe {run}")
+        assert f"models/pretrain/{run}" in a[f"eval-{run}"]["deps"]
+    assert {f"models/finetune/dense/{t}" for t in a["finetune-dense"]["foreach"]} <= set(a["eval-dense"]["deps"])
 
 
 def test_cost_assumptions_retrain_nothing():

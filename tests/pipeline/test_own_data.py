@@ -167,8 +167,8 @@ def test_evaluation_checks_recipes_and_tasks_before_any_work(walked):
     clone, _ = walked
     metrics = clone / "runs/mine/results/metrics/eval-smaug.json"
     before = metrics.read_bytes()
-    # the default eval.recipes: dense and dense-equal-time were never trained in this run folder
-    err = error_line(evaluate(clone, "--run-dir", "runs/mine"))
+    # a recipe never trained in this run folder (dense) is named, with the way out
+    err = error_line(evaluate(clone, "--run-dir", "runs/mine", "eval.recipes=[smaug,dense]"))
     assert err.startswith("error: eval.recipes: no pre-trained checkpoint for dense (runs/mine/models/pretrain/dense)")
     assert "eval.recipes=[smaug]" in err
     err = error_line(evaluate(clone, "--run-dir", "runs/mine", "--recipe", "nosuch"))
