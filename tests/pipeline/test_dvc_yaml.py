@@ -67,19 +67,20 @@ def test_pretrain_stages_list_what_their_recipe_reads():
 
 def test_the_default_pipeline_trains_and_reports_smaug_alone():
     """A plain `dvc repro` trains one run, and the eval and tables stages declare exactly the runs
-    params.yaml has them read (eval.recipes, tables.runs), so no stage reads a file DVC does not
+    they are told to read (eval.recipes, the tables stage's tables.runs), so no stage reads a file DVC does not
     know it depends on."""
     base, s = load_yaml(DEFAULT_PARAMS), stages()
     assert [name for name in s if name.startswith("pretrain-") and name != "pretrain-bench"] == ["pretrain-smaug"]
     assert {i["recipe"] for i in s["finetune"]["foreach"].values()} == {"smaug"}
-    assert base["eval"]["recipes"] == base["tables"]["runs"] == ["smaug"]
+    runs = s["tables"]["cmd"].split("tables.runs=[")[1].split("]")[0].split(",")
+    assert base["eval"]["recipes"] == runs == ["smaug"]
     evaluated = [d for d in s["eval"]["deps"] if d.startswith("models/pretrain/")]
     assert evaluated == [f"models/pretrain/{r}" for r in base["eval"]["recipes"]]
     outs = [next(iter(o)) for o in s["eval"]["outs"]]
     assert outs == [f"results/eval/{r}.json" for r in base["eval"]["recipes"]]
     read = {d for d in s["tables"]["deps"] if d.startswith("results/")}
-    assert read == {f"results/eval/{r}.json" for r in base["tables"]["runs"]} | \
-        {f"results/metrics/pretrain-{r}.json" for r in base["tables"]["runs"]} | {base["tables"]["bench"]}
+    assert read == {f"results/eval/{r}.json" for r in runs} | \
+        {f"results/metrics/pretrain-{r}.json" for r in runs} | {base["tables"]["bench"]}
 
 
 def test_the_paper_tables_stage_reads_what_it_names():
