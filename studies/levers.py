@@ -7,7 +7,8 @@ Each flag adds one study's SMAUG subclass (they compose: each overrides a differ
 step): ``--bank N`` studies/caption_bank, ``--unmasked-from S`` studies/unmasked,
 ``--caption-order W [--caption-order-same-form | --caption-order-same-words]`` studies/order, ``--frame-order``
 studies/frame_order, ``--text-adapter N`` studies/text_adapter, ``--change-tokens``
-studies/change_tokens. ``--neighbours G``
+studies/change_tokens, ``--order-pooling`` studies/order_pooling, ``--verb-negatives W``
+studies/verb_negatives. ``--neighbours G``
 (studies/neighbours) changes the loader instead: batches of neighbour groups of G clips by caption
 similarity (run it with ``loader.num_workers=1``). With no flag it is plain ``train.pretrain``.
 ``--program evaluate`` runs ``eval.evaluate`` with the same model instead (needed when a study
@@ -26,7 +27,8 @@ from train.model.smaug import SMAUG
 def study_model(bank: int = 0, unmasked_from: int | None = None, caption_order: float = 0.0,
                 frame_order: bool = False, text_adapter: int = 0, change_tokens: bool = False,
                 text_adapter_lr_scale: float = 1.0, caption_order_same_form: bool = False,
-                caption_order_same_words: bool = False) -> type:
+                caption_order_same_words: bool = False, order_pooling: bool = False,
+                verb_negatives: float = 0.0) -> type:
     """The SMAUG subclass with the chosen studies' changes (SMAUG itself when none)."""
     bases: list[type] = []
     if bank > 0:
@@ -50,6 +52,12 @@ def study_model(bank: int = 0, unmasked_from: int | None = None, caption_order: 
     if change_tokens:
         from studies.change_tokens.model import ChangeTokenSMAUG
         bases.append(type("ChangeTokens", (ChangeTokenSMAUG,), {"enabled": True}))
+    if order_pooling:
+        from studies.order_pooling.model import OrderPoolingSMAUG
+        bases.append(type("OrderPooling", (OrderPoolingSMAUG,), {"enabled": True}))
+    if verb_negatives > 0:
+        from studies.verb_negatives.model import VerbNegativeSMAUG
+        bases.append(type("VerbNegatives", (VerbNegativeSMAUG,), {"weight": verb_negatives}))
     if not bases:
         return SMAUG
     return bases[0] if len(bases) == 1 else type("StudySMAUG", tuple(bases), {})
@@ -73,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the adapter learns at this x pretrain.lr")
     parser.add_argument("--change-tokens", action="store_true",
                         help="each patch also carries its change since the frame before (studies/change_tokens)")
+    parser.add_argument("--order-pooling", action="store_true",
+                        help="the video feature adds the tokens' late-minus-early moment (studies/order_pooling)")
+    parser.add_argument("--verb-negatives", type=float, default=0.0,
+                        help="weight of the verb-negative loss (studies/verb_negatives; 0: off)")
     parser.add_argument("--neighbours", type=int, default=0,
                         help="batches of neighbour groups of this many clips by caption similarity "
                              "(studies/neighbours; 0: the loader's shuffle)")
@@ -82,13 +94,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="evaluate: run eval.evaluate with the same model (a study that adds "
                              "parameters needs it to load its checkpoints)")
     args, pretrain_argv = split_args(sys.argv[1:] if argv is None else argv, parser)
-    for name in ("bank", "unmasked_from", "caption_order", "neighbours", "text_adapter"):
+    for name in ("bank", "unmasked_from", "caption_order", "neighbours", "text_adapter", "verb_negatives"):
         value = getattr(args, name)
         if value is not None and value < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0, got {value}")
     for flag in ("same_form", "same_words"):
         if getattr(args, f"caption_order_{flag}") and not args.caption_order:
             parser.error(f"--caption-order-{flag.replace('_', '-')} needs --caption-order W > 0")
+    if args.caption_order and args.verb_negatives:
+        parser.error("--caption-order and --verb-negatives share one loss slot (studies/order/model.py): choose one")
     if args.caption_order_same_form and args.caption_order_same_words:
         parser.error("--caption-order-same-form and --caption-order-same-words: choose one")
     if not args.text_adapter_lr_scale > 0.0:
@@ -99,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--neighbours must be 0 (off) or a group of at least 2 clips, got 1")
     model = study_model(args.bank, args.unmasked_from, args.caption_order, args.frame_order,
                         args.text_adapter, args.change_tokens, args.text_adapter_lr_scale,
-                        args.caption_order_same_form, args.caption_order_same_words)
+                        args.caption_order_same_form, args.caption_order_same_words,
+                        args.order_pooling, args.verb_negatives)
     if args.neighbours and args.program == "pretrain":
         from studies.neighbours.batches import install
 

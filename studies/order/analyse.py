@@ -98,12 +98,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="the arms were trained with studies.levers --text-adapter N (builds that model)")
     parser.add_argument("--change-tokens", action="store_true",
                         help="the arms were trained with studies.levers --change-tokens")
+    parser.add_argument("--order-pooling", action="store_true",
+                        help="the arms were trained with studies.levers --order-pooling")
     args = parser.parse_args(argv)
-    if args.text_adapter or args.change_tokens:
+    if args.text_adapter or args.change_tokens or args.order_pooling:
         from studies.levers import study_model
         from studies.runner import use_model
 
-        use_model(study_model(text_adapter=args.text_adapter, change_tokens=args.change_tokens))
+        use_model(study_model(text_adapter=args.text_adapter, change_tokens=args.change_tokens,
+                              order_pooling=args.order_pooling))
     arms = {}
     for spec in args.arm:
         name, sep, ckpt = spec.partition("=")

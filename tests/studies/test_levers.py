@@ -40,6 +40,12 @@ def test_a_negative_value_is_refused_by_name(capsys):
     with pytest.raises(SystemExit):
         main(["--unmasked-from", "-3", "--", "--recipe", "smaug"])
     assert "--unmasked-from must be >= 0, got -3" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--verb-negatives", "-1", "--", "--recipe", "smaug"])
+    assert "--verb-negatives must be >= 0, got -1.0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):   # both would need the one caption-negative loss slot
+        main(["--caption-order", "1", "--verb-negatives", "1", "--", "--recipe", "smaug"])
+    assert "choose one" in capsys.readouterr().err
 
 
 def test_use_model_reaches_checkpoint_loading_and_refuses_other_classes(tmp_path):

@@ -1,0 +1,1 @@
+"""Order pooling: the VTC video feature adds a late-minus-early moment of the tokens (issue 15)."""

@@ -1,0 +1,50 @@
+"""The order probe (studies/order/probe.py): labels from canonical captions, and an order accuracy
+that is high only for features that carry order, at chance for features that carry which events
+happen but not in which order."""
+
+from __future__ import annotations
+
+import torch
+
+from studies.order.probe import EVENT_VERBS, _captions_with_swaps, event_verbs, events_accuracy, order_accuracy
+
+
+def test_labels_come_from_canonical_two_event_captions_only():
+    grows, turns, moves = (EVENT_VERBS.index(v) for v in ("grows", "turns", "moves"))
+    assert event_verbs("a purple square turns cyan, then a blue star grows") == (turns, grows)
+    assert event_verbs("a red circle moves left, then turns blue") == (moves, turns)
+    assert event_verbs("first a red circle moves left and then turns blue") is None   # a paraphrase
+    assert event_verbs("a red circle moves left") is None                             # one event
+    swapped = _captions_with_swaps([("a purple square turns cyan, then a blue star grows", (turns, grows))])
+    assert swapped[1] == ("a blue star grows, then a purple square turns cyan", (grows, turns))
+
+
+def _items(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    first = torch.randint(len(EVENT_VERBS), (n,), generator=g)
+    second = (first + torch.randint(1, len(EVENT_VERBS), (n,), generator=g)) % len(EVENT_VERBS)
+    return torch.stack([first, second], 1)
+
+
+def _features(labels: torch.Tensor, ordered: bool, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    onehot = torch.eye(len(EVENT_VERBS))
+    a, b = onehot[labels[:, 0]], onehot[labels[:, 1]]
+    # ordered: first and second event in their own slots; unordered: only which events happen
+    x = torch.cat([a, b], 1) if ordered else torch.cat([a + b, a + b], 1)
+    return x + 0.1 * torch.randn(x.shape, generator=g)
+
+
+def test_order_accuracy_separates_ordered_from_bag_features():
+    train, test = _items(300, 0), _items(200, 1)
+    ordered = order_accuracy(_features(train, True, 2), train[:, 0], _features(test, True, 3), test)
+    bag = order_accuracy(_features(train, False, 2), train[:, 0], _features(test, False, 3), test)
+    assert ordered["order_acc"] > 95 and ordered["num_test"] == 200
+    assert 35 < bag["order_acc"] < 65          # knows the two events, not their order: chance
+    assert events_accuracy(_features(train, False, 2), train, _features(test, False, 3), test) > 95
+    assert events_accuracy(_features(train, True, 2), train, _features(test, True, 3), test) > 95
+    g = torch.Generator().manual_seed(5)
+    noise = events_accuracy(torch.randn(300, 14, generator=g), train, torch.randn(200, 14, generator=g), test)
+    assert noise < 25                          # knows neither (chance about 1 in 21)
+    same = torch.tensor([[1, 1], [2, 2]])      # items whose two verbs agree say nothing about order
+    assert order_accuracy(_features(train, True, 2), train[:, 0], _features(same, True, 4), same)["order_acc"] is None
