@@ -48,3 +48,21 @@ def test_order_accuracy_separates_ordered_from_bag_features():
     assert noise < 25                          # knows neither (chance about 1 in 21)
     same = torch.tensor([[1, 1], [2, 2]])      # items whose two verbs agree say nothing about order
     assert order_accuracy(_features(train, True, 2), train[:, 0], _features(same, True, 4), same)["order_acc"] is None
+
+
+def test_supervised_scores_and_labels():
+    from studies.order.supervised import _labelled, scores
+
+    moves, turns, grows = (EVENT_VERBS.index(v) for v in ("moves", "turns", "grows"))
+    batch = {"meta": [{"captions": ["a red circle moves left, then turns blue"]},
+                      {"captions": ["a red circle moves left"]},
+                      {"captions": ["first a star grows and then it spins", "a star grows, then rotates"]}]}
+    rows, labels = _labelled(batch)
+    assert rows.tolist() == [0, 2] and labels.tolist() == [[moves, turns], [grows, EVENT_VERBS.index("rotates")]]
+    labels = torch.tensor([[moves, turns], [turns, moves], [grows, grows]])
+    first = torch.zeros(3, len(EVENT_VERBS))
+    first[0, moves] = first[1, moves] = 1.0          # right for item 0, wrong for item 1
+    events = torch.zeros(3, len(EVENT_VERBS))
+    events[:, moves] = events[:, turns] = 1.0        # names both events of items 0 and 1
+    out = scores(first, events, labels)
+    assert out["order_acc"] == 50.0 and out["events_acc"] == 100.0 and out["num_test"] == 2
