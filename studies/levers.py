@@ -30,6 +30,9 @@ def study_model(bank: int = 0, unmasked_from: int | None = None, caption_order: 
                 caption_order_same_words: bool = False, order_pooling: bool = False,
                 verb_negatives: float = 0.0) -> type:
     """The SMAUG subclass with the chosen studies' changes (SMAUG itself when none)."""
+    if caption_order > 0 and verb_negatives > 0:
+        # both are studies.order.model.CaptionNegativeSMAUG: one forward, one kind of negative
+        raise ValueError("caption_order and verb_negatives share one loss slot: choose one")
     bases: list[type] = []
     if bank > 0:
         from studies.caption_bank.model import CaptionBankSMAUG

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 import torch
 
 from studies.levers import study_model
@@ -54,3 +55,5 @@ def test_the_subclass_adds_the_weighted_loss_and_keeps_nothing_between_steps():
     assert model._features is None
     model.eval()
     assert "verb_negative" not in model(batch).losses
+    with pytest.raises(ValueError, match="choose one"):
+        study_model(caption_order=1.0, verb_negatives=1.0)
