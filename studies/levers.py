@@ -8,7 +8,7 @@ step): ``--bank N`` studies/caption_bank, ``--unmasked-from S`` studies/unmasked
 ``--caption-order W [--caption-order-same-form | --caption-order-same-words]`` studies/order, ``--frame-order``
 studies/frame_order, ``--text-adapter N`` studies/text_adapter, ``--change-tokens``
 studies/change_tokens, ``--order-pooling`` studies/order_pooling, ``--verb-negatives W``
-studies/verb_negatives. ``--neighbours G``
+studies/verb_negatives, ``--conv-stem`` studies/conv_stem. ``--neighbours G``
 (studies/neighbours) changes the loader instead: batches of neighbour groups of G clips by caption
 similarity (run it with ``loader.num_workers=1``). With no flag it is plain ``train.pretrain``.
 ``--program evaluate`` runs ``eval.evaluate`` with the same model instead (needed when a study
@@ -28,8 +28,12 @@ def study_model(bank: int = 0, unmasked_from: int | None = None, caption_order: 
                 frame_order: bool = False, text_adapter: int = 0, change_tokens: bool = False,
                 text_adapter_lr_scale: float = 1.0, caption_order_same_form: bool = False,
                 caption_order_same_words: bool = False, order_pooling: bool = False,
-                verb_negatives: float = 0.0) -> type:
+                verb_negatives: float = 0.0, conv_stem: bool = False, conv_stem_norm: str = "none",
+                conv_stem_kind: str = "patch") -> type:
     """The SMAUG subclass with the chosen studies' changes (SMAUG itself when none)."""
+    if change_tokens and conv_stem:
+        # each replaces the whole video tower with its own patch embedding
+        raise ValueError("change_tokens and conv_stem each replace the video tower's patch embedding: choose one")
     if caption_order > 0 and verb_negatives > 0:
         # both are studies.order.model.CaptionNegativeSMAUG: one forward, one kind of negative
         raise ValueError("caption_order and verb_negatives share one loss slot: choose one")
@@ -58,6 +62,10 @@ def study_model(bank: int = 0, unmasked_from: int | None = None, caption_order: 
     if order_pooling:
         from studies.order_pooling.model import OrderPoolingSMAUG
         bases.append(type("OrderPooling", (OrderPoolingSMAUG,), {"enabled": True}))
+    if conv_stem:
+        from studies.conv_stem.model import ConvStemSMAUG
+        bases.append(type("ConvStem", (ConvStemSMAUG,), {"enabled": True, "norm": conv_stem_norm,
+                                                      "kind": conv_stem_kind}))
     if verb_negatives > 0:
         from studies.verb_negatives.model import VerbNegativeSMAUG
         bases.append(type("VerbNegatives", (VerbNegativeSMAUG,), {"weight": verb_negatives}))
@@ -86,6 +94,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="each patch also carries its change since the frame before (studies/change_tokens)")
     parser.add_argument("--order-pooling", action="store_true",
                         help="the video feature adds the tokens' late-minus-early moment (studies/order_pooling)")
+    parser.add_argument("--conv-stem", action="store_true",
+                        help="embed each video patch with a small conv stem, not one linear map (studies/conv_stem)")
+    parser.add_argument("--conv-stem-norm", choices=("none", "group"), default="none",
+                        help="normalisation inside the conv stem (group: GroupNorm per patch)")
+    parser.add_argument("--conv-stem-kind", choices=("patch", "clip3d", "clip3d-res"), default="patch",
+                        help="patch: convolutions on each visible patch; clip3d: a 3-D CNN on the whole clip, "
+                             "masking after it; clip3d-res: the default's pixels plus that CNN's feature, "
+                             "its projection zero at step 0")
     parser.add_argument("--verb-negatives", type=float, default=0.0,
                         help="weight of the verb-negative loss (studies/verb_negatives; 0: off)")
     parser.add_argument("--neighbours", type=int, default=0,
@@ -106,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--caption-order-{flag.replace('_', '-')} needs --caption-order W > 0")
     if args.caption_order and args.verb_negatives:
         parser.error("--caption-order and --verb-negatives share one loss slot (studies/order/model.py): choose one")
+    if (args.conv_stem_norm != "none" or args.conv_stem_kind != "patch") and not args.conv_stem:
+        parser.error("--conv-stem-norm and --conv-stem-kind need --conv-stem")
+    if args.change_tokens and args.conv_stem:
+        parser.error("--change-tokens and --conv-stem each replace the patch embedding: choose one")
     if args.caption_order_same_form and args.caption_order_same_words:
         parser.error("--caption-order-same-form and --caption-order-same-words: choose one")
     if not args.text_adapter_lr_scale > 0.0:
@@ -117,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     model = study_model(args.bank, args.unmasked_from, args.caption_order, args.frame_order,
                         args.text_adapter, args.change_tokens, args.text_adapter_lr_scale,
                         args.caption_order_same_form, args.caption_order_same_words,
-                        args.order_pooling, args.verb_negatives)
+                        args.order_pooling, args.verb_negatives, args.conv_stem, args.conv_stem_norm,
+                        args.conv_stem_kind)
     if args.neighbours and args.program == "pretrain":
         from studies.neighbours.batches import install
 

@@ -4,6 +4,7 @@ happen but not in which order."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from studies.order.probe import EVENT_VERBS, _captions_with_swaps, event_verbs, events_accuracy, order_accuracy
@@ -66,3 +67,43 @@ def test_supervised_scores_and_labels():
     events[:, moves] = events[:, turns] = 1.0        # names both events of items 0 and 1
     out = scores(first, events, labels)
     assert out["order_acc"] == 50.0 and out["events_acc"] == 100.0 and out["num_test"] == 2
+
+
+def test_supervised_towers_read_time_order_and_bad_settings_are_refused():
+    from studies.order.supervised import Conv3dTower, EventTower, _batches, main
+    from tests.model.conftest import tiny_config
+
+    torch.manual_seed(0)
+    tower = Conv3dTower(frames=4, channels=8)
+    video = torch.randn(2, 4, 3, 32, 32)
+    feature = tower(video)
+    assert feature.shape == (2, tower.width) and tower.width == 64 * 4
+    assert not torch.allclose(tower(video.flip(1)), feature, atol=1e-4)   # frames are kept in order
+    vit = EventTower(tiny_config().video, "conv-stem")
+    first, events = vit(video)
+    assert first.shape == events.shape == (2, len(EVENT_VERBS))
+    with pytest.raises(ValueError, match="unknown tower 'resnet'"):
+        EventTower(tiny_config().video, "resnet")
+    with pytest.raises(ValueError, match="no masking"):
+        EventTower(tiny_config().video, "conv3d")(video, mask_ratio=0.5)
+    # --fit-clips: random batches of at most 16, only ever from the fixed clips
+    clips = torch.arange(20, dtype=torch.float32).view(20, 1, 1, 1, 1)
+    labels = torch.arange(20).view(20, 1).repeat(1, 2)
+    batches = _batches(None, (clips, labels), seed=0)
+    for _ in range(3):
+        v, lab = next(batches)
+        assert len(v) == 16 and torch.equal(v.flatten().long(), lab[:, 0])
+    for bad in (["--fit-clips", "1"], ["--tower", "conv3d", "--mask-ratio", "0.5"], ["--steps", "0"]):
+        with pytest.raises(SystemExit):
+            main(bad)
+
+
+def test_the_order_prior_is_what_verb_statistics_alone_give():
+    from studies.order.supervised import prior_order_acc
+
+    moves, turns, appears = (EVENT_VERBS.index(v) for v in ("moves", "turns", "appears"))
+    balanced = torch.tensor([[moves, turns], [turns, moves]] * 5)
+    test = torch.tensor([[moves, turns], [turns, moves]])
+    assert prior_order_acc(balanced, test) == 50.0            # symmetric statistics: chance
+    skewed = torch.tensor([[appears, moves]] * 9 + [[moves, appears]])
+    assert prior_order_acc(skewed, torch.tensor([[appears, moves]] * 3)) == 100.0
