@@ -81,8 +81,8 @@ class ClipConvTokenizer(nn.Module):
 
     ``log2(P)`` stages of 3 x 3 x 3 convolutions, stride 2 in space and 1 in time, channels
     doubling from ``base_channels``, GELU, and with ``norm="group"`` a GroupNorm over the whole
-    clip's map: then it is the 3-D CNN of ``studies.order.supervised --tower conv3d``, the one
-    tower there that learnt event order.
+    clip's map: then it is the 3-D CNN of ``studies.order.supervised --tower conv3d`` (which
+    averages ``feature_map`` over space per frame), the one tower there that learnt event order.
     Each token then carries what changed around its patch in the neighbouring frames, so masking
     the tokens afterwards no longer hides a change from the tower. The price: the convolutions
     run on every patch, masked or not.
@@ -104,11 +104,15 @@ class ClipConvTokenizer(nn.Module):
         self.convs = nn.Sequential(*layers)
         self.patch, self.out_channels = patch, channels
 
+    def feature_map(self, video: torch.Tensor) -> torch.Tensor:
+        """[B, T, 3, H, W] -> [B, C, T, H/P, W/P], the map before it is cut into tokens."""
+        return self.convs(video.transpose(1, 2))
+
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         b, t, _, h, w = video.shape
         if h % self.patch or w % self.patch:
             raise ValueError(f"frames {h}x{w} do not split into {self.patch}-px patches")
-        x = self.convs(video.transpose(1, 2))             # [B, C, T, h/P, w/P]
+        x = self.feature_map(video)                       # [B, C, T, h/P, w/P]
         return x.permute(0, 2, 3, 4, 1).reshape(b, -1, self.out_channels)
 
 

@@ -39,14 +39,26 @@ import train.data.shards as shards
 
 log = logging.getLogger(__name__)
 
-# key -> unit text vector of the clip; filled in the main process before the workers fork.
-VECTORS: dict[str, np.ndarray] = {}
+# clip_identity -> unit text vector of the clip; filled in the main process before the workers fork.
+VECTORS: dict[tuple, np.ndarray] = {}
 _state = {"group": 0, "share": 1.0}
 
 
-def read_captions(urls: Iterable[str]) -> dict[str, list[str]]:
-    """key -> captions, from the ``.json`` members of WebDataset shards (videos are not read).
-    Members that are not valid sample metadata are left out: the loader skips and counts them."""
+def _texts(meta: dict) -> list[str]:
+    return [c for c in meta.get("captions") or [] if isinstance(c, str) and c.strip()]
+
+
+def clip_identity(key: str, meta: dict) -> tuple[str, tuple[str, ...]]:
+    """What a text vector belongs to: the clip's key and its captions. The key alone is not
+    enough: two caption sets joined into one shard list may both number their clips from
+    ``clip_00000`` (the benchmark's pretrain split and studies/more_data do), and then one clip's
+    vector would stand in for the other's, and the two would be paired as each other's nearest."""
+    return str(meta.get("key") or key), tuple(_texts(meta))
+
+
+def read_captions(urls: Iterable[str]) -> dict[tuple[str, tuple[str, ...]], list[str]]:
+    """clip_identity -> captions, from the ``.json`` members of WebDataset shards (videos are not
+    read). Members that are not valid sample metadata are left out: the loader skips and counts them."""
     captions: dict[str, list[str]] = {}
     for url in urls:
         try:
@@ -64,10 +76,9 @@ def read_captions(urls: Iterable[str]) -> dict[str, list[str]]:
                     continue
                 if not isinstance(meta, dict):
                     continue
-                texts = [c for c in meta.get("captions") or [] if isinstance(c, str) and c.strip()]
-                key = meta.get("key") or member.name.rsplit("/", 1)[-1].split(".", 1)[0]
+                texts = _texts(meta)
                 if texts:
-                    captions[str(key)] = texts
+                    captions[clip_identity(member.name.rsplit("/", 1)[-1].split(".", 1)[0], meta)] = texts
     return captions
 
 
@@ -92,8 +103,8 @@ def sentence_vectors(texts: list[str], text_dir=None, batch_size: int = 128) -> 
     return torch.cat(out).numpy() if out else np.zeros((0, 1), dtype=np.float32)
 
 
-def clip_vectors(captions: dict[str, list[str]], text_dir=None) -> dict[str, np.ndarray]:
-    """key -> the unit mean of its captions' sentence vectors."""
+def clip_vectors(captions: dict, text_dir=None) -> dict:
+    """The same keys as ``captions`` -> the unit mean of the captions' sentence vectors."""
     keys = list(captions)
     flat = [t for k in keys for t in captions[k]]
     if not flat:
@@ -107,7 +118,7 @@ def clip_vectors(captions: dict[str, list[str]], text_dir=None) -> dict[str, np.
     return out
 
 
-def group_order(keys: list[str], vectors: dict[str, np.ndarray], group: int, rng: random.Random,
+def group_order(keys: list, vectors: dict, group: int, rng: random.Random,
                 share: float = 1.0) -> list[int]:
     """Indices of ``keys`` in neighbour groups of ``group``: a random anchor, then its nearest
     unplaced clips. A group is kept with probability ``share`` (else its clips go alone, mixed in
@@ -163,7 +174,8 @@ def grouped_shuffle(stream, bufsize: int, rng: random.Random) -> Iterator:
             yield item      # counted at once, as the shuffle buffer does
             continue
         samples.append(item)
-    order = group_order([s.key for s in samples], VECTORS, _state["group"], rng, _state["share"])
+    order = group_order([clip_identity(s.key, s.meta) for s in samples], VECTORS, _state["group"], rng,
+                        _state["share"])
     for i in order:
         yield samples[i]
 

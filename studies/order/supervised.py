@@ -46,23 +46,20 @@ def _labelled(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
 class Conv3dTower(nn.Module):
     """A small 3-D CNN, the reference with a convolution's priors: [B, T, 3, H, W] -> [B, T * C].
 
-    Four stride-2 spatial stages (temporal kernel 3, temporal stride 1) and a spatial mean per
-    frame; the frames' features are concatenated in time order, so the heads can read order.
+    studies/conv_stem's clip tokenizer with GroupNorm: four stride-2 spatial stages (temporal
+    kernel 3, temporal stride 1), then a spatial mean per frame; the frames' features are
+    concatenated in time order, so the heads can read order.
     """
 
     def __init__(self, frames: int, channels: int = 32) -> None:
         super().__init__()
-        layers, c_in = [], 3
-        for i in range(4):
-            c_out = channels * 2 ** i
-            layers += [nn.Conv3d(c_in, c_out, (3, 3, 3), stride=(1, 2, 2), padding=1),
-                       nn.GroupNorm(8, c_out), nn.GELU()]
-            c_in = c_out
-        self.convs = nn.Sequential(*layers)
-        self.width = c_in * frames
+        from studies.conv_stem.model import ClipConvTokenizer
+
+        self.cnn = ClipConvTokenizer(patch=16, base_channels=channels, norm="group")   # 16 px: 4 stages
+        self.width = self.cnn.out_channels * frames
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        x = self.convs(video.transpose(1, 2))          # [B, C, T, h, w]
+        x = self.cnn.feature_map(video)                # [B, C, T, h, w]
         return x.mean(dim=(3, 4)).flatten(1)           # [B, C*T]
 
 

@@ -36,23 +36,45 @@ def _meta(key: str, captions: list[str]) -> dict:
             "source_probe": {}, "normalize": {"target_fps": 12, "short_side": 48}, "extra": {}}
 
 
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    """The eight clips in two shards, partners in different shards (so grouping must see both),
-    plus one member whose json is not an object (the loader skips it)."""
-    folder = tmp_path_factory.mktemp("neighbour_shards")
+def _write_shards(folder: Path, captions: dict[str, list[str]], broken: bool) -> Path:
+    """The clips in two shards, partners in different shards (so grouping must see both), and
+    with ``broken`` one member whose json is not an object (the loader skips it)."""
     clip = folder / "clip.mp4"
     make_h264_clip(clip, "testsrc2", 2.0, width=64, height=48, fps=12)
     video = clip.read_bytes()
     clip.unlink()
-    keys = list(CAPTIONS)
+    keys = list(captions)
     for s, part in enumerate((keys[0::2], keys[1::2])):
         with wds.TarWriter(str(folder / f"shard-{s:06d}.tar")) as sink:
             for key in part:
-                sink.write({"__key__": key, "mp4": video, "json": json.dumps(_meta(key, CAPTIONS[key])).encode()})
-            if s == 1:
+                sink.write({"__key__": key, "mp4": video, "json": json.dumps(_meta(key, captions[key])).encode()})
+            if s == 1 and broken:
                 sink.write({"__key__": "clip_broken", "mp4": video, "json": b"[1, 2]"})
     return folder
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    return _write_shards(tmp_path_factory.mktemp("neighbour_shards"), CAPTIONS, broken=True)
+
+
+# A second caption set numbered from clip_00000 as well (two generator runs joined into one shard
+# list): the same keys and the same pairing, other words, so no clip reads like its namesake.
+RENUMBERED = {
+    "clip_00000": ["a purple heart bounces up, then fades away"],
+    "clip_00001": ["a purple heart fades away, then bounces up"],
+    "clip_00002": ["a white cloud drifts across the sky"],
+    "clip_00003": ["a white cloud drifts slowly across the sky"],
+    "clip_00004": ["three black dots blink on a checkered floor"],
+    "clip_00005": ["three black dots flash on a checkered floor"],
+    "clip_00006": ["a paper kite climbs above a tall tree"],
+    "clip_00007": ["a paper kite rises above a tall tree"],
+}
+
+
+@pytest.fixture(scope="module")
+def renumbered(tmp_path_factory) -> Path:
+    return _write_shards(tmp_path_factory.mktemp("renumbered_shards"), RENUMBERED, broken=False)
 
 
 @pytest.fixture
@@ -84,14 +106,29 @@ def test_group_order_places_each_anchor_beside_its_nearest_clip():
 
 def test_caption_vectors_put_each_clip_nearest_its_partner(shards):
     captions = nb.read_captions(sorted(str(p) for p in shards.glob("*.tar")))
-    assert set(captions) == set(CAPTIONS)           # the broken member is left out, nothing else
+    assert {key for key, _ in captions} == set(CAPTIONS)     # the broken member is left out, nothing else
     vectors = nb.clip_vectors(captions)
     keys = list(vectors)
     matrix = np.stack([vectors[k] for k in keys])
     assert np.allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
     sim = matrix @ matrix.T
     np.fill_diagonal(sim, -1)
-    assert all(keys[int(sim[i].argmax())] == PARTNER[k] for i, k in enumerate(keys))
+    assert all(keys[int(sim[i].argmax())][0] == PARTNER[k[0]] for i, k in enumerate(keys))
+
+
+def test_clips_of_two_caption_sets_with_the_same_keys_keep_their_own_vectors(shards, renumbered):
+    # Keyed by the key alone, the second set's vectors would overwrite the first's, and each clip
+    # would be paired with its namesake from the other set (the same vector: cosine 1).
+    urls = sorted(str(p) for p in shards.glob("*.tar")) + sorted(str(p) for p in renumbered.glob("*.tar"))
+    vectors = nb.clip_vectors(nb.read_captions(urls))
+    assert len(vectors) == 2 * len(CAPTIONS)
+    ids = list(vectors)
+    for seed in range(3):
+        order = nb.group_order(ids, vectors, 2, random.Random(seed))
+        for j in range(0, len(order), 2):
+            (key_a, text_a), (key_b, text_b) = ids[order[j]], ids[order[j + 1]]
+            assert key_a != key_b and PARTNER[key_a] == key_b           # its partner, never its namesake
+            assert (text_a == tuple(CAPTIONS[key_a])) == (text_b == tuple(CAPTIONS[key_b]))  # same set
 
 
 def test_unreadable_shard_is_reported_not_fatal(tmp_path, caplog):
