@@ -74,6 +74,46 @@ def study_model(bank: int = 0, unmasked_from: int | None = None, caption_order: 
     return bases[0] if len(bases) == 1 else type("StudySMAUG", tuple(bases), {})
 
 
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that change which parameters a checkpoint holds. Defined once here, for this
+    program (which trains with them) and for the programs that read its checkpoints back
+    (studies.order.probe, studies.order.analyse), which must build the same model to load them."""
+    parser.add_argument("--text-adapter", type=int, default=0,
+                        help="trainable text layers between the frozen MiniLM and the VTC text feature "
+                             "(studies/text_adapter; 0: none)")
+    parser.add_argument("--change-tokens", action="store_true",
+                        help="each patch also carries its change since the frame before (studies/change_tokens)")
+    parser.add_argument("--order-pooling", action="store_true",
+                        help="the video feature adds the tokens' late-minus-early moment (studies/order_pooling)")
+    parser.add_argument("--conv-stem", action="store_true",
+                        help="embed each video patch with a small conv stem, not one linear map (studies/conv_stem)")
+    parser.add_argument("--conv-stem-norm", choices=("none", "group"), default="none",
+                        help="normalisation inside the conv stem (group: GroupNorm)")
+    parser.add_argument("--conv-stem-kind", choices=("patch", "clip3d", "clip3d-res"), default="patch",
+                        help="patch: convolutions on each visible patch; clip3d: a 3-D CNN on the whole clip, "
+                             "masking after it; clip3d-res: the default's pixels plus that CNN's feature, "
+                             "its projection zero at step 0")
+
+
+def check_model_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.text_adapter < 0:
+        parser.error(f"--text-adapter must be >= 0, got {args.text_adapter}")
+    if (args.conv_stem_norm != "none" or args.conv_stem_kind != "patch") and not args.conv_stem:
+        parser.error("--conv-stem-norm and --conv-stem-kind need --conv-stem")
+    if args.change_tokens and args.conv_stem:
+        parser.error("--change-tokens and --conv-stem each replace the patch embedding: choose one")
+
+
+def use_model_of_flags(args: argparse.Namespace) -> None:
+    """Build and load checkpoints as the model these flags (add_model_flags) trained."""
+    if args.text_adapter or args.change_tokens or args.order_pooling or args.conv_stem:
+        from studies.runner import use_model
+
+        use_model(study_model(text_adapter=args.text_adapter, change_tokens=args.change_tokens,
+                              order_pooling=args.order_pooling, conv_stem=args.conv_stem,
+                              conv_stem_norm=args.conv_stem_norm, conv_stem_kind=args.conv_stem_kind))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="studies.levers")
     parser.add_argument("--bank", type=int, default=0, help="caption bank size (0: in-batch VTC)")
@@ -85,23 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--caption-order-same-words", action="store_true",
                         help="caption-order negatives only where the swap reorders the caption's own words")
     parser.add_argument("--frame-order", action="store_true", help="add the frame-order head (studies/frame_order)")
-    parser.add_argument("--text-adapter", type=int, default=0,
-                        help="trainable text layers between the frozen MiniLM and the VTC text feature "
-                             "(studies/text_adapter; 0: none)")
+    add_model_flags(parser)
     parser.add_argument("--text-adapter-lr-scale", type=float, default=1.0,
                         help="the adapter learns at this x pretrain.lr")
-    parser.add_argument("--change-tokens", action="store_true",
-                        help="each patch also carries its change since the frame before (studies/change_tokens)")
-    parser.add_argument("--order-pooling", action="store_true",
-                        help="the video feature adds the tokens' late-minus-early moment (studies/order_pooling)")
-    parser.add_argument("--conv-stem", action="store_true",
-                        help="embed each video patch with a small conv stem, not one linear map (studies/conv_stem)")
-    parser.add_argument("--conv-stem-norm", choices=("none", "group"), default="none",
-                        help="normalisation inside the conv stem (group: GroupNorm per patch)")
-    parser.add_argument("--conv-stem-kind", choices=("patch", "clip3d", "clip3d-res"), default="patch",
-                        help="patch: convolutions on each visible patch; clip3d: a 3-D CNN on the whole clip, "
-                             "masking after it; clip3d-res: the default's pixels plus that CNN's feature, "
-                             "its projection zero at step 0")
     parser.add_argument("--verb-negatives", type=float, default=0.0,
                         help="weight of the verb-negative loss (studies/verb_negatives; 0: off)")
     parser.add_argument("--neighbours", type=int, default=0,
@@ -113,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="evaluate: run eval.evaluate with the same model (a study that adds "
                              "parameters needs it to load its checkpoints)")
     args, pretrain_argv = split_args(sys.argv[1:] if argv is None else argv, parser)
-    for name in ("bank", "unmasked_from", "caption_order", "neighbours", "text_adapter", "verb_negatives"):
+    check_model_flags(parser, args)
+    for name in ("bank", "unmasked_from", "caption_order", "neighbours", "verb_negatives"):
         value = getattr(args, name)
         if value is not None and value < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0, got {value}")
@@ -122,10 +149,6 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--caption-order-{flag.replace('_', '-')} needs --caption-order W > 0")
     if args.caption_order and args.verb_negatives:
         parser.error("--caption-order and --verb-negatives share one loss slot (studies/order/model.py): choose one")
-    if (args.conv_stem_norm != "none" or args.conv_stem_kind != "patch") and not args.conv_stem:
-        parser.error("--conv-stem-norm and --conv-stem-kind need --conv-stem")
-    if args.change_tokens and args.conv_stem:
-        parser.error("--change-tokens and --conv-stem each replace the patch embedding: choose one")
     if args.caption_order_same_form and args.caption_order_same_words:
         parser.error("--caption-order-same-form and --caption-order-same-words: choose one")
     if not args.text_adapter_lr_scale > 0.0:

@@ -89,24 +89,17 @@ def score_arm(checkpoint: str, entries: list[dict], shards: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from studies.levers import add_model_flags, check_model_flags, use_model_of_flags
+
     parser = argparse.ArgumentParser(prog="studies.order.analyse", description=__doc__.split("\n\n")[0])
     parser.add_argument("--arm", action="append", required=True, metavar="NAME=CHECKPOINT")
     parser.add_argument("--pairs", default=DEFAULT_PAIRS)
     parser.add_argument("--shards", default=DEFAULT_SHARDS)
     parser.add_argument("--out", default="results/studies/order/summary.json")
-    parser.add_argument("--text-adapter", type=int, default=0,
-                        help="the arms were trained with studies.levers --text-adapter N (builds that model)")
-    parser.add_argument("--change-tokens", action="store_true",
-                        help="the arms were trained with studies.levers --change-tokens")
-    parser.add_argument("--order-pooling", action="store_true",
-                        help="the arms were trained with studies.levers --order-pooling")
+    add_model_flags(parser)
     args = parser.parse_args(argv)
-    if args.text_adapter or args.change_tokens or args.order_pooling:
-        from studies.levers import study_model
-        from studies.runner import use_model
-
-        use_model(study_model(text_adapter=args.text_adapter, change_tokens=args.change_tokens,
-                              order_pooling=args.order_pooling))
+    check_model_flags(parser, args)
+    use_model_of_flags(args)
     arms = {}
     for spec in args.arm:
         name, sep, ckpt = spec.partition("=")

@@ -244,30 +244,17 @@ def probe_arm(checkpoint: str, train_shards: str, test_shards: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from studies.levers import add_model_flags, check_model_flags, use_model_of_flags
+
     parser = argparse.ArgumentParser(prog="studies.order.probe", description=__doc__.split("\n\n")[0])
     parser.add_argument("--arm", action="append", required=True, metavar="NAME=CHECKPOINT")
     parser.add_argument("--train-shards", default="data/shards/ret_train")
     parser.add_argument("--test-shards", default="data/shards/ret_test")
     parser.add_argument("--out", default="results/studies/order/probe.json")
-    parser.add_argument("--change-tokens", action="store_true",
-                        help="the arms were trained with studies.levers --change-tokens")
-    parser.add_argument("--order-pooling", action="store_true",
-                        help="the arms were trained with studies.levers --order-pooling")
-    parser.add_argument("--conv-stem", action="store_true",
-                        help="the arms were trained with studies.levers --conv-stem")
-    parser.add_argument("--conv-stem-kind", choices=("patch", "clip3d", "clip3d-res"), default="patch",
-                        help="with --conv-stem: the arms' --conv-stem-kind")
+    add_model_flags(parser)
     args = parser.parse_args(argv)
-    if args.change_tokens and args.conv_stem:
-        parser.error("--change-tokens and --conv-stem each replace the patch embedding: choose one")
-    if args.conv_stem_kind != "patch" and not args.conv_stem:
-        parser.error("--conv-stem-kind needs --conv-stem")
-    if args.change_tokens or args.order_pooling or args.conv_stem:
-        from studies.levers import study_model
-        from studies.runner import use_model
-
-        use_model(study_model(change_tokens=args.change_tokens, order_pooling=args.order_pooling,
-                              conv_stem=args.conv_stem, conv_stem_kind=args.conv_stem_kind))
+    check_model_flags(parser, args)
+    use_model_of_flags(args)
     torch.manual_seed(0)
     result = {"chance_order_acc": 50.0, "train_shards": args.train_shards, "test_shards": args.test_shards,
               "arms": {}}

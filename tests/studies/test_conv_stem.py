@@ -10,6 +10,7 @@ from studies.conv_stem.model import ConvStemSMAUG, PatchConvStem
 from studies.levers import main as levers_main, study_model
 from tests.model.conftest import make_batch, tiny_config
 from train.model.patches import patchify
+from train.model.smaug import SMAUG as SMAUG_CLASS
 
 
 def test_the_stem_embeds_each_patch_on_its_own():
@@ -114,3 +115,40 @@ def test_the_residual_clip_tokenizer_starts_as_the_default_tower():
     out = model(make_batch(cfg))
     out.loss.backward()
     assert model.video.patch_embed.weight.grad[:, pixels:].abs().sum() > 0   # the CNN's share grows
+
+
+def test_the_readers_of_checkpoints_build_the_model_the_same_flags_trained(tmp_path, capsys):
+    # The probe and the order analysis take studies.levers' model flags: a GroupNorm clip
+    # tokenizer's checkpoint loads only into a model built with --conv-stem-norm group.
+    import argparse
+
+    import train.model
+    from pipeline.config import to_dict
+    from studies.levers import add_model_flags, check_model_flags, use_model_of_flags
+    from studies.order import analyse, probe
+    from train.checkpoint import CheckpointError, load_model, save_checkpoint
+
+    cfg = tiny_config()
+    flags = ["--conv-stem", "--conv-stem-kind", "clip3d", "--conv-stem-norm", "group"]
+    parser = argparse.ArgumentParser()
+    add_model_flags(parser)
+    try:
+        use_model_of_flags(parser.parse_args(flags))
+        torch.manual_seed(0)
+        saved = train.model.SMAUG(cfg)
+        assert isinstance(saved.video.tokenizer.convs[1], torch.nn.GroupNorm)
+        save_checkpoint(tmp_path / "ckpt", saved, step=1, state={"model_config": to_dict(cfg)})
+        model, _ = load_model(tmp_path / "ckpt")
+        assert torch.equal(model.video.tokenizer.convs[1].weight, saved.video.tokenizer.convs[1].weight)
+        use_model_of_flags(parser.parse_args(flags[:-2]))           # the same kind without the norm
+        with pytest.raises(CheckpointError, match="unexpected"):
+            load_model(tmp_path / "ckpt")
+    finally:
+        train.model.SMAUG = SMAUG_CLASS
+    with pytest.raises(SystemExit):
+        check_model_flags(parser, parser.parse_args(["--conv-stem-norm", "group"]))
+    assert "need --conv-stem" in capsys.readouterr().err
+    for program in (probe.main, analyse.main):
+        with pytest.raises(SystemExit):
+            program(["--arm", "a=b", "--conv-stem", "--change-tokens"])
+        assert "choose one" in capsys.readouterr().err
