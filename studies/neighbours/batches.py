@@ -59,7 +59,7 @@ def clip_identity(key: str, meta: dict) -> tuple[str, tuple[str, ...]]:
 def read_captions(urls: Iterable[str]) -> dict[tuple[str, tuple[str, ...]], list[str]]:
     """clip_identity -> captions, from the ``.json`` members of WebDataset shards (videos are not
     read). Members that are not valid sample metadata are left out: the loader skips and counts them."""
-    captions: dict[str, list[str]] = {}
+    captions: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     for url in urls:
         try:
             tar = tarfile.open(url)
