@@ -8,7 +8,7 @@ step): ``--bank N`` studies/caption_bank, ``--unmasked-from S`` studies/unmasked
 ``--caption-order W [--caption-order-same-form | --caption-order-same-words]`` studies/order, ``--frame-order``
 studies/frame_order, ``--text-adapter N`` studies/text_adapter, ``--change-tokens``
 studies/change_tokens, ``--order-pooling`` studies/order_pooling, ``--verb-negatives W``
-studies/verb_negatives, ``--conv-stem`` studies/conv_stem. ``--neighbours G``
+studies/verb_negatives, ``--conv-stem`` studies/conv_stem, ``--segments W`` studies/segments. ``--neighbours G``
 (studies/neighbours) changes the loader instead: batches of neighbour groups of G clips by caption
 similarity (run it with ``loader.num_workers=1``). With no flag it is plain ``train.pretrain``.
 ``--program evaluate`` runs ``eval.evaluate`` with the same model instead (needed when a study
@@ -29,7 +29,7 @@ def study_model(bank: int = 0, unmasked_from: int | None = None, caption_order: 
                 text_adapter_lr_scale: float = 1.0, caption_order_same_form: bool = False,
                 caption_order_same_words: bool = False, order_pooling: bool = False,
                 verb_negatives: float = 0.0, conv_stem: bool = False, conv_stem_norm: str = "none",
-                conv_stem_kind: str = "patch") -> type:
+                conv_stem_kind: str = "patch", segments: float = 0.0) -> type:
     """The SMAUG subclass with the chosen studies' changes (SMAUG itself when none)."""
     if change_tokens and conv_stem:
         # each replaces the whole video tower with its own patch embedding
@@ -66,6 +66,12 @@ def study_model(bank: int = 0, unmasked_from: int | None = None, caption_order: 
         from studies.conv_stem.model import ConvStemSMAUG
         bases.append(type("ConvStem", (ConvStemSMAUG,), {"enabled": True, "norm": conv_stem_norm,
                                                       "kind": conv_stem_kind}))
+    if segments > 0:
+        if order_pooling:
+            # each builds the VTC video feature from the tokens' frames in its own way
+            raise ValueError("segments and order_pooling each extend the VTC video feature: choose one")
+        from studies.segments.model import ClauseSegmentSMAUG
+        bases.append(type("Segments", (ClauseSegmentSMAUG,), {"weight": segments}))
     if verb_negatives > 0:
         from studies.verb_negatives.model import VerbNegativeSMAUG
         bases.append(type("VerbNegatives", (VerbNegativeSMAUG,), {"weight": verb_negatives}))
@@ -93,6 +99,9 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                         help="patch: convolutions on each visible patch; clip3d: a 3-D CNN on the whole clip, "
                              "masking after it; clip3d-res: the default's pixels plus that CNN's feature, "
                              "its projection zero at step 0")
+    parser.add_argument("--segments", type=float, default=0.0,
+                        help="share of the VTC score from the clip's halves against its caption's clauses "
+                             "(studies/segments; 0: off)")
 
 
 def check_model_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -102,16 +111,21 @@ def check_model_flags(parser: argparse.ArgumentParser, args: argparse.Namespace)
         parser.error("--conv-stem-norm and --conv-stem-kind need --conv-stem")
     if args.change_tokens and args.conv_stem:
         parser.error("--change-tokens and --conv-stem each replace the patch embedding: choose one")
+    if not 0.0 <= args.segments < 1.0:
+        parser.error(f"--segments must be in [0, 1), got {args.segments}")
+    if args.segments and args.order_pooling:
+        parser.error("--segments and --order-pooling each extend the VTC video feature: choose one")
 
 
 def use_model_of_flags(args: argparse.Namespace) -> None:
     """Build and load checkpoints as the model these flags (add_model_flags) trained."""
-    if args.text_adapter or args.change_tokens or args.order_pooling or args.conv_stem:
+    if args.text_adapter or args.change_tokens or args.order_pooling or args.conv_stem or args.segments:
         from studies.runner import use_model
 
         use_model(study_model(text_adapter=args.text_adapter, change_tokens=args.change_tokens,
                               order_pooling=args.order_pooling, conv_stem=args.conv_stem,
-                              conv_stem_norm=args.conv_stem_norm, conv_stem_kind=args.conv_stem_kind))
+                              conv_stem_norm=args.conv_stem_norm, conv_stem_kind=args.conv_stem_kind,
+                              segments=args.segments))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                         args.text_adapter, args.change_tokens, args.text_adapter_lr_scale,
                         args.caption_order_same_form, args.caption_order_same_words,
                         args.order_pooling, args.verb_negatives, args.conv_stem, args.conv_stem_norm,
-                        args.conv_stem_kind)
+                        args.conv_stem_kind, args.segments)
     if args.neighbours and args.program == "pretrain":
         from studies.neighbours.batches import install
 
