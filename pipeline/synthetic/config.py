@@ -40,6 +40,10 @@ class SyntheticConfig:
     )
     fps: list[int] = field(default_factory=lambda: [10, 12, 15, 24, 25])
     gif_fps: int = 10
+    # Extra clips for pre-training only, beyond the benchmark (plan.plan_pretrain_clips): drawn
+    # like its train clips, never showing a held-out combination, written to webvid_train.csv
+    # alone; the benchmark's own clips and every fine-tuning and test file stay as they are.
+    pretrain_clips: int = 0
 
     def __post_init__(self) -> None:
         check(self.num_clips is None or self.num_clips >= 3, "num_clips", "must be at least 3, one per split (or null)")
@@ -59,6 +63,7 @@ class SyntheticConfig:
         check(0.5 <= lo <= hi <= 60.0, "duration_range", f"need 0.5 <= min <= max <= 60 s, got {lo}, {hi}")
         check(1 <= self.max_objects <= 3, "max_objects", "must be 1, 2 or 3")
         check(1 <= self.captions_per_clip <= 20, "captions_per_clip", "must be in [1, 20]")
+        check(0 <= self.pretrain_clips <= 1_000_000, "pretrain_clips", "must be in [0, 1000000]")
         check(len(self.formats) > 0, "formats", "must list at least one format")
         for f in self.formats:
             check(f in KNOWN_FORMATS, "formats", f"unknown format {f!r} (known: {', '.join(KNOWN_FORMATS)})")

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from pipeline.synthetic.config import SyntheticConfig
 from pipeline.synthetic.encode import encode, ffmpeg_binary
-from pipeline.synthetic.plan import ClipPlan, plan_clips
+from pipeline.synthetic.plan import ClipPlan, plan_clips, plan_pretrain_clips
 from pipeline.synthetic.render import render
 from pipeline.synthetic.stills import write_stills
 from pipeline.synthetic.writers import write_annotations, write_videos
@@ -62,15 +62,17 @@ def generate(cfg: SyntheticConfig, out: Path | None = None, *, progress: bool = 
     ffmpeg_binary()  # fail before planning if ffmpeg is missing
     started = time.perf_counter()
     clips, held_out = plan_clips(cfg)
+    pretrain = plan_pretrain_clips(cfg, held_out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial"
     if tmp.exists():
         shutil.rmtree(tmp)  # left by an interrupted run of ours
     tmp.mkdir()
     try:
-        write_videos(tmp / "videos.tar", _encoded(clips, cfg.worker_count, progress))
-        write_annotations(tmp, clips, held_out, cfg)
-        stills = write_stills(tmp, clips, cfg.seed)
+        # "videos/clip_*" sorts before "videos/pretrain_*": the tar stays in name order.
+        write_videos(tmp / "videos.tar", _encoded([*clips, *pretrain], cfg.worker_count, progress))
+        write_annotations(tmp, clips, held_out, cfg, pretrain)
+        stills = write_stills(tmp, clips, cfg.seed)  # the benchmark's train clips only
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -82,6 +84,7 @@ def generate(cfg: SyntheticConfig, out: Path | None = None, *, progress: bool = 
         "out": str(out),
         "clips": len(clips),
         "splits": {s: sum(c.split == s for c in clips) for s in ("train", "val", "test")},
+        "pretrain_clips": len(pretrain),
         "held_out_clips": sum(c.held_out for c in clips),
         "pairs": len({c.pair_id for c in clips if c.pair_id}),
         "stills": stills,

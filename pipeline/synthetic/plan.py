@@ -17,8 +17,11 @@ from pipeline.synthetic.grammar import QA, MultipleChoice, captions, multiple_ch
 from pipeline.synthetic.scene import COLOURS, SHAPES, Scene, sample_scene, swap_order
 
 SPLITS = ("train", "val", "test")
+# The split of the extra pre-training clips (``synthetic.pretrain_clips``): they go into the
+# pre-training captions (webvid_train.csv) only, never into a fine-tuning or test file.
+PRETRAIN = "pretrain"
 # Purposes mixed into the seed so the streams of random numbers never overlap.
-_UNITS, _HELD_OUT, _SCENE, _TEXT = 1, 2, 3, 4
+_UNITS, _HELD_OUT, _SCENE, _TEXT, _PRETRAIN = 1, 2, 3, 4, 5
 
 
 @dataclass(frozen=True)
@@ -103,16 +106,51 @@ def _assign_splits(sizes: list[int], cfg: SyntheticConfig) -> list[str]:
 
 
 def plan_clips(cfg: SyntheticConfig) -> tuple[list[ClipPlan], list[tuple[str, str]]]:
-    """Every clip of the dataset, in stem order, and the held-out combinations."""
+    """Every clip of the benchmark, in stem order, and the held-out combinations."""
     held_out = held_out_combinations(cfg.seed, cfg.held_out_fraction)
+    return _clips_of(plan_units(cfg), cfg, held_out, stream=[cfg.seed], prefix="clip",
+                     pair_prefix="pair"), held_out
+
+
+def plan_pretrain_units(cfg: SyntheticConfig) -> list[Unit]:
+    """``cfg.pretrain_clips`` more clips, all for pre-training: pairs and formats drawn as the
+    benchmark's are, none held out."""
+    rng = np.random.default_rng([cfg.seed, _PRETRAIN, _UNITS])
+    n = cfg.pretrain_clips
+    pairs = min(int(round(n * cfg.pair_fraction / 2)), n // 2)
+    sizes = [2] * pairs + [1] * (n - 2 * pairs)
+    sizes = [sizes[i] for i in rng.permutation(len(sizes))]
+    formats: list[str] = []
+    while len(formats) < len(sizes):
+        formats += [cfg.formats[i] for i in rng.permutation(len(cfg.formats))]
+    return [Unit(i, size, PRETRAIN, False, FORMATS[formats[i]]) for i, size in enumerate(sizes)]
+
+
+def plan_pretrain_clips(cfg: SyntheticConfig, held_out: list[tuple[str, str]]) -> list[ClipPlan]:
+    """Extra pre-training clips beyond the benchmark (stems ``pretrain_00000`` ...).
+
+    Same distribution as the benchmark's train clips, from random streams of their own (so the
+    benchmark's clips, splits and files are the same with or without them), and never showing
+    a combination in ``held_out``: the test split's unseen combinations stay unseen.
+    """
+    if cfg.pretrain_clips == 0:
+        return []
+    return _clips_of(plan_pretrain_units(cfg), cfg, held_out, stream=[cfg.seed, _PRETRAIN], prefix=PRETRAIN,
+                    pair_prefix=f"{PRETRAIN}_pair")
+
+
+def _clips_of(units: list[Unit], cfg: SyntheticConfig, held_out: list[tuple[str, str]], *,
+              stream: list[int], prefix: str, pair_prefix: str) -> list[ClipPlan]:
+    """Scenes, captions and questions of ``units``; ``stream`` seeds every draw, stems are
+    ``<prefix>_<i>`` and pairs ``<pair_prefix>_<unit>``."""
     held_set = set(held_out)
 
     def allowed(colour: str, shape: str) -> bool:
         return (colour, shape) not in held_set
 
     clips: list[ClipPlan] = []
-    for unit in plan_units(cfg):
-        rng = np.random.default_rng([cfg.seed, _SCENE, unit.index])
+    for unit in units:
+        rng = np.random.default_rng([*stream, _SCENE, unit.index])
         w, h = cfg.sizes[int(rng.integers(len(cfg.sizes)))]
         fps = cfg.gif_fps if unit.format.name == "gif" else cfg.fps[int(rng.integers(len(cfg.fps)))]
         duration = rng.uniform(*cfg.duration_range)
@@ -125,14 +163,14 @@ def plan_clips(cfg: SyntheticConfig) -> tuple[list[ClipPlan], list[tuple[str, st
             first_combo=first_combo,
         )
         scenes = [scene, swap_order(scene)] if unit.size == 2 else [scene]
-        pair_id = f"pair_{unit.index:05d}" if unit.size == 2 else None
+        pair_id = f"{pair_prefix}_{unit.index:05d}" if unit.size == 2 else None
         for scene in scenes:
-            stem = f"clip_{len(clips):05d}"
-            text_rng = np.random.default_rng([cfg.seed, _TEXT, len(clips)])
+            stem = f"{prefix}_{len(clips):05d}"
+            text_rng = np.random.default_rng([*stream, _TEXT, len(clips)])
             clips.append(ClipPlan(
                 stem=stem, split=unit.split, format=unit.format, scene=scene,
                 held_out=bool(scene.colour_states() & held_set), pair_id=pair_id,
                 captions=tuple(captions(scene, text_rng, cfg.captions_per_clip)),
                 qa=tuple(open_questions(scene)), mc=tuple(multiple_choice(scene, text_rng)),
             ))
-    return clips, held_out
+    return clips

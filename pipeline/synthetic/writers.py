@@ -28,7 +28,7 @@ from typing import Any, Iterable
 from pipeline.config import to_dict
 from pipeline.synthetic.caption_tests import write_caption_tests
 from pipeline.synthetic.config import SyntheticConfig
-from pipeline.synthetic.plan import SPLITS, ClipPlan
+from pipeline.synthetic.plan import PRETRAIN, SPLITS, ClipPlan
 
 WEBVID_COLUMNS = ("videoid", "contentUrl", "duration", "page_dir", "name")
 PAGE_DIR = "synthetic"
@@ -66,18 +66,19 @@ class DeterministicTar:
         self._tar.close()
 
 
-def write_webvid(root: Path, clips: list[ClipPlan]) -> None:
-    """One row per caption (WebVid has one per video; readers group rows by ``videoid``)."""
+def write_webvid(root: Path, clips: list[ClipPlan], pretrain: list[ClipPlan] = ()) -> None:
+    """One row per caption (WebVid has one per video; readers group rows by ``videoid``); the
+    extra pre-training clips follow the benchmark's train clips in webvid_train.csv."""
     for split in ("train", "val"):
         path = root / "annotations" / f"webvid_{split}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(WEBVID_COLUMNS)
-            for c in clips:
-                if c.split == split:
-                    for text in c.captions:
-                        writer.writerow((c.stem, c.member, iso_duration(c.scene.duration), PAGE_DIR, text))
+            rows = [c for c in clips if c.split == split] + (list(pretrain) if split == "train" else [])
+            for c in rows:
+                for text in c.captions:
+                    writer.writerow((c.stem, c.member, iso_duration(c.scene.duration), PAGE_DIR, text))
 
 
 def _msrvtt(clips: list[ClipPlan]) -> dict[str, Any]:
@@ -168,26 +169,37 @@ def clip_meta(c: ClipPlan) -> dict[str, Any]:
 
 
 def write_meta(root: Path, clips: list[ClipPlan], held_out: list[tuple[str, str]],
-               cfg: SyntheticConfig) -> None:
+               cfg: SyntheticConfig, pretrain: list[ClipPlan] = ()) -> None:
     config = to_dict(cfg)
     config.pop("workers")  # not part of the content: any worker count gives the same files
     config.pop("out_dir")
-    _dump_json(root / "meta.json", {
+    meta = {
         "config": config,
         "held_out_combinations": [list(c) for c in held_out],
         "counts": {split: sum(c.split == split for c in clips) for split in SPLITS},
         "clips": [clip_meta(c) for c in clips],
-    })
+    }
+    if pretrain:
+        meta["counts"][PRETRAIN] = len(pretrain)
+        meta["pretrain_clips"] = [clip_meta(c) for c in pretrain]
+    else:
+        # A benchmark without extra clips is byte for byte the one made before the key existed
+        # (so its DVC hash, and every result downstream of it, stays valid).
+        config.pop("pretrain_clips")
+    _dump_json(root / "meta.json", meta)
 
 
-def write_annotations(root: Path, clips: list[ClipPlan], held_out, cfg: SyntheticConfig) -> None:
-    write_webvid(root, clips)
+def write_annotations(root: Path, clips: list[ClipPlan], held_out, cfg: SyntheticConfig,
+                      pretrain: list[ClipPlan] = ()) -> None:
+    """The benchmark's annotation files; ``pretrain`` clips appear in webvid_train.csv and
+    meta.json only."""
+    write_webvid(root, clips, pretrain)
     write_msrvtt(root, clips)
     write_msrvtt_qa(root, clips)
     write_tgif_qa(root, clips)
     write_order_pairs(root, clips)
     write_caption_tests(root, [clip_meta(c) for c in clips], cfg.seed)
-    write_meta(root, clips, held_out, cfg)
+    write_meta(root, clips, held_out, cfg, pretrain)
 
 
 def write_videos(path: Path, members: Iterable[tuple[str, bytes]]) -> None:
