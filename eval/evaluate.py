@@ -14,7 +14,7 @@ below) and ``results/metrics/eval-<recipe>.json`` (the headline numbers for ``dv
   ``not_finetuned``); zero-shot open-ended QA reads the pre-trained MLM head instead of a
   classifier (eval/mlm_qa.py) for the recipes in ``eval.qa.zero_shot_mlm``; the zero-shot-only
   tasks, when ``eval.tasks`` lists them: ``mc_caption`` (MSRVTT-MC protocol: each test clip's
-  candidate captions ranked by VTM, VTC beside; eval/caption_choice.py) and ``fib`` (LSMDC-FiB:
+  candidate captions ranked by VTC, VTM beside; eval/caption_choice.py) and ``fib`` (LSMDC-FiB:
   the MLM head fills the blank over the test file's answer words, for the recipes in
   ``eval.qa.zero_shot_mlm``);
 * ``frame_ensembles`` (recipes in ``eval.ensemble_study.recipes``): each test-time frame

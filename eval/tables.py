@@ -401,7 +401,7 @@ def qa_tables(evals: list[dict], cfg: TablesConfig) -> tuple[Table, Table]:
                     continue
                 cells[m["dataset"]] = fmt(m["normal"]["accuracy"], d)
                 if task == "mc_caption" and "accuracy_vtm" in m["normal"]:
-                    cells[m["dataset"]] += f" (VTC {fmt(m['normal']['accuracy_vtc'], d)})"
+                    cells[m["dataset"]] += f" (VTM {fmt(m['normal']['accuracy_vtm'], d)})"
                 ck = e["checkpoints"][checkpoint_key(setting, task)]
                 if f"{ck['path']}@{ck['sha256'][:12]}" not in cks:
                     cks.append(f"{ck['path']}@{ck['sha256'][:12]}")
@@ -451,7 +451,7 @@ def qa_tables(evals: list[dict], cfg: TablesConfig) -> tuple[Table, Table]:
     if any(t in e.get("zero_shot", {}) for e in evals for t in ("mc_caption", "fib")):
         table.notes.append("Caption multiple choice (MSRVTT-MC protocol, zero-shot): each test clip with 5 candidate "
                            "captions (one its own, four other test clips' captions, the most similar first); the "
-                           "candidate with the highest VTM score is the answer, VTC cosine's accuracy in brackets "
+                           "candidate with the highest VTC cosine is the answer, VTM's accuracy in brackets "
                            "(eval/caption_choice.py). Fill-in-the-blank (LSMDC-FiB protocol, zero-shot): the "
                            "[MASK]s go where the blank is and the MLM head chooses among the test file's answer "
                            "words (eval/mlm_qa.py).")

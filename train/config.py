@@ -52,10 +52,10 @@ class TrainerConfig:
     Not a params section of its own: ``pretrain:`` and each ``finetune.<task>:`` extend it.
     """
 
-    steps: int = 400  # optimiser steps (each of `accum` micro-batches)
+    steps: int = 800  # optimiser steps (each of `accum` micro-batches)
     lr: float = 1e-3  # peak learning rate after warm-up
     min_lr: float = 1e-5  # floor of the cosine decay
-    warmup: int = 40  # linear warm-up steps (from 0 to lr)
+    warmup: int = 80  # linear warm-up steps (from 0 to lr)
     weight_decay: float = 0.05  # AdamW decay, not applied to norms, biases, embeddings
     betas: tuple[float, float] = (0.9, 0.98)  # AdamW betas
     clip: float = 1.0  # max global grad norm; 0 disables clipping

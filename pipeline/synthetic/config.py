@@ -43,7 +43,7 @@ class SyntheticConfig:
     # Extra clips for pre-training only, beyond the benchmark (plan.plan_pretrain_clips): drawn
     # like its train clips, never showing a held-out combination, written to webvid_train.csv
     # alone; the benchmark's own clips and every fine-tuning and test file stay as they are.
-    pretrain_clips: int = 0
+    pretrain_clips: int = 1500
 
     def __post_init__(self) -> None:
         check(self.num_clips is None or self.num_clips >= 3, "num_clips", "must be at least 3, one per split (or null)")

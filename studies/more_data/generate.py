@@ -34,7 +34,8 @@ def generate_extra(seed: int, num_clips: int, out: Path, benchmark_seed: int, pa
     params file's ``synthetic`` section (plus ``overrides``)."""
     if seed == benchmark_seed:
         raise ValueError(f"--seed {seed} is the benchmark's own seed: its clips would repeat the benchmark's")
-    cfg = load_config(params, [*overrides, f"synthetic.seed={seed}", f"synthetic.num_clips={num_clips}",
+    # "pretrain_clips=0" first: the extra set is made here, not by params.yaml's own extra clips
+    cfg = load_config(params, ["synthetic.pretrain_clips=0", *overrides, f"synthetic.seed={seed}", f"synthetic.num_clips={num_clips}",
                                "synthetic.train_fraction=0.9", "synthetic.val_fraction=0.0",
                                "synthetic.test_fraction=0.1"])
     chosen = plan.held_out_combinations

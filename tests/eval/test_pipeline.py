@@ -93,10 +93,10 @@ def test_evaluation_metrics(workspace, evaluated):
     assert sorted(smaug["finetuned"]) == ["mc", "qa", "retrieval"] and smaug["not_finetuned"] == []
     assert sorted(dense["zero_shot"]) == ["mc", "mc_caption", "retrieval"]  # fib: eval.qa.zero_shot_mlm only
     assert sorted(dense["not_finetuned"]) == ["mc", "qa", "retrieval"]  # mc_caption and fib are zero-shot only
-    # caption multiple choice (MSRVTT-MC protocol): VTM decides, VTC beside; no shuffle pass
+    # caption multiple choice (MSRVTT-MC protocol): VTC decides, VTM beside; no shuffle pass
     cap = smaug["zero_shot"]["mc_caption"]
     assert cap["normal"]["num_questions"] == 6 and cap["normal"]["chance"] == pytest.approx(20.0)
-    assert cap["normal"]["accuracy"] == cap["normal"]["accuracy_vtm"] and "accuracy_vtc" in cap["normal"]
+    assert cap["normal"]["accuracy"] == cap["normal"]["accuracy_vtc"] and "accuracy_vtm" in cap["normal"]
     assert "shuffled" not in cap and cap["dataset"] == "synthetic mc_caption_test (MSRVTT-MC-style)"
     # fill-in-the-blank: the MLM head over the test file's 6 answer words
     fib = smaug["zero_shot"]["fib"]["normal"]
@@ -232,7 +232,7 @@ def test_tables_twice_identical_and_name_checkpoints(workspace, evaluated):
     zs = next(r for r in csv.DictReader((out / "qa.csv").read_text().splitlines())
               if r["Method"] == "smaug" and r["Setting"].startswith("zero-shot"))
     cap = json.loads((Path(cfg.eval_dir) / "smaug.json").read_text())["zero_shot"]["mc_caption"]["normal"]
-    assert zs[cap_col] == f"{cap['accuracy_vtm']:.1f} (VTC {cap['accuracy_vtc']:.1f})" and zs[fib_col] != "–"
+    assert zs[cap_col] == f"{cap['accuracy_vtc']:.1f} (VTM {cap['accuracy_vtm']:.1f})" and zs[fib_col] != "–"
     assert "Caption multiple choice (MSRVTT-MC protocol" in qa
     # the chance row carries the majority answer's accuracy even though the first recipe in
     # name order (dense) was not fine-tuned and so has no open-ended QA of its own

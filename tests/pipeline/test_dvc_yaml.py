@@ -94,8 +94,31 @@ def test_the_paper_tables_stage_reads_what_it_names():
     for run in ("dense", "dense-equal-time"):
         assert a[f"eval-{run}"]["params"] == stages()["eval"]["params"]
         assert a[f"eval-{run}"]["cmd"].endswith(f"--recipe {run}")
-        assert f"models/pretrain/{run}" in a[f"eval-{run}"]["deps"]
-    assert {f"models/finetune/dense/{t}" for t in a["finetune-dense"]["foreach"]} <= set(a["eval-dense"]["deps"])
+        assert f"results/metrics/pretrain-{run}.json" in a[f"eval-{run}"]["deps"]  # the weights' receipt
+    assert {f"results/plots/finetune/dense-{t}.csv" for t in a["finetune-dense"]["foreach"]} <= set(a["eval-dense"]["deps"])
+
+
+def test_ablation_stages_keep_numbers_not_weights():
+    """No ablation stage declares a checkpoint as a DVC output, and every stage that reads weights
+    depends on the receipt (the metrics JSON or loss curve, committed) of the stage that wrote them:
+    a clone with the committed results sees finished runs as done, so the full run can be split
+    over sessions and machines (ablation/dvc.yaml's header)."""
+    a = ablation_stages()
+    committed = set()
+    for name, s in a.items():
+        body = s.get("do", s)
+        for kind in ("outs", "metrics", "plots"):
+            for o in body.get(kind, []):
+                out = next(iter(o)) if isinstance(o, dict) else o
+                assert not out.startswith("models/"), (name, out)
+                assert isinstance(o, dict) and next(iter(o.values())).get("cache") is False, (name, out)
+                committed.add(out)
+        assert not any(d.startswith("models/") for d in body.get("deps", [])), name
+    for item in a["eval-zero-shot"]["foreach"].values():
+        assert item["trained"] == f"results/ablation/metrics/pretrain-{item['run']}.json"
+    for item in a["eval-sparsify-off"]["foreach"].values():
+        assert item["trained"].endswith(f"/pretrain-{item['run']}.json")
+    assert "results/metrics/pretrain-dense.json" in a["finetune-dense"]["do"]["deps"]
 
 
 def test_cost_assumptions_retrain_nothing():

@@ -52,7 +52,8 @@ def copy_worktree(dst: Path) -> None:
 def make_collection(repo: Path, gen: Path) -> None:
     """``my_videos/``: train.csv (WebVid), test.csv (MSRVTT 1k-A: one caption per video), videos/."""
     subprocess.run([sys.executable, "-m", "pipeline.synthetic", "--out", str(gen), "--num-clips", "16",
-                    "--workers", "2", "--no-progress", "synthetic.duration_range=[2.0,2.5]"],
+                    "--workers", "2", "--no-progress", "synthetic.duration_range=[2.0,2.5]",
+                    "synthetic.pretrain_clips=0"],
                    cwd=repo, check=True, capture_output=True)
     data = repo / "my_videos"
     with tarfile.open(gen / "videos.tar") as tar:

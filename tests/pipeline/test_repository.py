@@ -88,7 +88,7 @@ def test_dvc_repro_runs_generate_ingest_and_shard(tmp_path):
     for name in ["dvc.yaml", ".dvcignore"]:
         shutil.copy(ROOT / name, work / name)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["synthetic"].update(num_clips=12, duration_range=[2.0, 2.5])
+    params["synthetic"].update(num_clips=12, duration_range=[2.0, 2.5], pretrain_clips=3)
     params["preprocess"].update(shard_samples=4, cache_dir=None)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
@@ -106,6 +106,9 @@ def test_dvc_repro_runs_generate_ingest_and_shard(tmp_path):
     stats = pq.read_table(work / "data/shards/pretrain/stats.parquet").to_pandas()
     meta = json.loads((work / "data/raw/synthetic/meta.json").read_text())
     train_clips = {c["stem"] for c in meta["clips"] if c["split"] == "train"}
+    extra_clips = {c["stem"] for c in meta["pretrain_clips"]}
+    assert len(extra_clips) == 3 and not extra_clips & train_clips
+    train_clips |= extra_clips  # synthetic.pretrain_clips reach the pre-training shards too
     assert shards, "no shards written"
     assert set(stats.loc[stats.status == "ok", "key"]) == train_clips
     assert (stats.status == "ok").all()

@@ -10,7 +10,7 @@ import pytest
 from pipeline.synthetic import SyntheticConfig, generate, plan
 from studies.more_data.generate import check_extra, generate_extra
 
-SHORT = dict(workers=2, duration_range=(1.0, 1.0), captions_per_clip=2, formats=["gif", "mp4"])
+SHORT = dict(workers=2, duration_range=(1.0, 1.0), captions_per_clip=2, formats=["gif", "mp4"], pretrain_clips=0)
 
 
 @pytest.fixture(scope="module")

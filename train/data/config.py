@@ -19,7 +19,7 @@ class LoaderConfig:
     num_frames: int = 4
     sampling: SamplingMode = "segments"
     contiguous_stride: int = 1  # only for sampling: contiguous
-    image_size: int = 96
+    image_size: int = 128
     batch_size: int = 16
     num_workers: int = 2
     shuffle_buffer: int = 256

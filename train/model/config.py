@@ -22,7 +22,7 @@ from pipeline.config import check
 
 @dataclass(frozen=True)
 class VideoConfig:
-    image_size: int = 96          # square input side the position embeddings are built for
+    image_size: int = 128         # square input side the position embeddings are built for
     patch_size: int = 16          # spatial patch side P
     num_frames: int = 4           # frames T the temporal position embeddings are built for
     tubelet: int = 1              # frames per patch: 1 = one PxP patch per frame, 2 = 2xPxP tubes
