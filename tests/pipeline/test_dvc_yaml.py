@@ -119,6 +119,10 @@ def test_ablation_stages_keep_numbers_not_weights():
     for item in a["eval-sparsify-off"]["foreach"].values():
         assert item["trained"].endswith(f"/pretrain-{item['run']}.json")
     assert "results/metrics/pretrain-dense.json" in a["finetune-dense"]["do"]["deps"]
+    # the shard folders' resume state names the clone's absolute paths: out of DVC's hashes, or a
+    # clone at another path would see every committed run as stale
+    ignored = [line.strip() for line in (REPO_ROOT / ".dvcignore").read_text().splitlines()]
+    assert {"_plan.json", "_stats/"} <= set(ignored)
 
 
 def test_cost_assumptions_retrain_nothing():
