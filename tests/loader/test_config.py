@@ -6,7 +6,7 @@ from train.data.config import LoaderConfig
 
 def test_defaults():
     cfg = LoaderConfig()
-    assert cfg.num_frames == 4 and cfg.image_size == 96 and cfg.num_workers == 2 and cfg.max_len == 32
+    assert cfg.num_frames == 4 and cfg.image_size == 128 and cfg.num_workers == 2 and cfg.max_len == 32
     assert cfg.horizontal_flip is False and cfg.hue == 0.0
 
 

@@ -48,7 +48,7 @@ def test_truncated_or_short_clip_is_an_error(clip_cache):
 
 def test_eval_batches_match_full_decode(h264_shards):
     # 128x96 clips, image_size 96: eval = centre 96x96 crop, no resize, so exact pixels.
-    cfg = LoaderConfig(**EVAL)
+    cfg = LoaderConfig(**EVAL, image_size=96)  # the clips' height: a crop, no resize
     loader = build_loader(cfg, str(h264_shards.folder), train=False, seed=0)
     seen = 0
     for batch in loader:

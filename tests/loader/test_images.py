@@ -75,7 +75,7 @@ def to_pixels(video: torch.Tensor, cfg: LoaderConfig) -> torch.Tensor:
 
 
 def test_eval_batches_mix_videos_and_images(mixed):
-    cfg = LoaderConfig(num_workers=0, shuffle_buffer=0, batch_size=3)
+    cfg = LoaderConfig(num_workers=0, shuffle_buffer=0, batch_size=3, image_size=96)  # 96: a crop of the 128x96 JPEG, no resize
     loader = build_loader(cfg, str(mixed["folder"]), train=False, seed=0)
     seen = []
     for batch in loader:

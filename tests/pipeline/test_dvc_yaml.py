@@ -104,7 +104,6 @@ def test_ablation_stages_keep_numbers_not_weights():
     a clone with the committed results sees finished runs as done, so the full run can be split
     over sessions and machines (ablation/dvc.yaml's header)."""
     a = ablation_stages()
-    committed = set()
     for name, s in a.items():
         body = s.get("do", s)
         for kind in ("outs", "metrics", "plots"):
@@ -112,7 +111,6 @@ def test_ablation_stages_keep_numbers_not_weights():
                 out = next(iter(o)) if isinstance(o, dict) else o
                 assert not out.startswith("models/"), (name, out)
                 assert isinstance(o, dict) and next(iter(o.values())).get("cache") is False, (name, out)
-                committed.add(out)
         assert not any(d.startswith("models/") for d in body.get("deps", [])), name
     for item in a["eval-zero-shot"]["foreach"].values():
         assert item["trained"] == f"results/ablation/metrics/pretrain-{item['run']}.json"
