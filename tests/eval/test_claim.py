@@ -145,3 +145,16 @@ def test_results_of_other_params_are_refused(ws, capsys):
     err = capsys.readouterr().err
     assert "pretrain-dense.json: made by other params than" in err or "pretrain-smaug.json: made by" in err
     assert "model (file " in err and "params " in err
+
+
+def test_one_seed_note_quotes_the_measured_seed_spread_not_a_fixed_number():
+    from eval.claim import RunScores, compare
+    videos = list(range(40))
+    hit_first = lambda k: [1 if v < k else 5 for v in videos]  # noqa: E731 - R@1 = k/40
+    one = RunScores("dense", ["d0"], videos, [hit_first(10)])
+    three = RunScores("smaug", ["s0", "s1", "s2"], videos, [hit_first(8), hit_first(12), hit_first(16)])
+    why = compare(three, one, threshold=-2.0, resamples=200, seed=0)["why"]
+    # R@1 of 20, 30, 40: std 10.0 across smaug's seeds, quoted as measured
+    assert "one seed of dense" in why and "smaug's 3 seeds spread R@1 by std 10.0" in why
+    lone = RunScores("smaug", ["s0"], videos, [hit_first(8)])
+    assert "not measured" in compare(lone, one, threshold=0.0, resamples=200, seed=0)["why"]
