@@ -55,7 +55,7 @@ def test_cli_generates_with_params_file(tmp_path, capsys):
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"synthetic": {
         "num_clips": 4, "seed": 3, "duration_range": [1.0, 1.0], "workers": 1, "formats": ["gif", "mp4"],
-        "pair_fraction": 0.0}}))
+        "pair_fraction": 0.0, "pretrain_clips": 0}}))
     out = tmp_path / "gen"
     assert main(["--params", str(params), "--out", str(out), "--no-progress"]) == 0
     assert (out / "videos.tar").exists() and (out / "meta.json").exists()
