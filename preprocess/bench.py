@@ -40,6 +40,7 @@ from preprocess.api import build_manifest, finalize, plan_shards, process_shards
 from pipeline import cli
 from pipeline.config import ConfigError, load_params, section
 from preprocess.config import PreprocessConfig
+from preprocess.ingest import container_path
 from preprocess.normalise import transcode_args
 from preprocess.probe import probe_source
 from preprocess.sources import index_videos, local_copy
@@ -79,7 +80,7 @@ def baseline(manifest: Path, cfg: PreprocessConfig, workers: int, scratch: Path)
             continue
         src = sources / f"{s['key']}{Path(s['source']).suffix}"
         if not src.exists():
-            with local_copy(s["container"], s["source"], s["offset"], s["size"]) as p:
+            with local_copy(container_path(s["container"], manifest), s["source"], s["offset"], s["size"]) as p:
                 shutil.copyfile(p, src)
         probe = probe_source(src, cfg)
         jobs.append(transcode_args(src, scratch / "out" / f"{s['key']}.mp4", probe, None, cfg))

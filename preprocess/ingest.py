@@ -14,7 +14,8 @@ Steps (the heavy ones on dask, so a large collection never has to fit in one pro
 5. samples sorted by key are written in row groups, so later stages read a slice at a time.
 
 Manifest columns: key, video_id, format, split, captions (list), qa (JSON list), source
-(relative path), container (folder or tar), offset, size, error (why the whole sample fails,
+(relative path), container (folder or tar; relative to the manifest's folder inside a project,
+see :func:`stored_container`), offset, size, error (why the whole sample fails,
 or null), and the row record rows / origins / row_errors (lists, one entry per input row).
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import json
 import re
 import tempfile
@@ -282,6 +284,8 @@ def build_manifest(annotations: Path | str | list, videos: Path | str | list, ma
     manifest.parent.mkdir(parents=True, exist_ok=True)
     files = index_sources(sources)
     label = str(videos) if len(sources) == 1 else f"{len(sources)} --videos sources ({sources[0]}, ...)"
+    files["container"] = [stored_container(c, manifest.parent) for c in files["container"]]
+    stored = stored_container(str(videos), manifest.parent)
     with tempfile.TemporaryDirectory(prefix="ingest-", dir=manifest.parent) as tmp, \
             dask.config.set({"dataframe.convert-string": False, "dataframe.shuffle.method": "tasks",
                              "scheduler": "threads", "num_workers": cfg.num_workers}):
@@ -289,7 +293,7 @@ def build_manifest(annotations: Path | str | list, videos: Path | str | list, ma
         write_rows(paths, fmt, split, cfg, rows_path)
         tmp_manifest = Path(tmp) / "manifest.parquet"
         if pq.ParquetFile(rows_path).metadata.num_rows <= in_memory_max_rows:
-            _manifest_in_memory(rows_path, files, str(videos), label, tmp_manifest, cfg)
+            _manifest_in_memory(rows_path, files, stored, label, tmp_manifest, cfg)
             tmp_manifest.replace(manifest)
             return manifest
         import dask.dataframe as dd  # lazily: see IN_MEMORY_MAX_ROWS
@@ -301,7 +305,7 @@ def build_manifest(annotations: Path | str | list, videos: Path | str | list, ma
         samples = rows.map_partitions(group_samples, meta=_sample_meta())
         # The file index is broadcast to every partition (a map-side join): it is one small
         # row per file, while the samples are the part that may not fit in memory.
-        located = samples.map_partitions(resolve_files, files, str(videos), label, meta=_located_meta())
+        located = samples.map_partitions(resolve_files, files, stored, label, meta=_located_meta())
         spill = Path(tmp) / "samples"
         located.to_parquet(str(spill), write_index=False, schema=MANIFEST_SCHEMA)
         parts = sorted(spill.glob("*.parquet"), key=lambda p: int(re.findall(r"\d+", p.name)[-1]))
@@ -338,6 +342,23 @@ def _located_meta() -> pd.DataFrame:
 # --------------------------------------------------------------------------- reading it back
 
 
+def stored_container(container: str, manifest_dir: Path) -> str:
+    """How the manifest names a videos folder / tar: relative to the manifest's folder when both
+    lie inside the working directory (a project: the manifest then hashes the same in every
+    clone, so ``dvc.lock`` does not change with the clone's path), else absolute."""
+    here, container, manifest_dir = Path.cwd().resolve(), Path(container).resolve(), Path(manifest_dir).resolve()
+    if container.is_relative_to(here) and manifest_dir.is_relative_to(here):
+        return os.path.relpath(container, manifest_dir)
+    return str(container)
+
+
+def container_path(container: str, manifest: Path) -> str:
+    """The absolute path of a manifest's ``container`` (see :func:`stored_container`)."""
+    if os.path.isabs(container):
+        return container
+    return os.path.normpath(os.path.join(Path(manifest).resolve().parent, container))
+
+
 def manifest_rows(manifest: Path) -> int:
     return pq.ParquetFile(manifest).metadata.num_rows
 
@@ -349,8 +370,10 @@ def read_slice(manifest: Path, start: int, stop: int) -> list[dict]:
     for g in range(pf.num_row_groups):
         n = pf.metadata.row_group(g).num_rows
         if first < stop and first + n > start:
-            rows = pf.read_row_group(g).to_pylist()
-            out.extend(rows[max(0, start - first): stop - first])
+            rows = pf.read_row_group(g).to_pylist()[max(0, start - first): stop - first]
+            for row in rows:
+                row["container"] = container_path(row["container"], manifest)
+            out.extend(rows)
         first += n
         if first >= stop:
             break

@@ -161,6 +161,40 @@ def test_videos_as_tar_found_by_stem(tmp_path, videos):
     assert row["container"] == str(tar_path.resolve())
 
 
+def test_manifest_inside_a_project_hashes_the_same_in_every_clone(tmp_path, monkeypatch):
+    """Inside the working directory the manifest names its tar relative to itself, so two clones
+    of a project at different paths write the same bytes (and dvc.lock does not change), while
+    reading a slice still gives a path ffmpeg can open from anywhere."""
+    import hashlib
+    import shutil
+
+    from preprocess.ingest import read_slice
+
+    digests, slices = [], []
+    for clone in ["a", "elsewhere/b"]:
+        root = tmp_path / clone
+        (root / "data").mkdir(parents=True)
+        with tarfile.open(root / "data" / "videos.tar", "w") as tar:
+            (tmp_path / "video7.mp4").write_bytes(b"x")
+            tar.add(tmp_path / "video7.mp4", arcname="videos/video7.mp4")
+        (root / "data" / "MSR_VTT.json").write_text(json.dumps({"annotations": [{"image_id": "video7", "caption": "c"}]}))
+        monkeypatch.chdir(root)
+        path = build_manifest(Path("data/MSR_VTT.json"), Path("data/videos.tar"), Path("data/manifests/m.parquet"),
+                              None, None, PreprocessConfig(workers=1))
+        digests.append(hashlib.sha256(path.read_bytes()).hexdigest())
+        assert pq.read_table(path).to_pylist()[0]["container"] == "../videos.tar"
+        monkeypatch.chdir(tmp_path)  # read from another working directory
+        slices.append(read_slice(root / path, 0, 1)[0]["container"])
+        assert slices[-1] == str((root / "data" / "videos.tar").resolve())
+    assert digests[0] == digests[1]
+    # outside the working directory the path stays absolute: nothing to keep it relative to
+    shutil.rmtree(tmp_path / "a" / "data" / "manifests")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    path = build_manifest(tmp_path / "a" / "data" / "MSR_VTT.json", tmp_path / "a" / "data" / "videos.tar",
+                          tmp_path / "a" / "data" / "manifests" / "m.parquet", None, None, PreprocessConfig(workers=1))
+    assert pq.read_table(path).to_pylist()[0]["container"] == str((tmp_path / "a" / "data" / "videos.tar").resolve())
+
+
 def test_keys_are_stable_under_row_order(tmp_path, videos):
     rows = [{"image_id": v, "caption": f"{v} {i}"} for v in ["video7", "video8", "b.c d"] for i in range(3)]
     a, b = tmp_path / "a.json", tmp_path / "b.json"
