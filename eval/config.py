@@ -190,7 +190,7 @@ class AblationConfig:
     rows: list[str] = field(default_factory=lambda: [
         "dense", "mask-only", "mask-no-mvm", "sparsify-only", "smaug", "simvtp", "mac", "singularity",
         "dense-equal-time"])
-    seeded: list[str] = field(default_factory=lambda: ["smaug", "dense", "dense-equal-time"])  # rows with extra seeds
+    seeded: list[str] = field(default_factory=lambda: ["smaug", "dense", "dense-equal-time", "mask-no-mvm"])  # rows with extra seeds
     extra_seeds: list[int] = field(default_factory=lambda: [1, 2])  # run <row>-seed<k> trains with pretrain.seed=k
     eval_dirs: list[str] = field(default_factory=lambda: ["results/eval", "results/ablation/eval"])  # <run>.json, first found
     metrics_dirs: list[str] = field(default_factory=lambda: ["results/metrics", "results/ablation/metrics"])  # pretrain-<run>.json
