@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
 import json
+import os
 import re
 import tempfile
 from collections.abc import Iterable
