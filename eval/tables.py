@@ -312,6 +312,33 @@ def retrieval_cells(metrics: dict, vtm_note: str | None, decimals: int) -> list[
             + [fmt(t2v[m], decimals) for m in ("R@5", "R@10", "MdR")] + [vtm_cell, order_pair_cell(normal, decimals)])
 
 
+def finetuning_gain(evals: list[dict], decimals: int) -> list[str]:
+    """For each recipe with zero-shot and fine-tuned retrieval on the same test set: the change
+    fine-tuning makes to t2v R@1, with a paired bootstrap interval over the test videos (both
+    rankings of a resample use the same videos, so the video-to-video spread cancels). One
+    pre-training seed: the interval says nothing of seed-to-seed variation."""
+    from eval.claim import RunScores, compare
+
+    notes = []
+    for e in evals:
+        zs, ft = (e.get(s, {}).get("retrieval") for s in ("zero_shot", "finetuned"))
+        if not zs or not ft or zs["dataset"] != ft["dataset"]:
+            continue
+        queries = [m["normal"].get("per_query") for m in (zs, ft)]
+        if not all(q and "vtc" in q for q in queries) or queries[0]["video"] != queries[1]["video"]:
+            continue
+        scores = [RunScores(f"{e['recipe']} {name}", [name], q["video"], [q["vtc"]])
+                  for name, q in zip(("zero-shot", "fine-tuned"), queries)]
+        gain = compare(scores[1], scores[0], threshold=0.0, resamples=1000, seed=0)
+        verdict = {"holds": "fine-tuning raises R@1", "does not hold": "fine-tuning lowers R@1",
+                   "cannot tell": "no change outside the noise"}[gain["verdict"]]
+        low, high = gain["ci95"]
+        notes.append(f"{e['recipe']}: fine-tuned minus zero-shot t2v R@1 on {zs['dataset']}: "
+                     f"{gain['difference']:+.{decimals}f} [{low:+.{decimals}f}, {high:+.{decimals}f}], {verdict} "
+                     f"(paired bootstrap over the same test videos, 1000 resamples; one pre-training seed).")
+    return notes
+
+
 def retrieval_table(evals: list[dict], cfg: TablesConfig) -> Table:
     d = cfg.decimals
     measured_sets = sorted({m["dataset"] for e in evals for s in ("zero_shot", "finetuned")
@@ -355,6 +382,7 @@ def retrieval_table(evals: list[dict], cfg: TablesConfig) -> Table:
                            f"copied from their papers (only R@1 is listed); they are in the {MSRVTT} column only, and "
                            f"beside a measured {MSRVTT} row only when it was evaluated with the msrvtt_ret preset "
                            f"and its protocol card matched (eval/cards.py); otherwise the cell names the differing field.")
+    table.notes.extend(finetuning_gain(evals, d))
     for ds in measured_sets:
         if ds != MSRVTT:
             table.notes.append(f"'{ds}' is this repository's built-in synthetic benchmark (or a dataset named by "

@@ -158,3 +158,26 @@ def test_one_seed_note_quotes_the_measured_seed_spread_not_a_fixed_number():
     assert "one seed of dense" in why and "smaug's 3 seeds spread R@1 by std 10.0" in why
     lone = RunScores("smaug", ["s0"], videos, [hit_first(8)])
     assert "not measured" in compare(lone, one, threshold=0.0, resamples=200, seed=0)["why"]
+
+
+def _retrieval(videos: list[int], ranks: list[int], dataset: str = "synthetic ret_test") -> dict:
+    return {"dataset": dataset, "normal": {"per_query": {"video": videos, "vtc": ranks}}}
+
+
+def test_finetuning_gain_is_paired_over_the_same_test_videos():
+    from eval.tables import finetuning_gain
+    videos = [v for v in range(50) for _ in range(2)]  # 50 videos, 2 captions each
+    zero = [1 if v < 10 else 3 for v in videos]           # R@1 20
+    better = [1 if v < 20 else 3 for v in videos]         # R@1 40: every zero-shot hit kept, 10 videos gained
+    run = lambda ft: {"recipe": "smaug", "zero_shot": {"retrieval": _retrieval(videos, zero)},  # noqa: E731
+                      "finetuned": {"retrieval": ft}}
+    (note,) = finetuning_gain([run(_retrieval(videos, better))], 1)
+    assert note.startswith("smaug: fine-tuned minus zero-shot t2v R@1 on synthetic ret_test: +20.0 [")
+    assert "fine-tuning raises R@1" in note
+    (note,) = finetuning_gain([run(_retrieval(videos, zero))], 1)
+    assert "+0.0 [+0.0, +0.0], no change outside the noise" in note
+    (note,) = finetuning_gain([run(_retrieval(videos, [3 if v < 10 else r for v, r in zip(videos, zero)]))], 1)
+    assert "-20.0 [" in note and "fine-tuning lowers R@1" in note
+    # another test set, or no per-query ranks: no paired comparison is made
+    assert finetuning_gain([run(_retrieval(videos, better, dataset="other"))], 1) == []
+    assert finetuning_gain([run({"dataset": "synthetic ret_test", "normal": {}})], 1) == []
