@@ -185,6 +185,22 @@ def vtm_status(pretrain_cost: dict | None) -> str | None:
     return f"VTM not trained (loss {loss:.3f} vs prior {VTM_PRIOR_LOSS:.3f})"
 
 
+def finetune_vtm_status(cfg: TablesConfig, recipe: str) -> str | None:
+    """vtm_status for a retrieval fine-tuning, from its loss curve: train.finetune writes it to
+    <pretrain.results_dir>/plots/finetune/<recipe>-retrieval.csv, and pre-training's cost files
+    (tables.metrics_dir) lie in <pretrain.results_dir>/metrics, so the curve is found beside them.
+    The loss is averaged over the last tenth of the steps, at least 4 (a fine-tuning is short)."""
+    path = Path(cfg.metrics_dir).parent / "plots" / "finetune" / f"{recipe}-retrieval.csv"
+    if not path.is_file():
+        return None
+    with path.open(newline="") as f:
+        rows = [float(r["loss_vtm"]) for r in csv.DictReader(f) if r.get("loss_vtm") not in (None, "", "nan")]
+    if not rows:
+        return None
+    tail = rows[-max(4, len(rows) // 10):]
+    return vtm_status({"final_losses": {"vtm": sum(tail) / len(tail)}})
+
+
 def setting_label(setting: str, metrics: dict, data: dict, task: str) -> str:
     rerank = data["params"]["eval"]["retrieval"]["rerank_k"]
     add_vtc = data["params"]["eval"]["retrieval"].get("rerank_add_vtc", False)
@@ -354,11 +370,13 @@ def retrieval_table(evals: list[dict], cfg: TablesConfig) -> Table:
             metrics = e.get(setting, {}).get("retrieval")
             if not metrics:
                 continue
-            note = None
             if setting == "zero_shot":
                 note = vtm_status(read_json(Path(cfg.metrics_dir) / f"pretrain-{e['recipe']}.json"))
-                if note:
-                    table.notes.append(f"{e['recipe']}: {note}; its VTM re-ranking column is not a trained ranking.")
+            else:
+                note = finetune_vtm_status(cfg, e["recipe"])
+            if note:
+                what = "pre-training" if setting == "zero_shot" else "retrieval fine-tuning"
+                table.notes.append(f"{e['recipe']}, {what}: {note}; its VTM re-ranking column is not a trained ranking.")
             cells = {metrics["dataset"]: retrieval_cells(metrics, note and "not trained", d)}
             ck = e["checkpoints"][checkpoint_key(setting, "retrieval")]
             table.rows.append([e["recipe"], "measured", setting_label(setting, metrics, e, "retrieval")]

@@ -181,3 +181,23 @@ def test_finetuning_gain_is_paired_over_the_same_test_videos():
     # another test set, or no per-query ranks: no paired comparison is made
     assert finetuning_gain([run(_retrieval(videos, better, dataset="other"))], 1) == []
     assert finetuning_gain([run({"dataset": "synthetic ret_test", "normal": {}})], 1) == []
+
+
+def test_finetuned_vtm_status_is_read_from_the_fine_tuning_loss_curve(tmp_path):
+    from eval.config import TablesConfig
+    from eval.tables import finetune_vtm_status
+    cfg = TablesConfig(metrics_dir=str(tmp_path / "results/metrics"))
+    assert finetune_vtm_status(cfg, "smaug") is None  # no curve: nothing is claimed either way
+    curve = tmp_path / "results/plots/finetune/smaug-retrieval.csv"
+    curve.parent.mkdir(parents=True)
+
+    def write(vtm: list[float]) -> None:
+        rows = "".join(f"{i + 1},1.0,0.5,{v:.6f}\n" for i, v in enumerate(vtm))
+        curve.write_text("step,loss,loss_vtc,loss_vtm\n" + rows)
+
+    write([0.30] * 36 + [0.64] * 4)   # the last 4 steps (a tenth, at least 4) sit at the 1:2 prior
+    assert finetune_vtm_status(cfg, "smaug") == "VTM not trained (loss 0.640 vs prior 0.637)"
+    write([0.64] * 36 + [0.30] * 4)   # learnt by the end
+    assert finetune_vtm_status(cfg, "smaug") is None
+    curve.write_text("step,loss,loss_vtc\n1,1.0,1.0\n")  # a VTC-only fine-tuning
+    assert finetune_vtm_status(cfg, "smaug") is None

@@ -16,6 +16,7 @@ from train.finetune import main as finetune_main
 from train.finetune import run_finetune
 from train.tasks import MultipleChoice, OpenEndedQA
 from pipeline.config import ConfigError, section
+from tests.support import params_dict
 from train.checkpoint import read_state
 
 
@@ -141,7 +142,9 @@ def test_evaluation_metrics(workspace, evaluated):
     assert headline["finetuned"]["qa"]["shuffle_drop_accuracy"] == drop
     assert headline["chance"]["qa_majority"] == smaug["chance"]["qa_majority"]["accuracy"]
     # the fine-tuning lr is recorded as params.yaml says (rounding once made 5e-5 into 1e-4)
-    assert json.loads(details.read_text())["params"]["finetune"]["retrieval"]["lr"] == 5e-05
+    recorded, written = json.loads(details.read_text())["params"]["finetune"], params_dict()["finetune"]
+    assert [recorded[t]["lr"] for t in ("retrieval", "qa", "mc")] == [written[t]["lr"] for t in ("retrieval", "qa", "mc")]
+    assert recorded["mc"]["lr"] == 5e-05
     curve = (workspace["base"] / "results/plots/recall/smaug-zero_shot.csv").read_text().splitlines()
     assert curve[0] == "k,t2v,v2t,t2v_shuffled,v2t_shuffled" and len(curve) == 11
 
