@@ -347,7 +347,7 @@ def finetuning_gain(evals: list[dict], decimals: int) -> list[str]:
                   for name, q in zip(("zero-shot", "fine-tuned"), queries)]
         gain = compare(scores[1], scores[0], threshold=0.0, resamples=1000, seed=0)
         verdict = {"holds": "fine-tuning raises R@1", "does not hold": "fine-tuning lowers R@1",
-                   "cannot tell": "no change outside the noise"}[gain["verdict"]]
+                   "cannot tell": "cannot tell: the interval spans 0"}[gain["verdict"]]
         low, high = gain["ci95"]
         notes.append(f"{e['recipe']}: fine-tuned minus zero-shot t2v R@1 on {zs['dataset']}: "
                      f"{gain['difference']:+.{decimals}f} [{low:+.{decimals}f}, {high:+.{decimals}f}], {verdict} "

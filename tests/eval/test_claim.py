@@ -175,7 +175,7 @@ def test_finetuning_gain_is_paired_over_the_same_test_videos():
     assert note.startswith("smaug: fine-tuned minus zero-shot t2v R@1 on synthetic ret_test: +20.0 [")
     assert "fine-tuning raises R@1" in note
     (note,) = finetuning_gain([run(_retrieval(videos, zero))], 1)
-    assert "+0.0 [+0.0, +0.0], no change outside the noise" in note
+    assert "+0.0 [+0.0, +0.0], cannot tell: the interval spans 0" in note
     (note,) = finetuning_gain([run(_retrieval(videos, [3 if v < 10 else r for v, r in zip(videos, zero)]))], 1)
     assert "-20.0 [" in note and "fine-tuning lowers R@1" in note
     # another test set, or no per-query ranks: no paired comparison is made
