@@ -79,8 +79,11 @@ def test_the_default_pipeline_trains_and_reports_smaug_alone():
     outs = [next(iter(o)) for o in s["eval"]["outs"]]
     assert outs == [f"results/eval/{r}.json" for r in base["eval"]["recipes"]]
     read = {d for d in s["tables"]["deps"] if d.startswith("results/")}
+    # a fine-tuned row's VTM status comes from its retrieval fine-tuning's loss curve
+    curves = {f"results/plots/finetune/{r}-retrieval.csv" for r in runs if f"{r}-retrieval" in s["finetune"]["foreach"]}
+    assert curves == {"results/plots/finetune/smaug-retrieval.csv"}
     assert read == {f"results/eval/{r}.json" for r in runs} | \
-        {f"results/metrics/pretrain-{r}.json" for r in runs} | {base["tables"]["bench"]}
+        {f"results/metrics/pretrain-{r}.json" for r in runs} | {base["tables"]["bench"]} | curves
 
 
 def test_the_paper_tables_stage_reads_what_it_names():
