@@ -165,6 +165,29 @@ def ablation_table(rows: list[dict], cfg: AblationConfig) -> Table:
     return table
 
 
+# How far the equal-time run's training time may stray from the candidate's before the table says
+# the half compares unequal budgets. Its steps come from the candidate's wall time and dense's
+# clips/s of another run; a machine that runs faster or slower on another day moves the two apart.
+EQUAL_TIME_TOLERANCE = 0.10
+
+
+def equal_time_budget(candidate: dict, other: dict, half: dict, candidate_name: str, other_name: str) -> str:
+    """The note checking that 'equal time' was equal: mean training wall time of each, their ratio
+    (also stored in the half as ``wall_ratio``), and a warning when it is off by more than the
+    tolerance."""
+    mine, theirs = candidate.get("train_wall_s"), other.get("train_wall_s")
+    if not mine or not theirs:
+        return f"equal time: no training wall time recorded for {candidate_name if not mine else other_name}; not checked."
+    ratio = theirs / mine
+    half["wall_ratio"] = ratio
+    note = (f"equal time: {other_name} trained {theirs:.0f} s on average against {candidate_name}'s {mine:.0f} s "
+            f"(ratio {ratio:.2f})")
+    if abs(ratio - 1.0) > EQUAL_TIME_TOLERANCE:
+        return (note + f": NOT equal time (off by more than {EQUAL_TIME_TOLERANCE:.0%}), so this half compares "
+                "unequal budgets; rerun both on the same day (the equal-time steps come from two runs' rates).")
+    return note + f", within {EQUAL_TIME_TOLERANCE:.0%}."
+
+
 def claim_outputs(rows: dict[str, dict], cfg: AblationConfig) -> tuple[Table, dict]:
     d = cfg.decimals
     roles = (("candidate", cfg.candidate), ("equal_steps", cfg.equal_steps), ("equal_time", cfg.equal_time))
@@ -209,6 +232,8 @@ def claim_outputs(rows: dict[str, dict], cfg: AblationConfig) -> tuple[Table, di
                            f"{h['threshold']:+.{d}f}", h["verdict"]])
         if "why" in h:
             table.notes.append(f"{half.replace('_', ' ')}: {h['verdict']}: {h['why']}.")
+    table.notes.append(equal_time_budget(summary[cfg.candidate], summary[cfg.equal_time], halves["equal_time"],
+                                         cfg.candidate, cfg.equal_time))
     table.notes.append(f"Rule: {data['rule']}.")
     table.notes.append(f"Chance R@1: {fmt(data['chance_r1'], d)} ({num_videos} test videos). Runs: "
                        + "; ".join(f"{run}: {', '.join(summary[run]['runs'])}" for _, run in roles) + ".")

@@ -96,6 +96,9 @@ def test_claim_holds_from_three_seeds(ws):
                               "train_wall_s"}
         assert len(entry["r1"]) == 3 and entry["r1_ci95"][0] <= entry["r1_mean"] <= entry["r1_ci95"][1]
     assert claim["dense_equal_time"]["steps"] == 90 and claim["smaug"]["train_wall_s"] == 300.0
+    # equal time is checked, not assumed: 301 s against 300 s
+    assert claim["halves"]["equal_time"]["wall_ratio"] == pytest.approx(301.0 / 300.0)
+    assert "equal time: dense-equal-time trained 301 s on average against smaug's 300 s (ratio 1.00), within 10%." in md
     assert claim["smaug"]["order_pair_group"] == pytest.approx(20.5)   # seeds r1/2 = 20, 20.5, 21
     smaug_row = next(r for r in ablation["rows"] if r["run"] == "smaug")
     assert (smaug_row["order_pair_text"], smaug_row["order_pair_video"]) == (pytest.approx(41.0), pytest.approx(10.0))
@@ -201,3 +204,11 @@ def test_finetuned_vtm_status_is_read_from_the_fine_tuning_loss_curve(tmp_path):
     assert finetune_vtm_status(cfg, "smaug") is None
     curve.write_text("step,loss,loss_vtc\n1,1.0,1.0\n")  # a VTC-only fine-tuning
     assert finetune_vtm_status(cfg, "smaug") is None
+
+
+def test_an_equal_time_run_with_another_budget_is_called_out(ws):
+    claim_runs(ws, smaug=30.0, dense=30.0, equal_time=20.0, seeds=1)
+    write_run(ws, "dense-equal-time", "dense", 20.0, seed=5, steps=90, wall=240.0)  # ran on a faster day
+    claim, _, md, _ = run_ablation(ws)
+    assert claim["halves"]["equal_time"]["wall_ratio"] == pytest.approx(0.8)
+    assert "trained 240 s on average against smaug's 300 s (ratio 0.80): NOT equal time" in md
