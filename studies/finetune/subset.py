@@ -24,11 +24,14 @@ from tqdm import tqdm
 SAMPLES_PER_SHARD = 256
 
 
-def shard_paths(folder: str | Path) -> list[Path]:
-    paths = sorted(Path(folder).glob("*.tar"))
-    if not paths:
-        raise FileNotFoundError(f"{folder}: no .tar shards")
-    return paths
+def shard_paths(shards: str | Path) -> list[Path]:
+    """The loader's own reading of a shard folder, brace pattern or ``::`` list."""
+    from train.data.shards import expand_shards
+
+    try:
+        return [Path(url) for url in expand_shards(shards)]
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{shards}: no .tar shards ({err})") from None
 
 
 def sample_key(member_name: str) -> str:
@@ -48,6 +51,7 @@ def keys_of(folder: str | Path) -> set[str]:
 def write_subset(shards: str | Path, exclude: str | Path, out: str | Path) -> dict:
     """Copy ``shards``' samples whose key is not in ``exclude``'s shards into ``out``."""
     excluded = keys_of(exclude)
+    sources = shard_paths(shards)  # before anything in ``out`` is removed: bad input loses nothing
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("shard-*.tar"):
@@ -62,7 +66,7 @@ def write_subset(shards: str | Path, exclude: str | Path, out: str | Path) -> di
         written.append(path)
         writer, in_shard = tarfile.open(path, "w", format=tarfile.USTAR_FORMAT), 0
 
-    for path in tqdm(shard_paths(shards), desc="subset", unit="shard"):
+    for path in tqdm(sources, desc="subset", unit="shard"):
         with tarfile.open(path) as tar:
             current = None
             for member in tar:

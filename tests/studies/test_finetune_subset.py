@@ -52,8 +52,11 @@ def test_refuses_an_empty_result_and_a_folder_without_shards(tmp_path):
     write_shard(tmp_path / "pre/shard-000000.tar", [("clip_00000", {"json": b"{}"})])
     with pytest.raises(ValueError, match="nothing left to pre-train on"):
         subset.write_subset(tmp_path / "pre", tmp_path / "pre", tmp_path / "out")
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept/shard-000000.tar").write_bytes(b"an earlier run")
     with pytest.raises(FileNotFoundError, match="no .tar shards"):
-        subset.write_subset(tmp_path / "empty", tmp_path / "pre", tmp_path / "out")
+        subset.write_subset(tmp_path / "empty", tmp_path / "pre", tmp_path / "kept")
+    assert (tmp_path / "kept/shard-000000.tar").read_bytes() == b"an earlier run"  # bad input loses nothing
 
 
 def test_paired_gain_over_seeds(tmp_path):
