@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from preprocess.config import PreprocessConfig
 from preprocess.faults import StopRun, describe
 from preprocess.formats import FORMATS, AnnotationError
 from preprocess.lock import hold_folder
+from preprocess.sources import VideosError
 
 
 def load_config(params: str | None, overrides: list[str]) -> PreprocessConfig:
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         # One job writes an output folder at a time (preprocess.lock); a second is refused.
         with hold_folder(out) if out is not None else contextlib.nullcontext():
             return run_stages(args, cfg, out, manifest)
-    except AnnotationError as err:
+    except (AnnotationError, VideosError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except StopRun as err:  # a full disk, a killed ffmpeg, a second job: the rerun finishes the work
@@ -103,12 +105,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_stages(args: argparse.Namespace, cfg: PreprocessConfig, out: Path | None, manifest: Path) -> int:
+    ids = None
     if args.stage in ("all", "ingest"):
         videos = args.videos[0] if len(args.videos) == 1 else args.videos
-        build_manifest(args.annotations, videos, manifest, args.format, args.split, cfg)
+        if args.stage == "ingest":
+            build_manifest(args.annotations, videos, manifest, args.format, args.split, cfg)
+        else:
+            # The new manifest replaces the old one only once the output folder accepts its plan:
+            # a folder holding another plan's shards refuses it, and its manifest must still be
+            # the one those shards were made from.
+            new = manifest.with_name(f".{manifest.stem}.{os.getpid()}.new.parquet")
+            try:
+                build_manifest(args.annotations, videos, new, args.format, args.split, cfg)
+                ids = plan_shards(out, cfg, manifest=new)
+                os.replace(new, manifest)
+            finally:
+                new.unlink(missing_ok=True)
         print(f"manifest: {manifest}", file=sys.stderr)
     if args.stage in ("all", "shard"):
-        ids = plan_shards(out, cfg, manifest=manifest)
+        ids = plan_shards(out, cfg, manifest=manifest) if ids is None else ids
         process_shards(out, ids, cfg, cfg.num_workers, manifest=manifest, progress=not args.no_progress)
         summary = finalize(out, manifest=manifest)
         print(json.dumps({k: v for k, v in summary.items() if k != "shards"}, indent=1, ensure_ascii=False))

@@ -47,7 +47,9 @@ Supported formats (``--format``; auto-detected from the file's name and first re
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
 import re
 import sys
 from collections import deque
@@ -79,6 +81,8 @@ def read_text(path: Path) -> str:
 def clean_text(value: Any) -> tuple[str | None, str | None]:
     """(text, error): the error says why a caption / question cannot be used."""
     if value is None:
+        return None, "empty caption (missing)"
+    if isinstance(value, float) and not math.isfinite(value):  # JSON's NaN / Infinity: no caption
         return None, "empty caption (missing)"
     if not isinstance(value, str):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -119,12 +123,14 @@ class _Lines:
         return item[1]
 
 
-def _is_whole_record(line: str, columns: int, delimiter: str) -> bool:
-    """Does this line alone parse as a complete record of ``columns`` fields?"""
+def _is_whole_record(text: str, columns: int, delimiter: str) -> bool:
+    """Does this text (a line, or a record's lines joined) parse strictly as one complete record
+    of ``columns`` fields?"""
     try:
-        return len(next(csv.reader([line], delimiter=delimiter, strict=True), [])) == columns
+        records = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
     except csv.Error:
         return False
+    return len(records) == 1 and len(records[0]) == columns
 
 
 def _csv_records(path: Path, needed: set[str], what: str,
@@ -160,8 +166,15 @@ def _csv_records(path: Path, needed: set[str], what: str,
             origin = f"{path.name}:line {first}"
             if not fields:  # a blank line
                 continue
-            swallowed = next((i for i, (_, text) in enumerate(lines.record[1:], 1)
-                              if _is_whole_record(text, len(header), delimiter)), None)
+            # A record over several lines is a quoted field with line breaks (valid CSV) when its
+            # lines parse strictly as that one record; otherwise a quote never closed, and the
+            # lines it swallowed that are whole records on their own are read again.
+            suspect = len(fields) != len(header) or (
+                len(lines.record) > 1 and not _is_whole_record("".join(t for _, t in lines.record),
+                                                               len(header), delimiter))
+            swallowed = None if not suspect else next(
+                (i for i, (_, text) in enumerate(lines.record[1:], 1) if _is_whole_record(text, len(header), delimiter)),
+                None)
             if swallowed is not None:
                 yield origin, None, (f"unterminated quote: a quoted field opened on line {first} never closes "
                                      f"and swallowed line {lines.record[swallowed][0]}; that line is read "
@@ -251,10 +264,18 @@ def _bad_record(origin: str, rec: Any, error: str | None, needed: str) -> dict |
 # --------------------------------------------------------------------------- adapters
 
 
+def in_split(own, wanted: str | None) -> bool:
+    """Is a record whose file states its own split ``own`` (or none) kept under ``--split wanted``?
+    A stated split that differs is left out, as MSR_VTT.json's videos of other splits are."""
+    return not wanted or not isinstance(own, str) or not own.strip() or own.strip() == wanted
+
+
 def read_webvid(path: Path, split: str | None = None) -> Iterator[dict]:
     for origin, rec, err in _csv_records(path, {"videoid", "name"}, "WebVid CSV"):
         if err:
             yield _row(origin, None, error=err)
+            continue
+        if not in_split(rec.get("split"), split):
             continue
         vid = (rec.get("videoid") or "").strip()
         page = (rec.get("page_dir") or "").strip()
@@ -376,6 +397,8 @@ def read_msrvtt_qa(path: Path, split: str | None = None, prefix: str = "video") 
         bad = _bad_record(origin, rec, err, "question, answer, video_id")
         if bad:
             yield bad
+            continue
+        if not in_split(rec.get("split"), split):
             continue
         answer = rec.get("answer")
         qa = {"question": rec.get("question"), "answer": None if answer is None else str(answer),

@@ -27,6 +27,7 @@ import json
 import os
 import re
 import tempfile
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -35,7 +36,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from preprocess.config import PreprocessConfig
-from preprocess.formats import read_rows
+from preprocess.formats import AnnotationError, read_rows
+from preprocess.images import is_image_path
 from preprocess.sources import index_sources
 
 ROW_CHUNK = 50_000
@@ -93,6 +95,9 @@ def write_rows(annotations: Iterable[Path], fmt: str | None, split: str | None, 
                 writer.write_table(pa.Table.from_pylist(chunk, ROW_SCHEMA))
     finally:
         writer.close()
+    if split and n == 0:  # a typo in --split must not pass as an empty collection
+        raise AnnotationError(f"--split {split!r}: no row of {', '.join(str(a) for a in annotations)} "
+                              "is in that split")
     return used or (fmt or "unknown")
 
 
@@ -219,41 +224,62 @@ def _sample_meta() -> pd.DataFrame:
 
 
 def resolve_files(samples: pd.DataFrame, files: pd.DataFrame, container: str, videos_label: str) -> pd.DataFrame:
-    """Attach source/offset/size: the exact relative path if it exists, else the first file by stem."""
+    """Attach source/offset/size: the exact relative path if it exists, else the one file whose
+    stem is the video's (see :func:`find_file`); a sample whose file is missing or ambiguous fails."""
     by_path = files.set_index("relpath")
-    by_stem = files.drop_duplicates("stem").set_index("stem")
+    by_stem: dict[str, list[int]] = {}
+    for i, stem in enumerate(files["stem"]):
+        by_stem.setdefault(unicodedata.normalize("NFC", stem), []).append(i)
     several = "container" in files.columns and files["container"].nunique() > 1
     source, offset, size, error, where = [], [], [], [], []
     for want, vid, err in zip(samples["want_path"], samples["video_id"], samples["error"]):
-        want, vid, err, hit = _none(want), _none(vid), _none(err), None
-        if isinstance(want, str) and want in by_path.index:
-            f = by_path.loc[want]
-            hit = (want, f["offset"], f["size"], f.get("container", container))
-        elif isinstance(vid, str):
-            stem = Path(want).stem if isinstance(want, str) else vid
-            for s in dict.fromkeys([stem, vid]):
-                if s in by_stem.index:
-                    f = by_stem.loc[s]
-                    hit = (f["relpath"], f["offset"], f["size"], f.get("container", container))
-                    break
+        want, vid, err = _none(want), _none(vid), _none(err)
+        hit, why = find_file(want, vid, by_path, by_stem, files)
         if hit is None:
             where.append(container)
             source.append(want if isinstance(want, str) else None)
             offset.append(-1)
             size.append(-1)
             if err is None and vid is not None:
-                err = (f"missing file: no video {want!r} and no file with stem {vid!r} in {videos_label}"
-                       if isinstance(want, str) else f"missing file: no file with stem {vid!r} in {videos_label}")
+                err = why or (f"missing file: no video {want!r} and no file with stem {vid!r} in {videos_label}"
+                              if isinstance(want, str) else f"missing file: no file with stem {vid!r} in {videos_label}")
         else:
-            source.append(hit[0])
-            where.append(hit[3] if several else container)
-            offset.append(int(hit[1]))
-            size.append(int(hit[2]))
+            f = files.iloc[hit] if isinstance(hit, int) else by_path.loc[hit]
+            source.append(f["relpath"] if isinstance(hit, int) else hit)
+            where.append(f.get("container", container) if several else container)
+            offset.append(int(f["offset"]))
+            size.append(int(f["size"]))
         error.append(err)
     out = samples.drop(columns=["want_path"]).copy()
     out["source"], out["offset"], out["size"], out["error"] = source, offset, size, error
     out["container"] = where  # one folder / tar, or per sample when there are several
     return out
+
+
+def find_file(want, vid, by_path: pd.DataFrame, by_stem: dict[str, list[int]], files: pd.DataFrame):
+    """(hit, why): the exact relative path (``want``, or a video id that is itself a path such as
+    ``clip20.mp4``), else the file of that stem (``want``'s, the id, the id without its
+    extension; Unicode-normalised, since a copy from macOS spells accents apart). A stem with
+    several files is never resolved by a silent pick: a thumbnail beside its video yields to the
+    video, and anything else fails the sample as ambiguous, naming the candidates."""
+    for path in (want, vid):
+        if isinstance(path, str) and path in by_path.index:
+            return path, None
+    if not isinstance(vid, str):
+        return None, None
+    stems = [Path(want).stem] if isinstance(want, str) else []
+    for stem in dict.fromkeys(stems + [vid, Path(vid).stem]):
+        found = by_stem.get(unicodedata.normalize("NFC", stem), [])
+        if len(found) > 1:
+            videos = [i for i in found if not is_image_path(files["relpath"].iat[i])]
+            if len(videos) == 1:
+                return videos[0], None
+            names = ", ".join(files["relpath"].iat[i] for i in found[:5])
+            return None, (f"ambiguous file: stem {stem!r} matches {len(found)} files ({names}); "
+                          "name the file by its relative path in the annotations, or keep one")
+        if found:
+            return found[0], None
+    return None, None
 
 
 # --------------------------------------------------------------------------- the manifest

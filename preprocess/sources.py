@@ -11,8 +11,10 @@ by offset, without re-scanning the tar).
 from __future__ import annotations
 
 import os
+import re
 import tarfile
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +24,15 @@ from preprocess.probe import BadVideo
 
 # Files that are plainly not videos are not candidates when a stem has several files.
 _NOT_VIDEO = {".json", ".txt", ".csv", ".tsv", ".jsonl", ".parquet", ".md", ".srt", ".vtt"}
+# Magic bytes of the compressions tarfile would silently undo (offsets then point nowhere).
+_COMPRESSED = {b"\x1f\x8b": "a gzip-compressed file", b"BZh": "a bzip2-compressed file",
+               b"\xfd7zXZ": "an xz-compressed file", b"\x28\xb5\x2f\xfd": "a zstd-compressed file",
+               b"PK\x03\x04": "a zip archive"}
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+class VideosError(ValueError):
+    """--videos names something that is neither a folder nor an uncompressed tar: a usage error."""
 
 
 def is_tar(path: Path) -> bool:
@@ -39,21 +50,52 @@ def index_videos(videos: Path) -> pd.DataFrame:
     if videos.is_file() and videos.suffix == ".parquet":  # img2dataset's images as Parquet bytes
         rows = index_parquet_images(videos)
     elif videos.is_file():
-        with tarfile.open(videos) as tar:
-            for m in tar:
-                if m.isfile():
-                    rows.append((m.name, m.size, m.offset_data))
+        rows = _index_tar(videos)
     else:
-        for root, dirs, files in os.walk(videos):
-            dirs.sort()
-            for name in sorted(files):
-                full = os.path.join(root, name)
-                rows.append((os.path.relpath(full, videos), os.path.getsize(full), -1))
+        rows = _index_folder(videos)
     df = pd.DataFrame(rows, columns=["relpath", "size", "offset"])
     df["stem"] = [Path(p).stem for p in df["relpath"]]
     df["suffix"] = [Path(p).suffix.lower() for p in df["relpath"]]
     df = df[~df["suffix"].isin(_NOT_VIDEO)].drop(columns="suffix")
     return df.sort_values("relpath", kind="stable").reset_index(drop=True)
+
+
+def _index_tar(videos: Path) -> list[tuple[str, int, int]]:
+    """An uncompressed tar's members. Only that: a member's bytes are later read at their offset
+    in the file, which a compressed tar's offsets (into the decompressed stream) do not give."""
+    try:
+        with tarfile.open(videos, "r:") as tar:
+            return [(m.name, m.size, m.offset_data) for m in tar if m.isfile()]
+    except tarfile.ReadError:
+        with open(videos, "rb") as f:
+            head = f.read(6)
+        kind = next((name for magic, name in _COMPRESSED.items() if head.startswith(magic)), None)
+        why = f"{kind} (unpack it, or make a plain .tar)" if kind else "not a tar"
+        raise VideosError(f"--videos {videos}: {why}; --videos takes a folder or an uncompressed .tar "
+                          "of videos (or an img2dataset .parquet)") from None
+
+
+def _index_folder(videos: Path) -> list[tuple[str, int, int]]:
+    """Every file under the folder. A broken link (dangling, or a loop) or a name that is not
+    UTF-8 is left out with a warning rather than stopping the run: an annotation row that names
+    it then fails as a missing file, and every other video is processed."""
+    rows, skipped = [], []
+    for root, dirs, files in os.walk(videos):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            rel = os.path.relpath(full, videos)
+            if _SURROGATE.search(rel):  # os.walk keeps undecodable bytes as lone surrogates
+                skipped.append(f"{os.fsencode(rel).decode('utf-8', 'backslashreplace')} (file name is not UTF-8)")
+                continue
+            try:
+                rows.append((rel, os.path.getsize(full), -1))
+            except OSError as err:
+                skipped.append(f"{rel} (broken link: {err.strerror or err})")
+    if skipped:
+        shown = "; ".join(skipped[:5]) + (f"; and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        warnings.warn(f"--videos {videos}: {len(skipped)} file(s) left out: {shown}", stacklevel=3)
+    return rows
 
 
 def index_sources(sources: list[Path]) -> pd.DataFrame:
