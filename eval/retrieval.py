@@ -20,6 +20,7 @@ into one text, so there is one query per video.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -123,6 +124,28 @@ def tokenize(tokenizer, texts: list[str], max_len: int) -> tuple[torch.Tensor, t
     return text.tokenize(tokenizer, texts, max_len, longest=True)
 
 
+_WINDOW_SUFFIX = re.compile(r"_w\d{3}$")
+
+
+def candidate_of(meta: dict, key: str) -> str:
+    """The test video a loaded sample belongs to. A video longer than preprocess.max_window_s is
+    sharded as windows ``<key>_w000``, ``<key>_w001`` ... (preprocess/normalise.py), each
+    carrying the video's captions: they are one candidate, so its captions are queried once and
+    a hit on any part of the video is a hit, as in long-video retrieval (ActivityNet, DiDeMo)."""
+    window = (meta.get("normalize") or {}).get("window")
+    return _WINDOW_SUFFIX.sub("", key) if window and window.get("count", 1) > 1 else key
+
+
+def pool_windows(encoded: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens, feature) of a video from its windows' (one window: unchanged): the mean of the
+    windows' L2-normalised features, normalised again (a mean ensemble, eval/ensemble.py), and
+    the mean of their tokens for VTM."""
+    if len(encoded) == 1:
+        return encoded[0]
+    tokens = torch.stack([t for t, _ in encoded]).mean(0)
+    return tokens, torch.nn.functional.normalize(torch.stack([f for _, f in encoded]).mean(0), dim=-1)
+
+
 @torch.no_grad()
 def embed_retrieval_set(model, batches, tokenizer, *, max_len: int, paragraph: bool = False,
                         shuffle_seed: int | None = None, text_batch: int = 64,
@@ -138,7 +161,8 @@ def embed_retrieval_set(model, batches, tokenizer, *, max_len: int, paragraph: b
     """
     model.eval()
     device = next(model.parameters()).device
-    per_key: dict[str, tuple[torch.Tensor, torch.Tensor, list[str]]] = {}
+    windows: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}  # candidate -> sample key -> encodings
+    captions: dict[str, list[str]] = {}
     for batch in tqdm(batches, desc="encode videos", leave=False):
         video = batch["video"].to(device)
         if shuffle_seed is not None:
@@ -146,11 +170,13 @@ def embed_retrieval_set(model, batches, tokenizer, *, max_len: int, paragraph: b
         tok, feat = (model.encode_video(video, mask=False, sparsify=sparsify) if video_memo is None
                      else video_memo.encode(model, video, sparsify=sparsify))
         for i, key in enumerate(batch["key"]):
-            if key in per_key:  # a loader that repeats samples must not create duplicate candidates
-                continue
-            per_key[key] = (tok[i].float().cpu(), feat[i].float().cpu(), texts_of(batch["meta"][i], paragraph))
-    if not per_key:
+            candidate = candidate_of(batch["meta"][i], key)
+            # setdefault: a loader that repeats samples must not create duplicate candidates
+            windows.setdefault(candidate, {}).setdefault(key, (tok[i].float().cpu(), feat[i].float().cpu()))
+            captions.setdefault(candidate, texts_of(batch["meta"][i], paragraph))
+    if not windows:
         raise ValueError("the retrieval test set is empty")
+    per_key = {c: (*pool_windows([w[k] for k in sorted(w)]), captions[c]) for c, w in windows.items()}
     keys = sorted(per_key)
     texts, owner = [], []
     for v, key in enumerate(keys):
