@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,7 +99,23 @@ def find_videos(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder of videos")
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+    # Links are kept here, even broken ones, so folder_clips can name them as unreadable.
+    return sorted(p for p in folder.rglob("*")
+                  if (p.is_file() or p.is_symlink()) and p.suffix.lower() in VIDEO_SUFFIXES)
+
+
+def link_problem(path: Path, root: Path) -> str | None:
+    """Why a file under ``root`` must not be read, as preprocessing refuses it: a link that leads
+    out of the folder (to another user's data, to /etc ...), or one that leads nowhere."""
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError) as err:  # dangling, or a loop
+        return f"broken link: {getattr(err, 'strerror', None) or err}"
+    if not real.is_file():
+        return "not a file"
+    if os.path.commonpath([real, root.resolve()]) != str(root.resolve()):
+        return f"outside the videos folder: {path.relative_to(root)} is a link to a file outside it; refused"
+    return None
 
 
 def clip_key(path: Path, root: Path | None) -> str:
@@ -145,6 +162,10 @@ def folder_clips(folder: str | Path, loader_cfg, pre_cfg, progress: bool = True)
 
     root = Path(folder)
     for path in tqdm(find_videos(root), desc="embed videos", unit="file", disable=not progress):
+        problem = link_problem(path, root)
+        if problem:
+            yield Unreadable(str(path), problem)
+            continue
         try:
             yield from read_video_file(path, loader_cfg, pre_cfg, clip_key(path, root))
         except (BadVideo, CorruptVideo) as err:

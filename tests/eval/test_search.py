@@ -155,6 +155,24 @@ def test_bad_input_is_named(raw_videos, ckpt, tmp_path, capsys):
     assert code == 2 and "no readable video" in err and not (tmp_path / "i.parquet").exists()
 
 
+def test_links_out_of_the_folder_or_nowhere_are_named_not_read(raw_videos, ckpt, tmp_path, capsys):
+    """As preprocessing does: a link out of the folder is refused, a broken one is named."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "secret.mp4").write_bytes((raw_videos["folder"] / "alpha.mp4").read_bytes())
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    (folder / "alpha.mp4").write_bytes((raw_videos["folder"] / "alpha.mp4").read_bytes())
+    (folder / "escape.mp4").symlink_to(outside / "secret.mp4")
+    (folder / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    (folder / "inside.mp4").symlink_to("alpha.mp4")  # a link that stays inside is fine
+    code, out, err = run_cli(capsys, "index", "--checkpoint", ckpt, "--videos", folder,
+                             "--out", tmp_path / "i.parquet", "--no-progress")
+    assert code == 0 and "2 clips embedded, 2 unreadable skipped" in out
+    assert "escape.mp4: outside the videos folder" in err and "gone.mp4: broken link" in err
+    assert search_mod.read_index(tmp_path / "i.parquet").keys == ["alpha", "inside"]
+
+
 def test_rerank_vtm_reorders_the_top_k(raw_videos, ckpt, tmp_path, capsys):
     plain, with_tokens = tmp_path / "plain.parquet", tmp_path / "tokens.parquet"
     for path, extra in ((plain, []), (with_tokens, ["--tokens"])):
