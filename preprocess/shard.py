@@ -164,7 +164,26 @@ def write_shard(out: Path, shard_id: int, samples: list[dict], results: list[dic
     return counts
 
 
+def _fail_window_collisions(samples: list[dict], results: list[dict]) -> None:
+    """A video id equal to another video's window key (``clip`` cut into ``clip_w000`` ...
+    beside a video whose id is ``clip_w001``) would put two members of one name in the tar, and
+    the loader would yield one of them: the later sample fails as a key collision instead.
+    (Checked within a shard, where such keys fall unless a shard boundary parts them.)"""
+    owner: dict[str, str] = {}
+    for sample, result in zip(samples, results):
+        if result["error"]:
+            continue
+        names = [sample["key"] + o["suffix"] for o in result["outputs"]]
+        clash = next((n for n in names if n in owner), None)
+        if clash is not None:
+            result["error"] = (f"key collision: {clash!r} is already a sample of video {owner[clash]!r} "
+                               "(one of its windows); rename one")
+            continue
+        owner.update((n, str(sample["video_id"])) for n in names)
+
+
 def _write_shard(out: Path, shard_id: int, samples: list[dict], results: list[dict], cfg: PreprocessConfig) -> dict:
+    _fail_window_collisions(samples, results)
     members: list[tuple[str, list[tuple[str, bytes | str]], int]] = []  # (key, members, bytes)
     for sample, result in zip(samples, results):
         for o in result["outputs"] if not result["error"] else []:

@@ -175,3 +175,24 @@ def test_a_rerun_refused_for_another_plan_keeps_the_manifest_its_shards_came_fro
     assert_error_line(proc, "holds shards of another plan")
     assert (out / "manifest.parquet").read_bytes() == before
     assert not [p.name for p in out.iterdir() if p.name.endswith(".new.parquet")]
+
+
+def test_a_video_id_equal_to_another_videos_window_key_fails_as_a_collision(media, tmp_path):
+    import subprocess
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10",
+                    "-t", "2.4", "-c:v", "libx264", "-preset", "ultrafast", str(videos / "clip.mp4")], check=True)
+    (videos / "clip_w001.mp4").write_bytes(media["good"]["h264"].read_bytes())
+    ann = webvid(tmp_path / "train.csv", [("clip", "a long clip"), ("clip_w001", "a short clip")])
+    out = tmp_path / "out"
+    run_cli("--annotations", str(ann), "--videos", str(videos), "--out", str(out), "--workers", "1",
+            "preprocess.cache_dir=null", "preprocess.max_window_s=1.0")
+    stats = {r["video_id"]: r for r in pq.read_table(out / "stats.parquet").to_pylist()}
+    assert stats["clip"]["status"] == "ok" and stats["clip"]["windows"] == 2
+    assert stats["clip_w001"]["status"] == "failed"
+    assert stats["clip_w001"]["error"].startswith("key collision: 'clip_w001' is already a sample of video 'clip'")
+    with tarfile.open(next(out.glob("shard-*.tar"))) as tar:
+        names = tar.getnames()
+    assert len(names) == len(set(names)) == 4  # clip_w000 and clip_w001, .json and .mp4 each
