@@ -86,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage in ("all", "ingest") and (not args.annotations or not args.videos):
         print("error: --annotations and --videos are needed to build the manifest", file=sys.stderr)
         return 2
+    folders = [a for a in args.annotations or [] if Path(a).is_dir()]
+    if args.stage in ("all", "ingest") and folders:  # a usage error, not a fault of the machine
+        print(f"error: --annotations {folders[0]}: a folder; name the annotation file(s) in it", file=sys.stderr)
+        return 2
     try:
         # One job writes an output folder at a time (preprocess.lock); a second is refused.
         with hold_folder(out) if out is not None else contextlib.nullcontext():

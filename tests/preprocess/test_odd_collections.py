@@ -61,7 +61,7 @@ def test_broken_links_and_undecodable_names_are_left_out_not_fatal(media, tmp_pa
     assert rows["gone"]["error"].startswith("missing file: no file with stem 'gone'")
 
 
-def test_compressed_tar_or_a_single_file_as_videos_is_one_clear_error(media, tmp_path):
+def test_compressed_tar_or_a_single_file_as_videos_or_a_folder_as_annotations_is_one_clear_error(media, tmp_path):
     plain = tmp_path / "v.tar"
     with tarfile.open(plain, "w") as tar:
         tar.add(media["good"]["h264"], arcname="good.mp4")
@@ -72,6 +72,9 @@ def test_compressed_tar_or_a_single_file_as_videos_is_one_clear_error(media, tmp
     with pytest.raises(VideosError, match="gzip-compressed file.*uncompressed .tar"):
         index_videos(gz)
     ann = webvid(tmp_path / "train.csv", [("good", "a clip")])
+    proc = run_cli("--annotations", str(tmp_path), "--videos", str(plain), "--out", str(tmp_path / "o"), check=False)
+    assert proc.returncode == 2
+    assert_error_line(proc, "--annotations", "a folder")
     for videos, words in ((gz, ("gzip-compressed",)), (media["good"]["h264"], ("not a tar",))):
         proc = run_cli("--annotations", str(ann), "--videos", str(videos), "--out", str(tmp_path / "o"),
                        "--workers", "1", check=False)
