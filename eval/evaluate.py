@@ -467,8 +467,10 @@ def check_inputs(params: dict, cfg: EvalConfig, recipes: list[str], *, recipes_f
             expand_shards(shards)
         except FileNotFoundError as err:
             ready = [t for t in cfg.tasks if _has_shards(getattr(cfg, t).shards)]
-            raise ConfigError(f"{key}: {err} (eval.tasks lists {task.split()[0]}); evaluate only the tasks that "
-                              f"have data, e.g. eval.tasks=[{','.join(ready) or 'retrieval'}]") from None
+            hint = (f"evaluate only the tasks that have data, e.g. eval.tasks=[{','.join(ready)}]" if ready else
+                    "no task in eval.tasks has data: make its shards (python -m preprocess) or point "
+                    f"{key} at them")
+            raise ConfigError(f"{key}: {err} (eval.tasks lists {task.split()[0]}); {hint}") from None
     if "retrieval" in cfg.tasks and cfg.retrieval.order_pairs:
         from eval.order_pairs import KEY, load_order_pairs
 

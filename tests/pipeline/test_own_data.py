@@ -179,6 +179,10 @@ def test_evaluation_checks_recipes_and_tasks_before_any_work(walked):
                               "eval.retrieval.shards=runs/mine/shards/test", "eval.retrieval.order_pairs=null"))
     assert err.startswith("error: eval.qa.shards: ") and "data/shards/qa_test" in err, err
     assert "eval.tasks lists qa" in err and "eval.tasks=[retrieval]" in err, err
+    # no listed task has data: no task is suggested, the key to point at is
+    err = error_line(evaluate(clone, "--run-dir", "runs/mine", "--recipe", "smaug", "eval.tasks=[retrieval]",
+                              "eval.retrieval.shards=runs/mine/shards/none", "eval.retrieval.order_pairs=null"))
+    assert "no task in eval.tasks has data" in err and "eval.tasks=[" not in err, err
     # order pairs of another collection: named, with the way out
     pairs = clone / "runs" / "pairs.json"
     pairs.write_text(json.dumps([{"key": "not_here", "caption": "a b", "swapped_caption": "b a"}]))
