@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -148,13 +149,74 @@ def transcode_slots(n: int):
         _SLOTS = previous
 
 
-def _run_ffmpeg(args: list[str], dst: Path, src: Path, timeout_s: float) -> None:
-    """Run ffmpeg; raise MachineFault for the machine's errors, BadVideo for the video's."""
+# ffmpeg's count of the source frames it decoded, from the summary it logs at verbose level:
+# "Input stream #0:0 (video): 3 packets read (15974 bytes); 3 frames decoded; ".
+_DECODED = re.compile(r"\(video\): [^\n]*?\b(\d+) frames decoded")
+
+# A source with fewer real frames than one per this many seconds is a few pictures spread over
+# long timestamp gaps (3 frames at 0, 0.04 and 600 s), not a video. The fps filter fills such
+# gaps with copies, so the output's frame count cannot tell; ffmpeg's count of decoded frames
+# can. Slideshows and timelapses at a frame every 2-5 s stay well clear of it.
+MAX_SECONDS_PER_SOURCE_FRAME = 10.0
+
+
+@contextlib.contextmanager
+def _ffmpeg_report(folder: Path):
+    """``(env, path)``: an environment in which ffmpeg also writes its verbose log to ``path``.
+
+    The console stays at ``-loglevel error`` (its stderr words the failures); the report holds the
+    decoded-frame count and is removed afterwards. ``(None, None)`` when it cannot be created
+    there: ffmpeg then fails on the same folder and says why.
+    """
     try:
-        with _SLOTS or contextlib.nullcontext():  # the time limit starts when a slot is free
-            proc = subprocess.run(args, capture_output=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise BadVideo(f"transcode timed out after {timeout_s:.0f} s") from None
+        fd, name = tempfile.mkstemp(prefix=".ffreport-", suffix=".log", dir=folder)
+        os.close(fd)
+    except OSError:
+        name = None
+    if name is None:
+        yield None, None
+        return
+    # FFREPORT is a "key=value:..." list with backslash escapes, and "%" codes expand in its file name
+    escaped = os.path.abspath(name).replace("\\", "\\\\").replace("'", "\\'").replace(":", "\\:")
+    try:
+        yield dict(os.environ, FFREPORT=f"file={escaped.replace('%', '%%')}:level=40"), Path(name)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+
+
+def _decoded_frames(report: Path | None) -> int | None:
+    """Source video frames ffmpeg decoded, from its report; None when it does not say."""
+    if report is None:
+        return None
+    try:
+        with open(report, "rb") as f:  # the summary is near the end of a log of a few KB
+            f.seek(max(0, f.seek(0, os.SEEK_END) - (256 << 10)))
+            counts = _DECODED.findall(f.read().decode("utf-8", "replace"))
+    except OSError:
+        return None
+    return max(map(int, counts)) if counts else None
+
+
+def _check_source_frames(frames: int | None, span: float) -> None:
+    """BadVideo when ffmpeg decoded far too few real frames for the ``span`` seconds it encoded."""
+    if frames is not None and frames * MAX_SECONDS_PER_SOURCE_FRAME < span:
+        raise BadVideo(f"too few frames: {frames} source frames over {span:.2f} s (fewer than one per "
+                       f"{MAX_SECONDS_PER_SOURCE_FRAME:g} s: a few pictures spread over long timestamp gaps)")
+
+
+def _run_ffmpeg(args: list[str], dst: Path, src: Path, timeout_s: float) -> int | None:
+    """Run ffmpeg; raise MachineFault for the machine's errors, BadVideo for the video's.
+
+    Returns the number of source video frames ffmpeg decoded (None when it did not say).
+    """
+    with _ffmpeg_report(dst.parent) as (env, report):
+        try:
+            with _SLOTS or contextlib.nullcontext():  # the time limit starts when a slot is free
+                proc = subprocess.run(args, capture_output=True, timeout=timeout_s, env=env)
+        except subprocess.TimeoutExpired:
+            raise BadVideo(f"transcode timed out after {timeout_s:.0f} s") from None
+        frames = _decoded_frames(report)
     _stop_on_machine_fault(proc, dst)
     tail = stderr_tail(proc.stderr, hide=str(src))
     empty = not dst.exists() or dst.stat().st_size == 0
@@ -164,6 +226,7 @@ def _run_ffmpeg(args: list[str], dst: Path, src: Path, timeout_s: float) -> None
                 or (proc.returncode == 0 and empty):
             raise BadVideo(f"no decodable frames (ffmpeg: {tail})")
         raise BadVideo(f"truncated or corrupt video: transcode failed (ffmpeg: {tail})")
+    return frames
 
 
 def _checked_facts(dst: Path, probe: dict, window, cfg: PreprocessConfig) -> dict:
@@ -185,8 +248,10 @@ def _checked_facts(dst: Path, probe: dict, window, cfg: PreprocessConfig) -> dic
 
 def transcode(src: Path, dst: Path, probe: dict, window, cfg: PreprocessConfig) -> dict:
     """Run one transcode; return the ``video`` facts of the sample JSON, or raise BadVideo."""
-    _run_ffmpeg(transcode_args(src, dst, probe, window, cfg), dst, src, cfg.transcode_timeout_s)
-    return _checked_facts(dst, probe, window, cfg)
+    frames = _run_ffmpeg(transcode_args(src, dst, probe, window, cfg), dst, src, cfg.transcode_timeout_s)
+    facts = _checked_facts(dst, probe, window, cfg)
+    _check_source_frames(frames, window[1] if window is not None else probe["duration"])
+    return facts
 
 
 def transcode_windows(src: Path, out_dir: Path, stem: str, probe: dict, windows: list[tuple[float, float]],
@@ -197,8 +262,10 @@ def transcode_windows(src: Path, out_dir: Path, stem: str, probe: dict, windows:
     whole video a BadVideo, as before); the time limit grows with the number of windows.
     """
     paths = [out_dir / f"{stem}_w{i:03d}.mp4" for i in range(len(windows))]
-    args = segment_args(src, out_dir / f"{stem}_w%03d.mp4", probe, windows, cfg)
-    _run_ffmpeg(args, paths[0], src, cfg.transcode_timeout_s * len(windows))
+    # the segment muxer expands "%" codes in its whole output path: a "%" of the folder is escaped
+    pattern = Path(str(out_dir).replace("%", "%%")) / f"{stem}_w%03d.mp4"
+    args = segment_args(src, pattern, probe, windows, cfg)
+    frames = _run_ffmpeg(args, paths[0], src, cfg.transcode_timeout_s * len(windows))
     extra = out_dir / f"{stem}_w{len(windows):03d}.mp4"
     if extra.exists():  # a cut landed off a window start: never ship windows that do not match the plan
         raise BadVideo(f"internal error (segmenting gave more than the {len(windows)} planned windows)")
@@ -206,7 +273,10 @@ def transcode_windows(src: Path, out_dir: Path, stem: str, probe: dict, windows:
         if not path.exists() or path.stat().st_size == 0:
             raise BadVideo(f"truncated or corrupt video: window {i} of {len(windows)} was not written "
                            "(the source ends early)")
-    return [(path, _checked_facts(path, probe, window, cfg)) for path, window in zip(paths, windows)]
+    written = [(path, _checked_facts(path, probe, window, cfg)) for path, window in zip(paths, windows)]
+    # ffmpeg counts the frames of the whole pass, so the source is judged as a whole
+    _check_source_frames(frames, windows[-1][0] + windows[-1][1])
+    return written
 
 
 def _stop_on_machine_fault(proc: subprocess.CompletedProcess, dst: Path) -> None:

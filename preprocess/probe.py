@@ -53,11 +53,16 @@ def container_signature(head: bytes) -> str | None:
     return None
 
 
+_ADDRESS = re.compile(r" @ 0x[0-9a-fA-F]+")
+
+
 def stderr_tail(stderr: bytes | str | None, lines: int = 2, hide: str | None = None) -> str:
     """The last lines of a tool's stderr, without the (temporary) file path."""
     text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else (stderr or "")
     if hide:
         text = text.replace(hide + ": ", "").replace(hide, "<file>")
+    # "[mov,mp4 @ 0x5629...]": a heap address differs from run to run, and stats.parquet must not
+    text = _ADDRESS.sub("", text)
     kept = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return " | ".join(kept[-lines:])[:300]
 
@@ -89,6 +94,45 @@ def _rotation(stream: dict) -> int:
             return int(round(-float(side["rotation"]))) % 360
     tag = (stream.get("tags") or {}).get("rotate")
     return int(tag) % 360 if tag and tag.lstrip("-").isdigit() else 0
+
+
+_CLOCK = re.compile(r"(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d*)?)")
+
+
+def tag_duration(tags: dict | None) -> float:
+    """Seconds in a stream's ``DURATION`` tag (``00:00:03.023000000``), 0.0 when there is none.
+
+    Matroska / WebM have no per-stream duration, so the container's is the longest stream's:
+    with audio that outlasts the picture, it would make a whole video look truncated. Their
+    muxers (FFmpeg, mkvmerge) write each stream's own length in this tag instead; mkvmerge's may
+    carry a language (``DURATION-eng``). Anything that is not a plain clock reading is ignored.
+    """
+    for key, value in (tags or {}).items():
+        if str(key).upper().split("-")[0] != "DURATION":
+            continue
+        match = _CLOCK.fullmatch(str(value).strip())
+        if match:
+            hours, minutes, seconds = match.groups()
+            if minutes is None:  # "MM:SS.s" fills the first group only
+                hours, minutes = None, hours
+            # exact sum, so a tag equal to the container's length gives the very same float
+            total = float(int(hours or 0) * 3600 + int(minutes or 0) * 60 + Fraction(seconds))
+            if total > 0:
+                return total
+    return 0.0
+
+
+def _stream_duration(own, tags: dict | None, container) -> float:
+    """The video stream's length: its own, else its ``DURATION`` tag, else the container's.
+
+    A tag longer than the container is stale or wrong (no stream outlasts its file), so the
+    container's length caps it.
+    """
+    tagged = tag_duration(tags)
+    limit = _first_positive(container)
+    if tagged and limit:
+        tagged = min(tagged, limit)
+    return _first_positive(own, tagged, container)
 
 
 def check_source_file(path: Path, cfg: PreprocessConfig, kind: str) -> int:
@@ -150,7 +194,7 @@ def _facts_ffprobe(path: Path, cfg: PreprocessConfig) -> dict:
         facts.update(
             codec=v.get("codec_name"), tag=v.get("codec_tag_string"),
             width=int(v.get("width") or 0), height=int(v.get("height") or 0),
-            duration=_first_positive(v.get("duration"), fmt.get("duration")),
+            duration=_stream_duration(v.get("duration"), v.get("tags"), fmt.get("duration")),
             fps=_rate(v.get("avg_frame_rate")) or _rate(v.get("r_frame_rate")),
             nb_frames=int(nb) if nb and str(nb).isdigit() else None,
             rotation=_rotation(v), pix_fmt=v.get("pix_fmt"),
@@ -178,9 +222,8 @@ def _facts_pyav(path: Path) -> dict | None:
         cc = v.codec_context
         if cc is None:  # no decoder in PyAV's FFmpeg: let ffprobe name the codec / tag
             return None
-        duration = float(v.duration * v.time_base) if v.duration and v.time_base else 0.0
-        if duration <= 0 and container.duration:
-            duration = container.duration / av.time_base
+        own = float(v.duration * v.time_base) if v.duration and v.time_base else 0.0
+        duration = _stream_duration(own, v.metadata, (container.duration or 0) / av.time_base)
         avg, base = v.average_rate, v.base_rate
         facts.update(
             codec=cc.name, tag=None, width=cc.width, height=cc.height,

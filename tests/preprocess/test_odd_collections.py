@@ -199,3 +199,13 @@ def test_a_video_id_equal_to_another_videos_window_key_fails_as_a_collision(medi
     with tarfile.open(next(out.glob("shard-*.tar"))) as tar:
         names = tar.getnames()
     assert len(names) == len(set(names)) == 4  # clip_w000 and clip_w001, .json and .mp4 each
+
+
+def test_ffmpeg_error_texts_hold_no_heap_address():
+    """stats.parquet is a DVC output: a failure's text must be the same bytes on every run."""
+    from preprocess.probe import stderr_tail
+
+    runs = [f"[mov,mp4 @ 0x{a:x}] moov atom not found\n/tmp/src-1.mp4: Invalid data found".encode()
+            for a in (0x562909E87180, 0x55D0C0FFEE00)]
+    tails = {stderr_tail(r, hide="/tmp/src-1.mp4") for r in runs}
+    assert tails == {"[mov,mp4] moov atom not found | Invalid data found"}
