@@ -64,6 +64,7 @@ FORMATS = ("webvid", "msrvtt", "msrvtt_1ka", "clipbert", "singularity", "paragra
            "ssv2_template", "ssv2_label", "cc3m", "coco", "img2dataset")
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class AnnotationError(ValueError):
@@ -92,7 +93,7 @@ def clean_text(value: Any) -> tuple[str | None, str | None]:
     if _SURROGATES.search(value):
         shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         return shown, "caption is not valid UTF-8 text (undecodable bytes)"
-    text = " ".join(value.split())
+    text = " ".join(_CONTROL.sub(" ", value).split())  # NUL, escape codes ...: not text a tokenizer should see
     if not text:
         return "", "empty caption"
     return text, None
@@ -699,9 +700,13 @@ def _looks_like_cc3m(header: str, cols: set[str]) -> bool:
 def read_rows(path: Path, fmt: str | None = None, split: str | None = None) -> tuple[str, Iterator[dict]]:
     """(format, rows) of one annotation file."""
     path = Path(path)
+    if not path.exists():
+        raise AnnotationError(f"{path}: annotation file not found")
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # what spreadsheet programs save as "Unicode text"
+        raise AnnotationError(f"{path}: UTF-16 text; save it as UTF-8 (every format here is read as UTF-8)")
     fmt = fmt or detect_format(path)
     if fmt not in READERS:
         raise AnnotationError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
-    if not path.exists():
-        raise AnnotationError(f"{path}: annotation file not found")
     return fmt, READERS[fmt](path, split)

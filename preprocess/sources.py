@@ -65,7 +65,9 @@ def _index_tar(videos: Path) -> list[tuple[str, int, int]]:
     in the file, which a compressed tar's offsets (into the decompressed stream) do not give."""
     try:
         with tarfile.open(videos, "r:") as tar:
-            return [(m.name, m.size, m.offset_data) for m in tar if m.isfile()]
+            # a member appended again (tar -r) replaces the earlier copy, as extracting would
+            members = {m.name: (m.name, m.size, m.offset_data) for m in tar if m.isfile()}
+            return list(members.values())
     except tarfile.ReadError:
         with open(videos, "rb") as f:
             head = f.read(6)

@@ -209,3 +209,24 @@ def test_ffmpeg_error_texts_hold_no_heap_address():
             for a in (0x562909E87180, 0x55D0C0FFEE00)]
     tails = {stderr_tail(r, hide="/tmp/src-1.mp4") for r in runs}
     assert tails == {"[mov,mp4] moov atom not found | Invalid data found"}
+
+
+def test_utf16_annotations_control_characters_and_a_re_appended_tar_member(media, tmp_path):
+    from preprocess.formats import AnnotationError
+
+    utf16 = tmp_path / "unicode.csv"
+    utf16.write_text("videoid,name\nv1,a clip\n", encoding="utf-16")
+    with pytest.raises(AnnotationError, match="UTF-16 text; save it as UTF-8"):
+        read_rows(utf16, "webvid")
+    ann = webvid(tmp_path / "ctl.csv", [("v1", "a red\x00 circle\x1b[31m moves")])
+    assert [r["caption"] for r in read_rows(ann, "webvid")[1]] == ["a red circle [31m moves"]
+    tar_path = tmp_path / "v.tar"
+    (tmp_path / "clip.mp4").write_bytes(b"an old broken copy")
+    with tarfile.open(tar_path, "w") as tar:
+        tar.add(tmp_path / "clip.mp4", arcname="clip.mp4")
+    (tmp_path / "clip.mp4").write_bytes(media["good"]["h264"].read_bytes())
+    with tarfile.open(tar_path, "a") as tar:  # tar -r: the newer copy appended
+        tar.add(tmp_path / "clip.mp4", arcname="clip.mp4")
+    files = index_videos(tar_path)
+    assert list(files["relpath"]) == ["clip.mp4"]
+    assert int(files["size"].iloc[0]) == media["good"]["h264"].stat().st_size
