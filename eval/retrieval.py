@@ -124,7 +124,7 @@ def tokenize(tokenizer, texts: list[str], max_len: int) -> tuple[torch.Tensor, t
     return text.tokenize(tokenizer, texts, max_len, longest=True)
 
 
-_WINDOW_SUFFIX = re.compile(r"_w\d{3}$")
+_WINDOW_SUFFIX = re.compile(r"_w\d{3,}$")  # _w000 ... _w999, _w1000 ...
 
 
 def candidate_of(meta: dict, key: str) -> str:

@@ -64,7 +64,8 @@ FORMATS = ("webvid", "msrvtt", "msrvtt_1ka", "clipbert", "singularity", "paragra
            "ssv2_template", "ssv2_label", "cc3m", "coco", "img2dataset")
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Terminal escape sequences whole ("\x1b[31m"), then any other C0 / C1 control character
+_CONTROL = re.compile("\x1b\\[[0-?]*[ -/]*[@-~]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 class AnnotationError(ValueError):
@@ -170,7 +171,11 @@ def _csv_records(path: Path, needed: set[str], what: str,
             # A record over several lines is a quoted field with line breaks (valid CSV) when its
             # lines parse strictly as that one record; otherwise a quote never closed, and the
             # lines it swallowed that are whole records on their own are read again.
-            suspect = len(fields) != len(header) or (
+            # A line in the middle of such a record that is a whole record on its own means a quote
+            # was left open and a stray quote further down closed it: rows were swallowed.
+            middle = lines.record[1:-1]
+            suspect = len(fields) != len(header) or any(
+                _is_whole_record(t, len(header), delimiter) for _, t in middle) or (
                 len(lines.record) > 1 and not _is_whole_record("".join(t for _, t in lines.record),
                                                                len(header), delimiter))
             swallowed = None if not suspect else next(

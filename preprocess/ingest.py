@@ -37,10 +37,14 @@ import pyarrow.parquet as pq
 
 from preprocess.config import PreprocessConfig
 from preprocess.formats import AnnotationError, read_rows
-from preprocess.images import is_image_path
+from preprocess.images import IMAGE_FORMATS, IMAGE_SUFFIXES, is_image_path
 from preprocess.sources import index_sources
 
 ROW_CHUNK = 50_000
+# Suffixes of the media a sample can be (videos as eval's folder scan knows them, and images):
+# an id ending in one names its file with the extension; other files of a stem are sidecars.
+MEDIA_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".gif", ".mpg", ".mpeg", ".ts",
+                            ".flv", ".wmv", ".ogv", ".3gp", *IMAGE_SUFFIXES})
 # Formats that list each video once: a second row for the same video is a duplicate key.
 # (WebVid lists one caption per row; several rows of one videoid are its captions.)
 ONE_ROW_PER_VIDEO = {"msrvtt_1ka", "paragraph"}
@@ -77,6 +81,7 @@ def sanitise_key(video_id: str) -> str:
 def write_rows(annotations: Iterable[Path], fmt: str | None, split: str | None, cfg: PreprocessConfig,
                out: Path) -> str:
     """Stream every annotation row into a Parquet row table; return the format used."""
+    annotations = list(annotations)
     writer = pq.ParquetWriter(out, ROW_SCHEMA)
     used = None
     n = 0
@@ -95,7 +100,8 @@ def write_rows(annotations: Iterable[Path], fmt: str | None, split: str | None, 
                 writer.write_table(pa.Table.from_pylist(chunk, ROW_SCHEMA))
     finally:
         writer.close()
-    if split and n == 0:  # a typo in --split must not pass as an empty collection
+    # a typo in --split must not pass as an empty collection (an empty file stays an empty one)
+    if split and n == 0 and any(True for a in annotations for _ in read_rows(Path(a), fmt, None)[1]):
         raise AnnotationError(f"--split {split!r}: no row of {', '.join(str(a) for a in annotations)} "
                               "is in that split")
     return used or (fmt or "unknown")
@@ -232,9 +238,9 @@ def resolve_files(samples: pd.DataFrame, files: pd.DataFrame, container: str, vi
         by_stem.setdefault(unicodedata.normalize("NFC", stem), []).append(i)
     several = "container" in files.columns and files["container"].nunique() > 1
     source, offset, size, error, where = [], [], [], [], []
-    for want, vid, err in zip(samples["want_path"], samples["video_id"], samples["error"]):
+    for want, vid, err, fmt in zip(samples["want_path"], samples["video_id"], samples["error"], samples["format"]):
         want, vid, err = _none(want), _none(vid), _none(err)
-        hit, why = find_file(want, vid, by_path, by_stem, files)
+        hit, why = find_file(want, vid, by_path, by_stem, files, images_only=_none(fmt) in IMAGE_FORMATS)
         if hit is None:
             where.append(container)
             source.append(want if isinstance(want, str) else None)
@@ -256,22 +262,31 @@ def resolve_files(samples: pd.DataFrame, files: pd.DataFrame, container: str, vi
     return out
 
 
-def find_file(want, vid, by_path: pd.DataFrame, by_stem: dict[str, list[int]], files: pd.DataFrame):
+def find_file(want, vid, by_path: pd.DataFrame, by_stem: dict[str, list[int]], files: pd.DataFrame,
+              images_only: bool | None = None):
     """(hit, why): the exact relative path (``want``, or a video id that is itself a path such as
     ``clip20.mp4``), else the file of that stem (``want``'s, the id, the id without its
     extension; Unicode-normalised, since a copy from macOS spells accents apart). A stem with
-    several files is never resolved by a silent pick: a thumbnail beside its video yields to the
-    video, and anything else fails the sample as ambiguous, naming the candidates."""
+    several files is never resolved by a silent pick: a sidecar beside its video (audio,
+    subtitles) yields to the video, and anything else fails the sample as ambiguous, naming the
+    candidates. ``images_only``: a stem finds only images (an image-caption collection) or only
+    non-images (a video one), so a thumbnail never stands in for a video, even a missing one."""
     for path in (want, vid):
         if isinstance(path, str) and path in by_path.index:
             return path, None
     if not isinstance(vid, str):
         return None, None
     stems = [Path(want).stem] if isinstance(want, str) else []
-    for stem in dict.fromkeys(stems + [vid, Path(vid).stem]):
+    stems.append(vid)
+    if Path(vid).suffix.lower() in MEDIA_SUFFIXES:  # "clip20.mp4"; "clip.2" is an id with a dot
+        stems.append(Path(vid).stem)
+    for stem in dict.fromkeys(stems):
         found = by_stem.get(unicodedata.normalize("NFC", stem), [])
+        if images_only is not None:
+            found = [i for i in found if is_image_path(files["relpath"].iat[i]) == images_only]
         if len(found) > 1:
-            videos = [i for i in found if not is_image_path(files["relpath"].iat[i])]
+            # a sidecar beside the video (audio, subtitles, a description) yields to the one video
+            videos = [i for i in found if Path(files["relpath"].iat[i]).suffix.lower() in MEDIA_SUFFIXES]
             if len(videos) == 1:
                 return videos[0], None
             names = ", ".join(files["relpath"].iat[i] for i in found[:5])

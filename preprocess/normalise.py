@@ -336,6 +336,12 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+# Part of the cache key: raised whenever what a source's outputs are, or whether it passes,
+# changes without a setting changing (2: the video stream's DURATION tag and the too-few-frames
+# check), so entries an older version wrote are not served past the new checks.
+CACHE_VERSION = 2
+
+
 def cached_normalise(src: Path, probe: dict, work_dir: Path, stem: str, cfg: PreprocessConfig) -> list[dict]:
     """:func:`normalise_video` through the cache (same source bytes + settings -> same outputs).
 
@@ -344,7 +350,7 @@ def cached_normalise(src: Path, probe: dict, work_dir: Path, stem: str, cfg: Pre
     """
     if not cfg.cache_dir:
         return normalise_video(src, probe, work_dir, stem, cfg)
-    digest = hashlib.sha256(f"{file_sha256(src)}:{cfg.normalise_fingerprint()}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{file_sha256(src)}:{cfg.normalise_fingerprint()}:{CACHE_VERSION}".encode()).hexdigest()
     entry = Path(cfg.cache_dir) / digest[:2] / digest
     index = entry / "outputs.json"
     if index.exists():

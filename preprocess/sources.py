@@ -10,6 +10,7 @@ by offset, without re-scanning the tar).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import tarfile
@@ -67,14 +68,29 @@ def _index_tar(videos: Path) -> list[tuple[str, int, int]]:
         with tarfile.open(videos, "r:") as tar:
             # a member appended again (tar -r) replaces the earlier copy, as extracting would
             members = {m.name: (m.name, m.size, m.offset_data) for m in tar if m.isfile()}
-            return list(members.values())
     except tarfile.ReadError:
         with open(videos, "rb") as f:
-            head = f.read(6)
+            head = f.read(512)
         kind = next((name for magic, name in _COMPRESSED.items() if head.startswith(magic)), None)
-        why = f"{kind} (unpack it, or make a plain .tar)" if kind else "not a tar"
+        why = (f"{kind} (unpack it, or make a plain .tar)" if kind else
+               "a tar damaged partway (a member's header cannot be read)" if head[257:262] == b"ustar" else
+               "not a tar")
         raise VideosError(f"--videos {videos}: {why}; --videos takes a folder or an uncompressed .tar "
                           "of videos (or an img2dataset .parquet)") from None
+    undecodable = {name for name in members if _SURROGATE.search(name)}  # tarfile keeps bad bytes as surrogates
+    if undecodable:
+        _warn_left_out(videos, [f"{_shown(n)} (file name is not UTF-8)" for n in sorted(undecodable)])
+    return [row for name, row in members.items() if name not in undecodable]
+
+
+def _shown(name: str) -> str:
+    """A file name whose bytes are not UTF-8, printable: the bad bytes as \\xNN."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _warn_left_out(videos: Path, skipped: list[str]) -> None:
+    shown = "; ".join(skipped[:5]) + (f"; and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+    warnings.warn(f"--videos {videos}: {len(skipped)} file(s) left out: {shown}", stacklevel=4)
 
 
 def _index_folder(videos: Path) -> list[tuple[str, int, int]]:
@@ -88,15 +104,18 @@ def _index_folder(videos: Path) -> list[tuple[str, int, int]]:
             full = os.path.join(root, name)
             rel = os.path.relpath(full, videos)
             if _SURROGATE.search(rel):  # os.walk keeps undecodable bytes as lone surrogates
-                skipped.append(f"{os.fsencode(rel).decode('utf-8', 'backslashreplace')} (file name is not UTF-8)")
+                skipped.append(f"{_shown(rel)} (file name is not UTF-8)")
                 continue
             try:
                 rows.append((rel, os.path.getsize(full), -1))
             except OSError as err:
+                # only a link that leads nowhere is the input's fault; any other error reading a
+                # file (permissions, I/O, a stale NFS handle) is the machine's and stops the run
+                if not (os.path.islink(full) and err.errno in (errno.ENOENT, errno.ELOOP)):
+                    raise
                 skipped.append(f"{rel} (broken link: {err.strerror or err})")
     if skipped:
-        shown = "; ".join(skipped[:5]) + (f"; and {len(skipped) - 5} more" if len(skipped) > 5 else "")
-        warnings.warn(f"--videos {videos}: {len(skipped)} file(s) left out: {shown}", stacklevel=3)
+        _warn_left_out(videos, skipped)
     return rows
 
 

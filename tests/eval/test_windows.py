@@ -41,6 +41,7 @@ def as_windows(batches: list[dict], video: str, count: int) -> list[dict]:
 def test_windows_name_their_video_and_a_plain_key_is_its_own():
     window = {"normalize": {"window": {"index": 1, "count": 3}}}
     assert candidate_of(window, "long_w001") == "long"
+    assert candidate_of({"normalize": {"window": {"index": 1000, "count": 1200}}}, "day_w1000") == "day"
     assert candidate_of({"normalize": {"window": None}}, "clip_w001") == "clip_w001"  # an id, not a window
     assert candidate_of({}, "clip") == "clip"
 

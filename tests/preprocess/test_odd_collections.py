@@ -93,11 +93,16 @@ def test_a_thumbnail_never_replaces_its_video_and_two_candidates_are_ambiguous(m
     (videos / "b" / "x.mp4").write_bytes(clip)
     (videos / "y.mp4").write_bytes(clip)
     (videos / "y.mkv").write_bytes(clip)
-    ann = webvid(tmp_path / "t.csv", [("v1", "c"), ("x", "c"), ("y", "c")])
+    (videos / "z.webm").write_bytes(clip)
+    (videos / "z.m4a").write_bytes(b"its sound, downloaded apart")  # a sidecar
+    (videos / "gone.jpg").write_bytes(b"\xff\xd8\xff the thumbnail of a video never downloaded")
+    ann = webvid(tmp_path / "t.csv", [("v1", "c"), ("x", "c"), ("y", "c"), ("z", "c"), ("gone", "c")])
     rows = manifest_rows(ann, videos, tmp_path)
     assert rows["v1"]["source"] == "v1.mp4" and rows["v1"]["error"] is None
     assert rows["x"]["error"].startswith("ambiguous file: stem 'x' matches 2 files (a/x.mp4, b/x.mp4)")
     assert "y.mkv" in rows["y"]["error"] and "y.mp4" in rows["y"]["error"]
+    assert rows["z"]["source"] == "z.webm" and rows["z"]["error"] is None
+    assert rows["gone"]["error"].startswith("missing file: no file with stem 'gone'")
 
 
 def test_ids_with_their_extension_or_other_unicode_form_find_their_file(media, tmp_path):
@@ -105,14 +110,17 @@ def test_ids_with_their_extension_or_other_unicode_form_find_their_file(media, t
     videos.mkdir()
     clip = media["good"]["h264"].read_bytes()
     (videos / "clip20.mp4").write_bytes(clip)
+    (videos / "clip.mp4").write_bytes(clip)
     decomposed = unicodedata.normalize("NFD", "vidéo_café")  # as a copy from macOS names it
     (videos / f"{decomposed}.mp4").write_bytes(clip)
     ann = tmp_path / "test.csv"
     ann.write_text("key,vid_key,video_id,sentence\n"
                    "r0,m0,clip20.mp4,a clip named with its extension\n"
-                   f"r1,m1,{unicodedata.normalize('NFC', 'vidéo_café')},an accent spelt as one character\n")
+                   f"r1,m1,{unicodedata.normalize('NFC', 'vidéo_café')},an accent spelt as one character\n"
+                   "r2,m2,clip.2,an id with a dot is not clip.mp4\n")
     rows = manifest_rows(ann, videos, tmp_path, fmt="msrvtt_1ka")
     assert rows["clip20.mp4"]["error"] is None and rows["clip20.mp4"]["source"] == "clip20.mp4"
+    assert rows["clip.2"]["error"].startswith("missing file: no file with stem 'clip.2'")
     nfc = unicodedata.normalize("NFC", "vidéo_café")
     assert rows[nfc]["error"] is None and rows[nfc]["source"] == f"{decomposed}.mp4"
 
@@ -133,6 +141,15 @@ def test_a_caption_over_several_lines_is_one_caption_and_an_open_quote_still_fai
                    'r1,m1,clip21,a plain caption\n')
     rows = list(read_rows(bad, "msrvtt_1ka")[1])
     assert rows[0]["row_error"].startswith("unterminated quote") and rows[1]["video_id"] == "clip21"
+    # the open quote closed by a stray one rows later: the rows between are not swallowed
+    stray = tmp_path / "stray.csv"
+    stray.write_text('key,vid_key,video_id,sentence\n'
+                     'r0,m0,clip20,"A quote that never closes\n'
+                     'r1,m1,clip21,a plain caption\n'
+                     'r2,m2,clip22,a board 5 by 3"\n')
+    rows = list(read_rows(stray, "msrvtt_1ka")[1])
+    assert rows[0]["row_error"].startswith("unterminated quote")
+    assert [r["video_id"] for r in rows[1:]][:1] == ["clip21"] and rows[1]["row_error"] is None
 
 
 def test_split_keeps_only_rows_of_that_split_and_a_split_with_no_row_is_an_error(tmp_path):
@@ -152,6 +169,8 @@ def test_split_keeps_only_rows_of_that_split_and_a_split_with_no_row_is_an_error
                    "--out", str(tmp_path / "o"), check=False)
     assert proc.returncode == 2
     assert_error_line(proc, "--split 'val'", "no row")
+    empty = webvid(tmp_path / "empty.csv", [])  # an empty file is an empty set, with or without --split
+    assert manifest_rows(empty, videos, tmp_path, split="val") == {}
 
 
 def test_a_nan_caption_is_missing_not_the_text_nan(tmp_path):
@@ -219,7 +238,7 @@ def test_utf16_annotations_control_characters_and_a_re_appended_tar_member(media
     with pytest.raises(AnnotationError, match="UTF-16 text; save it as UTF-8"):
         read_rows(utf16, "webvid")
     ann = webvid(tmp_path / "ctl.csv", [("v1", "a red\x00 circle\x1b[31m moves")])
-    assert [r["caption"] for r in read_rows(ann, "webvid")[1]] == ["a red circle [31m moves"]
+    assert [r["caption"] for r in read_rows(ann, "webvid")[1]] == ["a red circle moves"]
     tar_path = tmp_path / "v.tar"
     (tmp_path / "clip.mp4").write_bytes(b"an old broken copy")
     with tarfile.open(tar_path, "w") as tar:
@@ -230,3 +249,24 @@ def test_utf16_annotations_control_characters_and_a_re_appended_tar_member(media
     files = index_videos(tar_path)
     assert list(files["relpath"]) == ["clip.mp4"]
     assert int(files["size"].iloc[0]) == media["good"]["h264"].stat().st_size
+    with tarfile.open(tar_path, "a", encoding="utf-8", errors="surrogateescape") as tar:
+        info = tarfile.TarInfo(os.fsdecode(b"caf\xe9.mp4"))
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    with pytest.warns(UserWarning, match=r"1 file\(s\) left out: caf\\xe9.mp4 \(file name is not UTF-8\)"):
+        assert list(index_videos(tar_path)["relpath"]) == ["clip.mp4"]
+
+
+def test_a_cache_entry_of_an_older_version_is_not_served(media, tmp_path, monkeypatch):
+    """The checks a transcode passes changed (the DURATION tag, too few frames) without any
+    setting changing: an entry an older version wrote must not be served past them."""
+    from preprocess import normalise
+    from preprocess.probe import probe_source
+
+    cfg = PreprocessConfig(cache_dir=str(tmp_path / "cache"))
+    src = media["good"]["h264"]
+    probe = probe_source(src, cfg)
+    first = normalise.cached_normalise(src, probe, tmp_path / "w1", "v", cfg)
+    assert normalise.cached_normalise(src, probe, tmp_path / "w2", "v", cfg)[0]["path"] == first[0]["path"]
+    monkeypatch.setattr(normalise, "CACHE_VERSION", normalise.CACHE_VERSION + 1)
+    assert normalise.cached_normalise(src, probe, tmp_path / "w3", "v", cfg)[0]["path"] != first[0]["path"]
