@@ -24,6 +24,7 @@ import dataclasses
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from pipeline import cli
@@ -60,7 +61,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return cli.parse(p, argv)
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """A warning for people (files left out of --videos ...): one ``warning:`` line, no source line."""
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _warning_line
     args = parse_args(argv)
     try:
         cfg = load_config(args.params, args.overrides)

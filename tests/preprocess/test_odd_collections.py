@@ -59,6 +59,11 @@ def test_broken_links_and_undecodable_names_are_left_out_not_fatal(media, tmp_pa
         rows = manifest_rows(ann, videos, tmp_path)
     assert rows["good"]["error"] is None and rows["good"]["source"] == "good.mp4"
     assert rows["gone"]["error"].startswith("missing file: no file with stem 'gone'")
+    # the command line says it as one line for people, not as a Python warning with its source line
+    proc = run_cli("--annotations", str(ann), "--videos", str(videos), "--stage", "ingest",
+                   "--manifest", str(tmp_path / "cli.parquet"))
+    said = [ln for ln in proc.stderr.splitlines() if "left out" in ln]
+    assert len(said) == 1 and said[0].startswith("warning: --videos ") and "UserWarning" not in proc.stderr
 
 
 def test_compressed_tar_or_a_single_file_as_videos_or_a_folder_as_annotations_is_one_clear_error(media, tmp_path):
