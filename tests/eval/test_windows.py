@@ -7,21 +7,13 @@ import pytest
 import torch
 
 from eval.retrieval import candidate_of, embed_retrieval_set, evaluate_retrieval
+from tests.eval.conftest import tiny_model_and_batches
 
 
 @pytest.fixture(scope="module")
 def tiny(workspace, shard_root):
-    from train.checkpoint import loader_config_of, model_config_of, read_state, resolve_checkpoint
-    from train.data import build_loader
-    from train.data.text import load_tokenizer
-    from train.model import SMAUG
-
-    folder = resolve_checkpoint(workspace["base"] / "models/pretrain/smaug")
-    model = SMAUG.from_pretrained(folder).eval()
-    state = read_state(folder)
-    loader_cfg = loader_config_of(state, workspace["params"](), num_frames=4, batch_size=4)
-    batches = list(build_loader(loader_cfg, str(shard_root / "ret_test"), train=False, text="caption", seed=0))
-    return model, batches, load_tokenizer(model_config_of(state).text.path)
+    model, tok, batches = tiny_model_and_batches(workspace, shard_root / "ret_test", "caption", batch_size=4)
+    return model, batches, tok
 
 
 def as_windows(batches: list[dict], video: str, count: int) -> list[dict]:
