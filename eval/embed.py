@@ -27,9 +27,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-# What a folder scan treats as a video (preprocess probes anything; a folder also holds other files).
-VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".gif", ".mpg", ".mpeg", ".ts", ".flv",
-                  ".wmv", ".ogv", ".3gp"}
+from preprocess.sources import VIDEO_SUFFIXES  # what a folder scan treats as a video
 
 
 @dataclass

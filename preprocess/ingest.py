@@ -38,13 +38,12 @@ import pyarrow.parquet as pq
 from preprocess.config import PreprocessConfig
 from preprocess.formats import AnnotationError, read_rows
 from preprocess.images import IMAGE_FORMATS, IMAGE_SUFFIXES, is_image_path
-from preprocess.sources import index_sources
+from preprocess.sources import VIDEO_SUFFIXES, index_sources
 
 ROW_CHUNK = 50_000
-# Suffixes of the media a sample can be (videos as eval's folder scan knows them, and images):
+# Suffixes of the media a sample can be (videos and images):
 # an id ending in one names its file with the extension; other files of a stem are sidecars.
-MEDIA_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".gif", ".mpg", ".mpeg", ".ts",
-                            ".flv", ".wmv", ".ogv", ".3gp", *IMAGE_SUFFIXES})
+MEDIA_SUFFIXES = VIDEO_SUFFIXES | frozenset(IMAGE_SUFFIXES)
 # Formats that list each video once: a second row for the same video is a duplicate key.
 # (WebVid lists one caption per row; several rows of one videoid are its captions.)
 ONE_ROW_PER_VIDEO = {"msrvtt_1ka", "paragraph"}

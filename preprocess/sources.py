@@ -23,6 +23,9 @@ from pathlib import Path
 from preprocess.images import index_parquet_images, parquet_image_bytes
 from preprocess.probe import BadVideo
 
+# What a video file is called (a folder scan's test; preprocess probes whatever it is given).
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".gif", ".mpg", ".mpeg", ".ts",
+                            ".flv", ".wmv", ".ogv", ".3gp"})
 # Files that are plainly not videos are not candidates when a stem has several files.
 _NOT_VIDEO = {".json", ".txt", ".csv", ".tsv", ".jsonl", ".parquet", ".md", ".srt", ".vtt"}
 # Magic bytes of the compressions tarfile would silently undo (offsets then point nowhere).
