@@ -20,11 +20,19 @@ from train.trainer import EXIT_INTERRUPTED, Trainer
 
 
 def loss_rows(results):
+    """The (step, loss) rows DVCLive has written whole. The test polls the file while the run
+    writes it, so a header or a last line still being written is not a row yet."""
     path = results / "dvclive" / "pretrain-smaug" / "plots" / "metrics" / "train" / "loss.tsv"
     if not path.exists():
         return []
     with path.open() as f:
-        return [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(f, delimiter="\t")]
+        text = f.read()
+    lines = text.splitlines(keepends=True)
+    whole = [ln for ln in lines if ln.endswith("\n")]
+    rows = list(csv.DictReader(whole, delimiter="\t"))
+    if not rows or "step" not in rows[0] or "loss" not in rows[0]:
+        return []
+    return [(int(r["step"]), float(r["loss"])) for r in rows if r.get("step") and r.get("loss")]
 
 
 def test_sigterm_writes_checkpoint_and_exits_75(tmp_path, params_file, overrides):
