@@ -20,6 +20,9 @@ below) and ``results/metrics/eval-<recipe>.json`` (the headline numbers for ``dv
 * ``frame_ensembles`` (recipes in ``eval.ensemble_study.recipes``): each test-time frame
   ensemble (eval/ensemble.py) on ``ensemble_study.frames`` frames; ``eval.frames_ensemble``
   applies one to the whole evaluation; ``protocol``: a preset's card check (``--preset``);
+* ``skipped_samples`` / ``skipped_keys`` in a task's metrics, only when the loader skipped test
+  samples it could not read (an undecodable clip, a sample without the task's text): how many,
+  and the first ones as [key, reason]; the numbers then cover fewer clips than the test set holds;
 * ``chance``: R@1 chance (100 / test videos), the QA majority-answer baseline, MC chance;
 * with ``eval.shuffle_test`` every evaluation is repeated with the frames of each clip in a
   fixed shuffled order (HiTeA) and ``shuffle_drop`` = normal - shuffled is reported;
@@ -42,6 +45,7 @@ import argparse
 import dataclasses
 import csv
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -57,6 +61,9 @@ from pipeline.provenance import EVAL_KEYS, FIELD, stamp
 from train.checkpoint import fingerprint, loader_config_of, model_config_of, resolve_checkpoint
 from train.config import FinetuneConfig
 from train.tasks import load_task_model
+
+log = logging.getLogger(__name__)
+SKIPPED_KEYS_KEPT = 50  # how many skipped test samples a results file names
 
 LOADER_TEXT = {"retrieval": "caption", "qa": "question", "mc": "question", "mc_caption": "caption", "fib": "question"}
 
@@ -80,6 +87,8 @@ class BatchCache:
     def __init__(self, seed: int, enabled: bool = True):
         self.seed, self.enabled = seed, enabled
         self._store: dict[tuple, list[dict]] = {}
+        self._skipped: dict[tuple, list] = {}
+        self._loaders: dict[tuple, Any] = {}
 
     def get(self, loader_cfg, shards: str, text: str):
         from train.data import build_loader
@@ -89,11 +98,31 @@ class BatchCache:
             return self._store[key]
         loader = build_loader(loader_cfg, shards, train=False, text=text, seed=self.seed)
         if not self.enabled:
+            self._loaders[key] = loader  # its skips are known once a pass has read it
             return loader
         self._store[key] = list(loader)
+        self._skipped[key] = [[str(k), str(r)] for k, r in loader.stats["skipped_keys"]]
         if not self._store[key]:
             raise ValueError(f"{shards}: the test set yielded no batch")
         return self._store[key]
+
+    def skipped(self, loader_cfg, shards: str, text: str) -> list[list[str]]:
+        """[key, reason] of each test sample the loader skipped (after :meth:`get` was read)."""
+        key = (repr(loader_cfg), shards, text)
+        if key in self._loaders:
+            return [[str(k), str(r)] for k, r in self._loaders[key].stats["skipped_keys"]]
+        return self._skipped.get(key, [])
+
+
+def record_skipped(metrics: dict, skipped: list[list[str]], shards: str) -> None:
+    """Name in ``metrics`` the test samples that could not be read, so a table built from it can
+    say its numbers cover fewer clips than the test set holds (nothing is added when none was)."""
+    if not skipped:
+        return
+    metrics["skipped_samples"] = len(skipped)
+    metrics["skipped_keys"] = skipped[:SKIPPED_KEYS_KEPT]
+    log.warning("%s: %d test sample(s) could not be read and are left out of these numbers (first: %s)",
+                shards, len(skipped), ", ".join(f"{k} ({r})" for k, r in skipped[:3]))
 
 
 def with_shuffle(run, shuffle_test: bool, seed: int) -> dict:
@@ -204,6 +233,7 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
                                             ensemble=ensemble, group_cache=group_cache)
 
     metrics = with_shuffle(run, cfg.shuffle_test if shuffle_test is None else shuffle_test, seed)
+    record_skipped(metrics, cache.skipped(loader_cfg, task_eval.shards, LOADER_TEXT[task]), task_eval.shards)
     metrics["frames"] = loader_cfg.frames_per_clip
     if ensemble.mode != "none":
         metrics["frames_ensemble"] = {"mode": ensemble.mode, "groups": ensemble.groups, "label": ensemble.label,

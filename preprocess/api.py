@@ -37,10 +37,10 @@ from tqdm import tqdm
 from preprocess.config import PreprocessConfig
 from preprocess.faults import StopRun
 from preprocess.ingest import build_manifest, manifest_rows, read_slice
-from preprocess.shard import (STATS_DIR, WORK_DIR, STATS_SCHEMA, clear_unfinished, process_sample,
-                              shard_done, shard_name, stats_path, temp_name, write_shard)
+from preprocess.shard import (STATS_DIR, WORK_DIR, STATS_SCHEMA, clear_unfinished, manifest_window_keys,
+                              process_sample, shard_done, shard_name, stats_path, temp_name, write_shard)
 from preprocess.lock import hold, hold_folder
-from preprocess.normalise import transcode_slots
+from preprocess.normalise import sweep_stale_temps, transcode_slots
 
 __all__ = ["build_manifest", "plan_shards", "process_shards", "finalize"]
 
@@ -114,6 +114,8 @@ def process_shards(out: Path | str, shard_ids: list[int], cfg: PreprocessConfig 
     todo = [i for i in shard_ids if not shard_done(out, i)]
     if not todo:
         return []
+    if cfg.cache_dir:  # what a killed run left half-written (twice the time limit: never a live one)
+        sweep_stale_temps(cfg.cache_dir, 2 * cfg.transcode_timeout_s)
     n = manifest_rows(manifest)
     total = sum(max(0, min(cfg.shard_samples, n - i * cfg.shard_samples)) for i in todo)
     bar = tqdm(total=total, unit="video", desc=f"shards {out.name}", disable=not progress)
@@ -165,6 +167,7 @@ def _process_threaded(out, todo, cfg, workers, manifest, bar) -> list[dict]:
             bar.update(1)
 
     results, queue = [], list(todo)
+    window_keys = manifest_window_keys(manifest)
     while queue:
         writers, size = [], 0
         with contextlib.ExitStack() as locks:  # this wave's shard locks
@@ -172,7 +175,7 @@ def _process_threaded(out, todo, cfg, workers, manifest, bar) -> list[dict]:
                 shard_id = queue.pop(0)
                 samples, work = _open_shard(out, manifest, shard_id, cfg, locks)
                 done = [dask.delayed(process_sample, pure=False)(s, work, cfg) for s in samples]
-                writers.append(dask.delayed(write_shard, pure=False)(out, shard_id, samples, done, cfg))
+                writers.append(dask.delayed(write_shard, pure=False)(out, shard_id, samples, done, cfg, window_keys))
                 size += len(samples)
             # one thread more than transcode slots: it prepares the next video (copy, probe) and
             # checks or writes finished ones while the ffmpegs run (preprocess.normalise._SLOTS)
@@ -186,6 +189,7 @@ def _process_distributed(out, todo, cfg, workers, manifest, bar, client) -> list
 
     max_in_flight = max(2, math.ceil(2 * workers / cfg.shard_samples) + 1)
     results, queue, shard_locks, done = [], list(todo), {}, as_completed()
+    window_keys = manifest_window_keys(manifest)
     try:
         while queue or shard_locks:
             while queue and len(shard_locks) < max_in_flight:
@@ -195,7 +199,7 @@ def _process_distributed(out, todo, cfg, workers, manifest, bar, client) -> list
                 futures = [client.submit(process_sample, s, work, cfg, pure=False) for s in samples]
                 for f in futures:
                     done.add(f)
-                writer = client.submit(write_shard, out, shard_id, samples, futures, cfg, pure=False)
+                writer = client.submit(write_shard, out, shard_id, samples, futures, cfg, window_keys, pure=False)
                 shard_locks[writer] = locks
                 done.add(writer)
             future = next(done)

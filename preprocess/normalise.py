@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import av
@@ -340,6 +341,27 @@ def file_sha256(path: Path) -> str:
 # changes without a setting changing (2: the video stream's DURATION tag and the too-few-frames
 # check), so entries an older version wrote are not served past the new checks.
 CACHE_VERSION = 2
+
+
+def sweep_stale_temps(cache_dir: str | Path, stale_after_s: float) -> list[Path]:
+    """Remove the temp folders (``<aa>/.tmp-*``) that a killed run left in the transcode cache.
+
+    A finished transcode is renamed to its entry, a failed one removed, so a temp folder
+    outlives its run only when the run was killed (SIGKILL, a lost node). The cache may be shared
+    by runs still going, so only a folder nothing has written to for ``stale_after_s`` goes: a
+    live transcode writes its output (or its ffmpeg report) continuously, and no ffmpeg call
+    outlives ``transcode_timeout_s``. Returns the folders removed.
+    """
+    removed, now = [], time.time()
+    for tmp in Path(cache_dir).glob("*/.tmp-*"):
+        try:
+            last = max([tmp.stat().st_mtime] + [f.stat().st_mtime for f in tmp.iterdir()])
+        except OSError:  # gone meanwhile (its run finished), or unreadable: not ours to judge
+            continue
+        if now - last > stale_after_s:
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
 
 
 def cached_normalise(src: Path, probe: dict, work_dir: Path, stem: str, cfg: PreprocessConfig) -> list[dict]:

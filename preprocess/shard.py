@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import tarfile
 import traceback
@@ -148,15 +149,18 @@ def clear_unfinished(out: Path, shard_id: int) -> None:
     shutil.rmtree(Path(out) / WORK_DIR / shard_name(shard_id), ignore_errors=True)
 
 
-def write_shard(out: Path, shard_id: int, samples: list[dict], results: list[dict], cfg: PreprocessConfig) -> dict:
+def write_shard(out: Path, shard_id: int, samples: list[dict], results: list[dict], cfg: PreprocessConfig,
+                window_like_keys: frozenset = frozenset()) -> dict:
     """Write shard ``shard_id``'s tar(s) and stats from its samples' results; return counts.
 
+    ``window_like_keys``: the manifest's keys that look like a window (:func:`manifest_window_keys`),
+    so a video whose windows would take one of them fails whichever shard that key fell in.
     An OSError here (a full or vanished output, a transcode removed under us) is the machine's
     fault: no stats are written, so the shard stays unfinished and the rerun redoes it.
     """
     out = Path(out)
     try:
-        counts = _write_shard(out, shard_id, samples, results, cfg)
+        counts = _write_shard(out, shard_id, samples, results, cfg, window_like_keys)
     except (OSError, MemoryError) as err:
         raise MachineFault(f"{describe(err)} (while writing {shard_name(shard_id)} in {str(out)!r}); the "
                            "shard is left unfinished: fix this and rerun the same command") from None
@@ -164,26 +168,43 @@ def write_shard(out: Path, shard_id: int, samples: list[dict], results: list[dic
     return counts
 
 
-def _fail_window_collisions(samples: list[dict], results: list[dict]) -> None:
-    """A video id equal to another video's window key (``clip`` cut into ``clip_w000`` ...
-    beside a video whose id is ``clip_w001``) would put two members of one name in the tar, and
-    the loader would yield one of them: the later sample fails as a key collision instead.
-    (Checked within a shard, where such keys fall unless a shard boundary parts them.)"""
-    owner: dict[str, str] = {}
+# The key of a video's window (preprocess/normalise.py: "<key>_w000", "<key>_w001" ...).
+WINDOW_KEY = re.compile(r"_w\d{3,}$")
+
+
+def manifest_window_keys(manifest: Path) -> frozenset:
+    """The keys of the manifest's usable samples that have a window's form (``clip_w001``).
+
+    Shards are written apart (by other workers, other SLURM tasks), so whether a long video's
+    windows collide with another video's key cannot be seen from one shard: this set, read from
+    the whole manifest once, is what each shard checks its windows against.
+    """
+    table = pq.read_table(manifest, columns=["key", "error"])
+    return frozenset(k for k, e in zip(table.column("key").to_pylist(), table.column("error").to_pylist())
+                     if e is None and WINDOW_KEY.search(k))
+
+
+def _fail_window_collisions(samples: list[dict], results: list[dict], window_like_keys: frozenset) -> None:
+    """A video cut into windows (``clip`` into ``clip_w000``, ``clip_w001``) beside a video whose
+    key is one of those window keys (``clip_w001``) would put two samples of one key in the
+    shards; the loader would yield either, and evaluation would keep one. The windowed video
+    fails as a key collision instead, the same one whichever shards the two fell in (a shard
+    cannot know another shard's durations, but it knows the manifest's keys)."""
+    taken = set(window_like_keys) | {s["key"] for s, r in zip(samples, results) if not r["error"]}
     for sample, result in zip(samples, results):
         if result["error"]:
             continue
-        names = [sample["key"] + o["suffix"] for o in result["outputs"]]
-        clash = next((n for n in names if n in owner), None)
+        windows = [sample["key"] + o["suffix"] for o in result["outputs"] if o["suffix"]]
+        clash = next((w for w in windows if w in taken and w != sample["key"]), None)
         if clash is not None:
-            result["error"] = (f"key collision: {clash!r} is already a sample of video {owner[clash]!r} "
-                               "(one of its windows); rename one")
-            continue
-        owner.update((n, str(sample["video_id"])) for n in names)
+            result["error"] = (f"key collision: this video is cut into windows ({len(windows)} of at most "
+                               f"preprocess.max_window_s) and its window {clash!r} is the key of another video; "
+                               "rename one")
 
 
-def _write_shard(out: Path, shard_id: int, samples: list[dict], results: list[dict], cfg: PreprocessConfig) -> dict:
-    _fail_window_collisions(samples, results)
+def _write_shard(out: Path, shard_id: int, samples: list[dict], results: list[dict], cfg: PreprocessConfig,
+                 window_like_keys: frozenset = frozenset()) -> dict:
+    _fail_window_collisions(samples, results, window_like_keys)
     members: list[tuple[str, list[tuple[str, bytes | str]], int]] = []  # (key, members, bytes)
     for sample, result in zip(samples, results):
         for o in result["outputs"] if not result["error"] else []:

@@ -16,6 +16,8 @@ existing folder (:func:`open_run`):
 from __future__ import annotations
 
 import hashlib
+import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
@@ -23,6 +25,9 @@ from pipeline.config import ConfigError
 from train import checkpoint
 
 HEAD_BYTES = 1 << 16  # hash of a shard's first 64 KiB: cheap on terabytes, catches rewritten shards
+SHORT_BATCH_SHARE = 0.1  # warn when more than this share of an epoch's clips came in short batches
+
+log = logging.getLogger(__name__)
 
 
 class RunMismatch(ConfigError):
@@ -106,6 +111,44 @@ def open_run(folder: str | Path, identity: dict[str, Any], *, fresh: bool,
 SKIPPED_KEYS_KEPT = 50  # how many skipped samples the metrics file names
 
 
+class NoTrainingBatch(ConfigError):
+    """A whole pass over the training shards gave no batch: they hold no sample, or every sample
+    was skipped (no caption, an undecodable video). A problem of the data, not a crash: the
+    command line prints it as one ``error:`` line, naming the commonest reasons."""
+
+
+def no_batch_error(epoch: int, skipped_keys: list) -> NoTrainingBatch:
+    if not skipped_keys:
+        return NoTrainingBatch(f"epoch {epoch} of the training shards yielded no batch: the shards hold "
+                               "no sample (are they empty?)")
+    # a reason names its sample ("sample 'k' has no captions"): count the reasons without the key
+    reasons = Counter(str(reason).replace(repr(str(key)), "<key>") for key, reason in skipped_keys)
+    common = "; ".join(f"{n} x {reason}" for reason, n in reasons.most_common(3))
+    first = ", ".join(str(key) for key, _ in skipped_keys[:3])
+    return NoTrainingBatch(
+        f"epoch {epoch} of the training shards yielded no batch: all {len(skipped_keys)} samples were "
+        f"skipped ({common}; first: {first}). Pre-training reads each clip with its caption: check "
+        "that the shards were made from an annotation file with captions and that their videos decode")
+
+
+def short_batch_warning(epoch: int, sizes: list[int], batch_size: int, workers: int) -> str | None:
+    """A warning when many of an epoch's clips came in batches short of ``batch_size``, else None.
+
+    Each loader worker batches its own share of the shards, so every worker ends an epoch on its
+    own partial batch. On a large collection that is a few batches in hundreds; on a small one it
+    is most of them, and the contrastive losses then see fewer in-batch negatives than configured.
+    """
+    short = [n for n in sizes if n < batch_size]
+    total = sum(sizes)
+    if not short or total == 0 or sum(short) / total <= SHORT_BATCH_SHARE:
+        return None
+    return (f"epoch {epoch}: {len(short)} of {len(sizes)} batches had fewer than loader.batch_size="
+            f"{batch_size} clips (mean {sum(short) / len(short):.1f}; {total} clips in the epoch, "
+            f"{workers} loader worker(s), each ending on its own partial batch), so VTC sees fewer "
+            "in-batch negatives than configured; for a collection this small lower loader.batch_size "
+            "or loader.num_workers")
+
+
 class BatchStream:
     """Endless training batches, epoch after epoch, that can start mid-epoch.
 
@@ -135,11 +178,13 @@ class BatchStream:
         return counted + len(new)
 
     def __iter__(self) -> Iterator[dict]:
+        warned = False
         while True:
             self.loader.set_epoch(self.epoch)
-            skip, seen, counted = self.batch, 0, 0
+            skip, seen, counted, sizes = self.batch, 0, 0, []
             for b in self.loader:
                 seen += 1
+                sizes.append(len(b["key"]))
                 if seen <= skip:  # consumed before the resume: its skips were counted then
                     counted = len(self.loader.stats["skipped_keys"])
                     continue
@@ -149,8 +194,13 @@ class BatchStream:
                 yield b
             self._count_skips(counted)
             if seen == 0:
-                raise RuntimeError(f"epoch {self.epoch} of the training shards yielded no batch; "
-                                   "are the shards empty or all samples broken?")
+                raise no_batch_error(self.epoch, self.loader.stats["skipped_keys"])
+            cfg = getattr(self.loader, "cfg", None)
+            if not warned and cfg is not None:
+                message = short_batch_warning(self.epoch, sizes, cfg.batch_size, max(cfg.num_workers, 1))
+                if message:
+                    log.warning(message)
+                    warned = True  # once a run: every epoch of a small collection looks the same
             self.epoch, self.batch = self.epoch + 1, 0
 
 

@@ -461,3 +461,38 @@ def test_main_evaluation_with_a_frame_ensemble(workspace, finetuned):
         evaluate_recipe(workspace["params"]("eval.frames_ensemble=mean", "eval.ensemble_frames=5",
                                             "eval.tasks=[retrieval]", "eval.ensemble_study.recipes=[]",
                                             f"eval.details_dir={workspace['base'] / 'me5'}"), "dense")
+
+
+def test_a_test_clip_that_cannot_be_read_is_named_in_the_results(workspace, shard_root, tmp_path):
+    """A broken test clip is left out of the numbers (the loader skips it), and the results say
+    so: how many and which, so a table over fewer clips than the test set holds is not silent."""
+    import io
+    import tarfile
+
+    broken = tmp_path / "ret_test"
+    broken.mkdir()
+    with tarfile.open(shard_root / "ret_test" / "shard-000000.tar") as old, \
+            tarfile.open(broken / "shard-000000.tar", "w") as new:
+        for m in old.getmembers():
+            data = old.extractfile(m).read()
+            if m.name == "clip_ret_test_005.mp4":
+                data = data[: len(data) // 4]  # truncated: its frames cannot be decoded
+            info = tarfile.TarInfo(m.name)
+            info.size = len(data)
+            new.addfile(info, io.BytesIO(data))
+
+    def run(shards, name):
+        out = tmp_path / name
+        return evaluate_recipe(workspace["params"](f"eval.retrieval.shards={shards}", "eval.tasks=[retrieval]",
+                                                  "eval.retrieval.order_pairs=null", "eval.shuffle_test=false",
+                                                  f"eval.metrics_dir={out}", f"eval.details_dir={out}",
+                                                  f"eval.plots_dir={out}"), "smaug")["zero_shot"]["retrieval"]
+
+    clean, with_broken = run(shard_root / "ret_test", "clean"), run(broken, "broken")
+    assert "skipped_samples" not in clean and clean["normal"]["num_videos"] == 6
+    assert with_broken["normal"]["num_videos"] == 5
+    assert with_broken["skipped_samples"] == 1
+    [[key, reason]] = with_broken["skipped_keys"]
+    assert key == "clip_ret_test_005" and reason
+    on_disk = json.loads((tmp_path / "broken" / "smaug.json").read_text())
+    assert on_disk["zero_shot"]["retrieval"]["skipped_keys"] == [[key, reason]]

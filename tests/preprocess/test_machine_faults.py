@@ -131,3 +131,40 @@ def test_oserror_writing_a_shard_leaves_it_unfinished(media, tmp_path):
         write_shard(out, 0, [sample], [gone], PreprocessConfig(cache_dir=None))
     assert not shard_done(out, 0) and not [p for p in out.rglob("*") if p.is_file()]
     assert os.listdir(out) in ([], ["_stats"])
+
+
+def test_a_run_killed_mid_transcode_leaves_no_temp_folder_behind_its_rerun(data, tmp_path):
+    """SIGKILL (the OOM killer, a lost node) runs no clean-up: the transcode's temp folder stays in
+    the cache. The next run removes it once nothing has written to it for twice the transcode
+    time limit, and keeps a temp folder that is still being written (another run's)."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.preprocess.helpers import REPO, cli
+
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    slow = params_file(tmp_path, cache_dir=str(cache), transcode_timeout_s=60,
+                       ffmpeg=fake_ffmpeg(tmp_path, 'sleep 30; exec ffmpeg "$@"'))
+    proc = subprocess.Popen(cli("--annotations", str(data["ann"]), "--videos", str(data["videos"]), "--out",
+                                str(out), "--params", str(slow), "--workers", "1", "--shard-size", "1"),
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(cache.glob("*/.tmp-*")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # the Python process alone: its ffmpeg child lives on
+        proc.wait()
+        os.killpg(proc.pid, signal.SIGKILL)  # then the orphans, so they cannot write any more
+    left = list(cache.glob("*/.tmp-*"))  # the transcode's, and the next video's (prepared meanwhile)
+    assert left
+    live = left[0].parent / ".tmp-live-run"
+    live.mkdir()
+    old = time.time() - 121  # nothing written for over twice the 60 s limit
+    for path in [p for tmp in left for p in (tmp, *tmp.iterdir())]:
+        os.utime(path, (old, old))
+    params = params_file(tmp_path, cache_dir=str(cache), transcode_timeout_s=60)
+    assert_rerun_finishes(run(data, out, params), out)
+    assert not [tmp for tmp in left if tmp.exists()]
+    assert live.exists()  # written just now: a run that may still be going

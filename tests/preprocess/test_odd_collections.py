@@ -204,7 +204,10 @@ def test_a_rerun_refused_for_another_plan_keeps_the_manifest_its_shards_came_fro
     assert not [p.name for p in out.iterdir() if p.name.endswith(".new.parquet")]
 
 
-def test_a_video_id_equal_to_another_videos_window_key_fails_as_a_collision(media, tmp_path):
+@pytest.mark.parametrize("shard_samples", [256, 1], ids=["one-shard", "apart"])
+def test_a_video_whose_window_takes_another_videos_key_fails_as_a_collision(media, tmp_path, shard_samples):
+    """The same video fails whether the two fall in one shard or in two (which are written
+    apart and cannot see each other's durations)."""
     import subprocess
 
     videos = tmp_path / "videos"
@@ -215,14 +218,17 @@ def test_a_video_id_equal_to_another_videos_window_key_fails_as_a_collision(medi
     ann = webvid(tmp_path / "train.csv", [("clip", "a long clip"), ("clip_w001", "a short clip")])
     out = tmp_path / "out"
     run_cli("--annotations", str(ann), "--videos", str(videos), "--out", str(out), "--workers", "1",
-            "preprocess.cache_dir=null", "preprocess.max_window_s=1.0")
+            "preprocess.cache_dir=null", "preprocess.max_window_s=1.0", f"preprocess.shard_samples={shard_samples}")
     stats = {r["video_id"]: r for r in pq.read_table(out / "stats.parquet").to_pylist()}
-    assert stats["clip"]["status"] == "ok" and stats["clip"]["windows"] == 2
-    assert stats["clip_w001"]["status"] == "failed"
-    assert stats["clip_w001"]["error"].startswith("key collision: 'clip_w001' is already a sample of video 'clip'")
-    with tarfile.open(next(out.glob("shard-*.tar"))) as tar:
-        names = tar.getnames()
-    assert len(names) == len(set(names)) == 4  # clip_w000 and clip_w001, .json and .mp4 each
+    assert stats["clip_w001"]["status"] == "ok"
+    assert stats["clip"]["status"] == "failed"
+    assert stats["clip"]["error"].startswith("key collision: this video is cut into windows")
+    assert "'clip_w001' is the key of another video" in stats["clip"]["error"]
+    names = []
+    for shard in sorted(out.glob("shard-*.tar")):
+        with tarfile.open(shard) as tar:
+            names += tar.getnames()
+    assert sorted(names) == ["clip_w001.json", "clip_w001.mp4"]  # one sample of that key in all shards
 
 
 def test_ffmpeg_error_texts_hold_no_heap_address():

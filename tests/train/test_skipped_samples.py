@@ -57,3 +57,51 @@ def test_skipped_samples_in_metrics_once_across_a_resume(tmp_path, params_file, 
     assert metrics["skipped_samples"] == 2
     assert sorted(k for k, _ in metrics["skipped_keys"]) == ["clip_bad_json", "clip_bad_trunc"]
     assert all(reason for _, reason in metrics["skipped_keys"])
+
+
+def shards_without_captions(good, folder):
+    """The tiny shards with every sample's captions emptied (a video-only collection)."""
+    folder.mkdir()
+    for src in sorted(good.glob("*.tar")):
+        with tarfile.open(src) as old, tarfile.open(folder / src.name, "w") as new:
+            for m in old.getmembers():
+                data = old.extractfile(m).read()
+                if m.name.endswith(".json"):
+                    data = json.dumps({**json.loads(data), "captions": []}).encode()
+                add_member(new, m.name, data)
+    return folder
+
+
+def test_shards_without_captions_stop_with_one_error_naming_the_reason(tmp_path, params_file, overrides,
+                                                                       pretrain_shards, capsys):
+    shards = shards_without_captions(pretrain_shards, tmp_path / "shards")
+    argv = ["--params", str(params_file), "--no-progress",
+            *overrides("pretrain.steps=2", f"pretrain.shards={shards}")]
+    assert pretrain.main(argv) == 2  # a data problem, not a traceback
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if x.startswith("error:"))
+    assert "all 16 samples were skipped" in line
+    assert "16 x ValueError: sample <key> has no captions" in line  # the reason, counted once, key removed
+    assert "clip_000" in line  # and the first samples by name
+    assert not list((tmp_path / "models").rglob("*.safetensors"))  # nothing half-made left behind
+
+
+def test_a_small_collection_warns_that_its_batches_are_short(tmp_path, params_file, overrides, caplog):
+    # 16 clips over 2 workers at batch 6: each worker reads 8 clips -> 6 + 2, so 4 of 16 clips
+    # come in short batches (25%, over the 10% the warning allows); 6 steps: past one epoch
+    argv = ["--params", str(params_file), "--no-progress",
+            *overrides("pretrain.steps=6", "loader.batch_size=6", "loader.num_workers=2")]
+    with caplog.at_level("WARNING", logger="train.run"):
+        assert pretrain.main(argv) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.name == "train.run"]
+    assert len(warnings) == 1, warnings
+    assert "fewer than loader.batch_size=6 clips" in warnings[0]
+    assert "2 loader worker(s)" in warnings[0]
+
+
+def test_a_collection_filling_its_batches_does_not_warn(tmp_path, params_file, overrides, caplog):
+    argv = ["--params", str(params_file), "--no-progress",
+            *overrides("pretrain.steps=6", "loader.batch_size=4", "loader.num_workers=2")]
+    with caplog.at_level("WARNING", logger="train.run"):
+        assert pretrain.main(argv) == 0
+    assert not [r for r in caplog.records if r.name == "train.run"]
