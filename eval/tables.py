@@ -355,6 +355,21 @@ def finetuning_gain(evals: list[dict], decimals: int) -> list[str]:
     return notes
 
 
+def skipped_notes(evals: list[dict], tasks: tuple[str, ...]) -> list[str]:
+    """A note for each evaluation that left out test samples it could not read (eval/evaluate.py
+    ``skipped_samples``), so a number over fewer clips than the test set holds says so."""
+    notes = []
+    for e in evals:
+        for setting in ("zero_shot", "finetuned"):
+            for task, m in sorted(e.get(setting, {}).items()):
+                if task in tasks and m.get("skipped_samples"):
+                    first = ", ".join(f"{k} ({r})" for k, r in m.get("skipped_keys", [])[:3])
+                    notes.append(f"{e['recipe']}, {setting.replace('_', '-')} {task} on {m.get('dataset')}: "
+                                 f"{m['skipped_samples']} test sample(s) could not be read and are not in "
+                                 f"these numbers (first: {first}).")
+    return notes
+
+
 def retrieval_table(evals: list[dict], cfg: TablesConfig) -> Table:
     d = cfg.decimals
     measured_sets = sorted({m["dataset"] for e in evals for s in ("zero_shot", "finetuned")
@@ -401,6 +416,7 @@ def retrieval_table(evals: list[dict], cfg: TablesConfig) -> Table:
                            f"beside a measured {MSRVTT} row only when it was evaluated with the msrvtt_ret preset "
                            f"and its protocol card matched (eval/cards.py); otherwise the cell names the differing field.")
     table.notes.extend(finetuning_gain(evals, d))
+    table.notes.extend(skipped_notes(evals, ("retrieval",)))
     for ds in measured_sets:
         if ds != MSRVTT:
             table.notes.append(f"'{ds}' is this repository's built-in synthetic benchmark (or a dataset named by "
@@ -504,6 +520,7 @@ def qa_tables(evals: list[dict], cfg: TablesConfig) -> tuple[Table, Table]:
     table.notes.append("Zero-shot open-ended QA (\"MLM head\"): the question in eval.qa.mlm_template with one [MASK] "
                        "per answer token, fused with the video; each answer of the classifier's list scores the "
                        "mean log-probability of its tokens at the masks (eval/mlm_qa.py). No QA training.")
+    table.notes.extend(skipped_notes(evals, QA_TABLE_TASKS))
     if not evals:
         table.notes.append(f"No measured rows: no <recipe>.json under {cfg.eval_dir} (run `python -m eval.evaluate`).")
     table.provenance = provenance_lines(evals)

@@ -496,3 +496,17 @@ def test_a_test_clip_that_cannot_be_read_is_named_in_the_results(workspace, shar
     assert key == "clip_ret_test_005" and reason
     on_disk = json.loads((tmp_path / "broken" / "smaug.json").read_text())
     assert on_disk["zero_shot"]["retrieval"]["skipped_keys"] == [[key, reason]]
+    # and the table built from it says so
+    for name in ("clean", "broken"):
+        cfg = section(workspace["params"](f"tables.eval_dir={tmp_path / name}", "tables.runs=[smaug]",
+                                          f"tables.out_dir={tmp_path / name / 'tables'}",
+                                          f"eval.retrieval.shards={broken if name == 'broken' else shard_root / 'ret_test'}",
+                                          "eval.tasks=[retrieval]", "eval.retrieval.order_pairs=null",
+                                          "eval.shuffle_test=false", f"eval.metrics_dir={tmp_path / name}",
+                                          f"eval.details_dir={tmp_path / name}", f"eval.plots_dir={tmp_path / name}"),
+                      TablesConfig, "tables")
+        tables_mod.write_tables(cfg, check=False)
+    note = "smaug, zero-shot retrieval on"
+    assert note not in (tmp_path / "clean" / "tables" / "retrieval.md").read_text()
+    text = (tmp_path / "broken" / "tables" / "retrieval.md").read_text()
+    assert f"1 test sample(s) could not be read and are not in these numbers (first: {key} (" in text
