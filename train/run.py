@@ -144,9 +144,9 @@ def short_batch_warning(epoch: int, sizes: list[int], batch_size: int, workers: 
         return None
     return (f"epoch {epoch}: {len(short)} of {len(sizes)} batches had fewer than loader.batch_size="
             f"{batch_size} clips (mean {sum(short) / len(short):.1f}; {total} clips in the epoch, "
-            f"{workers} loader worker(s), each ending on its own partial batch), so VTC sees fewer "
-            "in-batch negatives than configured; for a collection this small lower loader.batch_size "
-            "or loader.num_workers")
+            f"{workers} loader worker(s), each ending on its own partial batch), so steps see fewer "
+            "clips (and VTC fewer in-batch negatives) than configured; for a collection this small "
+            "lower loader.batch_size or loader.num_workers")
 
 
 class BatchStream:
