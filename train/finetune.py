@@ -110,7 +110,7 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
 
     init_state = ckpt.read_state(init)
     model_cfg = finetune_model_config(model_config_of(init_state), task, task_cfg)
-    model = SMAUG(model_cfg, video_init=False)
+    model = SMAUG(model_cfg, video_init=False, text_weights=False)
     # heads of objectives switched off for fine-tuning may be in the file: ignore them
     load_weights(model, init, allow_unexpected=True)
     loader_cfg = loader_config_of(init_state, params, num_frames=cfg.num_frames, batch_size=task_cfg.batch_size)
@@ -148,7 +148,8 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
 
     ckpt_state = {
         "recipe": recipe, "task": task, "init": fingerprint(init), "max_len": loader_cfg.max_len,
-        "model_config": to_dict(model_cfg), "params": params, "finetune": to_dict(task_cfg),
+        "model_config": to_dict(model_cfg), "loader_config": to_dict(loader_cfg),
+        "params": params, "finetune": to_dict(task_cfg),
         "identity": identity, **extra_state,
     }
     torch.manual_seed(seed)  # the new QA head's initial weights
@@ -164,7 +165,7 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
     if task == "qa":
         scale_lr_of(trainer.optimizer, module.head, task_cfg.head_lr_scale)
     loader = build_loader(loader_cfg, task_cfg.shards, train=True, text=LOADER_TEXT[task], seed=seed,
-                          rank=dist.rank, world_size=dist.world_size)
+                          rank=dist.rank, world_size=dist.world_size, tokenizer_path=model_cfg.text.path)
     batches = stream_from(trainer, loader, state)
     if state is not None:
         print(f"resuming {out} at step {trainer.step}")
@@ -203,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         section(params, FinetuneConfig, "finetune")
         return cli.print_config(params)
+    from train.run import fail_on_fault
     from train.signals import STOP
+    from train.trainer import EXIT_INTERRUPTED, TrainingInterrupted
 
     try:
         with STOP:  # before any loader worker exists: see train.signals
@@ -213,13 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(err, ConfigError):
             raise
         return cli.fail(err)
-    except Exception as err:  # TrainingInterrupted carries its own exit meaning
-        from train.trainer import EXIT_INTERRUPTED, TrainingInterrupted
-
-        if isinstance(err, TrainingInterrupted):
-            print(f"interrupted: {err}", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        raise
+    except TrainingInterrupted as err:  # carries its own exit meaning
+        print(f"interrupted: {err}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (RuntimeError, OSError) as err:
+        return fail_on_fault(err, f"finetune.{args.task}.lr")
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -67,7 +67,7 @@ from train.config import LogConfig, PretrainConfig
 from train.loggers import check_available, open_loggers
 from train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
 from train.run import data_identity, open_run, stream_from
-from train.trainer import EXIT_INTERRUPTED, Trainer, TrainingInterrupted, default_loss
+from train.trainer import EXIT_INTERRUPTED, MachineFault, Trainer, TrainingInterrupted, default_loss
 
 log = logging.getLogger("train.pretrain")
 
@@ -208,8 +208,15 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
         log.info("%s already finished at step %s with these settings and shards; nothing to do "
                  "(--fresh to retrain, --run-name NAME for a new run)", run_dir, state.get("step"))
         if dist.is_main:
+            metrics_file = results / "metrics" / f"pretrain-{name}.json"
+            missing = ""
+            if not metrics_file.is_file() and state.get("summary"):
+                write_metrics(metrics_file, state["summary"], run_dir)
+                missing = " (written from the checkpoint: it was missing)"
+            elif not metrics_file.is_file():  # a checkpoint older than the metrics it keeps
+                missing = " (missing, and this checkpoint does not keep it: --fresh retrains to measure it)"
             print(f"pretrain {name}: already finished ({state.get('step')} steps)\n  checkpoint: {run_dir}\n"
-                  f"  metrics:    {results / 'metrics' / f'pretrain-{name}.json'}", flush=True)
+                  f"  metrics:    {metrics_file}{missing}", flush=True)
         return 0
 
     torch.manual_seed(seed)  # identical initial weights on every rank
@@ -236,6 +243,12 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
 
     # FLOPs of one real training step, counted on the first batch before training on it.
     first = trim_batch(next(batches))
+    if dist.is_main:
+        from train.data.text import load_tokenizer, unknown_token_warning
+
+        unread = unknown_token_warning(load_tokenizer(run["model"].text.path), list(first.get("text") or []))
+        if unread:
+            log.warning("first batch: %s", unread)
     flops_first, out = cost.count_step_flops(trainer.model, _to(first, dist.device), default_loss,
                                              autocast_dtype=trainer.autocast_dtype)
     flops_per_clip = flops_first / first["video"].shape[0]
@@ -254,11 +267,10 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
         if live is not None:
             live.end()
         return EXIT_INTERRUPTED
-    trainer.save(finished=True, metrics={"final_loss": result.final_loss})
-
     skipped = int(all_reduce_sum(torch.tensor([stream.skipped], dtype=torch.float64, device=dist.device),
                                  dist)[0])  # every rank's loader skips its own samples
     per_source = samples_per_source(stream, pre, dist)
+    summary = None
     if dist.is_main:
         summary = cost_summary(run, result, flops_per_clip, dist, t_main)
         summary["run_name"] = name
@@ -270,8 +282,11 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
         summary["samples_per_source"] = per_source
         if equal_time is not None:
             summary["equal_time"] = equal_time
-        metrics_file = results / "metrics" / f"pretrain-{name}.json"
-        cost.write_json(metrics_file, summary)
+    # The metrics ride in the finished checkpoint too: if the results disk cannot take the
+    # metrics file, the next run of the same command writes it from there.
+    trainer.save(finished=True, metrics={"final_loss": result.final_loss}, summary=summary)
+    if dist.is_main:
+        metrics_file = write_metrics(results / "metrics" / f"pretrain-{name}.json", summary, run_dir)
         for key in ("clips_per_s", "data_wait_frac", "final_loss", "flops_per_clip", "skipped_samples",
                     "samples_per_source"):
             live.summary[key] = summary[key]
@@ -279,7 +294,8 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
         live.make_summary()
         live.end()
         tokens = summary["tokens"]
-        print(f"pretrain {name}: {result.steps} steps, final loss {result.final_loss:.4f}, "
+        resumed = f" ({result.steps} in this session)" if result.steps != summary["steps"] else ""
+        print(f"pretrain {name}: {summary['steps']} steps{resumed}, final loss {result.final_loss:.4f}, "
               f"{summary['clips_per_s']:.1f} clips/s; video tokens per clip "
               f"{tokens.get('video_tokens_input', 0):.0f} -> {tokens.get('video_tokens_visible', 0):.0f} visible "
               f"-> {tokens.get('video_tokens_final', 0):.0f} after sparsification\n"
@@ -332,7 +348,7 @@ def training_stream(trainer: Trainer, run: dict[str, Any], state: dict | None, d
 
     def loader_on(shards: str):
         return build_loader(run["loader"], shards, train=True, seed=run["seed"], rank=dist.rank,
-                            world_size=dist.world_size)
+                            world_size=dist.world_size, tokenizer_path=run["model"].text.path)
 
     if not pre.sources:
         return stream_from(trainer, loader_on(pre.shards), state)
@@ -373,13 +389,24 @@ def steady_clips_per_s(history: list[dict[str, float]], clips_per_step: int) -> 
     return clips_per_step * len(rows) / total if total > 0 else 0.0
 
 
+def write_metrics(path: Path, summary: dict[str, Any], run_dir: Path) -> Path:
+    """The run's metrics file; a full or broken results disk is one clear error that says the
+    finished checkpoint keeps them, so rerunning the same command writes them."""
+    try:
+        return cost.write_json(path, summary)
+    except OSError as err:
+        Path(f"{path}.tmp").unlink(missing_ok=True)  # give back what the partial write took
+        raise MachineFault(f"{path}: not written ({err}); the run finished and its checkpoint {run_dir} "
+                           "keeps these metrics: free space and rerun the same command to write them") from err
+
+
 def cost_summary(run, result, flops_per_clip, dist, t_main) -> dict[str, Any]:
     pre: PretrainConfig = run["pretrain"]
     batch = run["loader"].batch_size
     clips_per_step = batch * pre.accum * dist.world_size
-    return {
+    summary = {
         "recipe": run["recipe"],
-        "steps": result.steps,
+        "steps": result.total_steps or result.steps,   # the whole run, resumed sessions included
         "clips_per_step": clips_per_step,
         "world_size": dist.world_size,
         "device": str(dist.device),
@@ -388,7 +415,7 @@ def cost_summary(run, result, flops_per_clip, dist, t_main) -> dict[str, Any]:
         "flops_per_step": flops_per_clip * clips_per_step,
         "clips_per_s": steady_clips_per_s(result.history, clips_per_step),
         "clips_per_s_all_steps": result.clips_per_s,
-        "train_wall_s": result.wall_s,
+        "train_wall_s": result.total_wall_s or result.wall_s,  # the whole run (to its last step)
         "train_cpu_s": result.cpu_s,  # this process's CPU seconds (not loader workers)
         "load_average": os.getloadavg()[0],  # other work on the machine when the run ended
         "wall_s": time.perf_counter() - t_main,
@@ -404,6 +431,10 @@ def cost_summary(run, result, flops_per_clip, dist, t_main) -> dict[str, Any]:
         "final_loss": result.final_loss,
         "final_losses": final_losses(result.history),
     }
+    if summary["steps"] != result.steps:  # resumed: what this last session did, beside the totals
+        summary["steps_this_session"] = result.steps
+        summary["train_wall_s_this_session"] = result.wall_s
+    return summary
 
 
 def final_losses(history: list[dict[str, float]], share: float = 0.1) -> dict[str, float]:
@@ -447,6 +478,7 @@ def plot_only(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point for the command line and for submitit jobs (``main(argv)``): see module doc."""
     from train.checkpoint import CheckpointError
+    from train.run import fail_on_fault
     from train.signals import STOP
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -465,6 +497,8 @@ def main(argv: list[str] | None = None) -> int:
                 shutdown(dist)
     except CheckpointError as err:
         return cli.fail(err)
+    except (RuntimeError, OSError) as err:
+        return fail_on_fault(err, "pretrain.lr")
 
 
 if __name__ == "__main__":

@@ -105,7 +105,14 @@ def open_run(folder: str | Path, identity: dict[str, Any], *, fresh: bool,
         raise RunMismatch(
             f"{folder}: this run was made with other settings or data ({shown}). "
             "Pass --fresh to start it over, or --run-name NAME to train a new run beside it")
-    return ("finished" if state.get("finished") else "resume"), state
+    if state.get("finished"):
+        try:
+            checkpoint.check_weights_file(folder)
+        except checkpoint.CheckpointError as err:
+            raise checkpoint.CheckpointError(f"{err}; this finished run cannot be used: pass --fresh to "
+                                             "train it again") from None
+        return "finished", state
+    return "resume", state
 
 
 SKIPPED_KEYS_KEPT = 50  # how many skipped samples the metrics file names
@@ -147,6 +154,19 @@ def short_batch_warning(epoch: int, sizes: list[int], batch_size: int, workers: 
             f"{workers} loader worker(s), each ending on its own partial batch), so steps see fewer "
             "clips (and VTC fewer in-batch negatives) than configured; for a collection this small "
             "lower loader.batch_size or loader.num_workers")
+
+
+def fail_on_fault(err: BaseException, lr_key: str) -> int:
+    """The one ``error:`` line (exit 1) of a training run stopped by a fault that is not a bug:
+    a non-finite loss, a shard gone, a full disk. Anything else goes up as a traceback."""
+    from pipeline import cli
+    from train.trainer import MachineFault, NonFiniteLossError
+
+    if isinstance(err, NonFiniteLossError):  # names the step and the batch keys already
+        return cli.fail(f"{err}; the last checkpoint is kept: lower {lr_key} or check those clips", 1)
+    if isinstance(err, (MachineFault, OSError)):  # MachineFault names the checkpoint to resume from
+        return cli.fail(err, 1)
+    raise err
 
 
 class BatchStream:

@@ -63,6 +63,11 @@ class NonFiniteLossError(RuntimeError):
     """The loss (or gradient norm) became NaN/inf; the message names the step and batch."""
 
 
+class MachineFault(RuntimeError):
+    """Reading the data or writing the training log failed with an error of the machine (a
+    shard gone, a full disk); the message says what, and which checkpoint to resume from."""
+
+
 class TrainingInterrupted(Exception):
     """A stop signal arrived; a checkpoint at ``step`` was written."""
 
@@ -222,6 +227,8 @@ class FitResult:
     data_wait_frac: float
     final_loss: float
     cpu_s: float = 0.0
+    total_steps: int = 0          # steps of the whole run, earlier sessions included (resumes)
+    total_wall_s: float = 0.0     # training wall time of the whole run up to its last step
     history: list[dict[str, float]] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=dict)
 
@@ -297,6 +304,8 @@ class Trainer:
         self.train_model = wrapped
         self.step = 0
         self.history: list[dict[str, float]] = []
+        self.wall_before_s = 0.0     # training wall time of earlier sessions (from the checkpoint)
+        self._fit_started: float | None = None
 
     # ----------------------------------------------------------------- state
 
@@ -309,11 +318,29 @@ class Trainer:
             ckpt.save_checkpoint(folder, self.model, optimizer=self.optimizer,
                                  schedule=self.schedule, scaler=self.scaler,
                                  skipped_steps=self.skipped_steps, step=self.step,
-                                 state={**self.ckpt_state, **state},
+                                 state={**self.ckpt_state, "train_wall_s": self.wall_so_far(), **state},
                                  extra=self.extra_state() if self.extra_state else None)
         if self.dist.enabled:
             torch.distributed.barrier()
         return folder
+
+    def wall_so_far(self) -> float:
+        """Training wall time of the run up to now, earlier (resumed) sessions included."""
+        running = time.perf_counter() - self._fit_started if self._fit_started is not None else 0.0
+        return self.wall_before_s + running
+
+    def _machine_fault(self, doing: str, err: OSError) -> MachineFault:
+        """Checkpoint what was trained so far (a full results disk need not cost the steps since
+        the last checkpoint) and say how to go on."""
+        where = f"{doing} failed after step {self.step}: {err}"
+        if self.dist.enabled:  # a save needs every rank; the others are not stopping
+            return MachineFault(f"{where}; rerun the same command to resume from the last checkpoint")
+        try:
+            path = self.save(finished=False) if self.step else None
+        except ckpt.CheckpointError as ck:
+            return MachineFault(f"{where}; and no checkpoint could be written: {ck}")
+        kept = f"checkpoint of step {self.step} written to {path}" if path else "no checkpoint to write"
+        return MachineFault(f"{where}; {kept}: fix that and rerun the same command to resume")
 
     def resume(self, folder: str | Path) -> int:
         """Load a checkpoint written by :meth:`save`; returns the step to continue from.
@@ -324,6 +351,10 @@ class Trainer:
         self.step = int(training["step"])
         self.skipped_steps = int(training.get("skipped_steps", 0))
         self.resumed_extra = dict(training.get("extra") or {})
+        try:
+            self.wall_before_s = float(ckpt.read_state(folder).get("train_wall_s") or 0.0)
+        except (ckpt.CheckpointError, TypeError, ValueError):
+            self.wall_before_s = 0.0
         plots_dir = getattr(self.live, "plots_dir", None)  # DVCLive's; TensorBoard alone has none
         if plots_dir is not None:
             forget_rows_after(Path(plots_dir), self.step)
@@ -440,6 +471,7 @@ class Trainer:
         totals = defaultdict(float)
         stats_sum: dict[str, float] = defaultdict(float)
         t_start, c_start = time.perf_counter(), time.process_time()
+        self._fit_started = t_start
         bar = None
         if self.progress:
             from tqdm import tqdm
@@ -468,6 +500,8 @@ class Trainer:
                                 f"the batch iterator ran out at step {self.step} of {steps}; "
                                 "give an endless (or long enough) iterator"
                             ) from None
+                        except OSError as err:  # a shard gone or unreadable (ShardUnavailable)
+                            raise self._machine_fault("reading the training data", err) from err
                         wait += time.perf_counter() - tw
                     row = self.train_step(micro)
                     if self.device.type == "cuda":
@@ -494,7 +528,10 @@ class Trainer:
                                         clips_s=f"{row['clips_per_s']:.1f}",
                                         wait=f"{wait / dt:.0%}" if dt > 0 else "-")
                     if self.step % self.cfg.log_every == 0 or self.step == steps:
-                        self._log(window)
+                        try:
+                            self._log(window)
+                        except OSError as err:  # a full or gone results disk
+                            raise self._machine_fault("writing the training log", err) from err
                         window.clear()
                     if self._stop_everywhere:
                         signum = self._stop.signum or signal.SIGTERM
@@ -520,6 +557,8 @@ class Trainer:
             data_wait_frac=totals["wait"] / totals["time"] if totals["time"] > 0 else 0.0,
             final_loss=last_row.get("loss", float("nan")),
             cpu_s=time.process_time() - c_start,
+            total_steps=self.step,
+            total_wall_s=self.wall_before_s + wall,
             history=list(self.history),
             stats={k: v / done for k, v in stats_sum.items()} if done else {},
         )

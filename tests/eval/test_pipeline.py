@@ -510,3 +510,84 @@ def test_a_test_clip_that_cannot_be_read_is_named_in_the_results(workspace, shar
     assert note not in (tmp_path / "clean" / "tables" / "retrieval.md").read_text()
     text = (tmp_path / "broken" / "tables" / "retrieval.md").read_text()
     assert f"1 test sample(s) could not be read and are not in these numbers (first: {key} (" in text
+
+
+def test_qa_baseline_comes_from_the_fine_tuned_checkpoints_answers(workspace, evaluated, shard_root, tmp_path):
+    """The chance row reads the answers the fine-tuned QA checkpoint trained on, not whatever
+    finetune.qa.shards says when evaluating (on one's own data: the synthetic set, or nothing)."""
+    from eval.evaluate import check_inputs
+    from eval.config import EvalConfig
+
+    out = tmp_path / "ev"
+    params = workspace["params"](f"finetune.qa.shards={shard_root / 'ret_train'}",  # captions, no answers
+                                 "eval.tasks=[qa]", f"eval.metrics_dir={out}", f"eval.details_dir={out}",
+                                 f"eval.plots_dir={out}")
+    check_inputs(params, section(params, EvalConfig, "eval"), ["smaug"], recipes_from="eval.recipes")
+    got = evaluate_recipe(params, "smaug", [])["chance"]["qa_majority"]
+    assert got == evaluated["smaug"]["chance"]["qa_majority"] and got["accuracy"] > 0
+    # without a fine-tuned QA checkpoint finetune.qa.shards is what is read; when it is missing
+    # the hint must not offer the very task that lacks data
+    params = workspace["params"](f"finetune.qa.shards={tmp_path / 'nowhere'}", "eval.tasks=[retrieval,qa]")
+    with pytest.raises(ConfigError) as err:
+        check_inputs(params, section(params, EvalConfig, "eval"), ["dense"], recipes_from="--recipe")
+    assert "nowhere" in str(err.value) and "eval.tasks=[retrieval]" in str(err.value)
+
+
+def test_a_fine_tuned_checkpoint_records_the_loader_it_trained_with(workspace, tmp_path):
+    """Fine-tuning takes its init's loader (frame size, frames, text length); evaluation and
+    search must rebuild that one, not the fine-tuning command's `loader:` settings."""
+    from train.checkpoint import loader_config_of
+
+    params = workspace["params"]("loader.image_size=48", "loader.num_frames=4",
+                                 f"finetune.out_dir={tmp_path / 'ft'}")
+    run_finetune(params, "retrieval", "smaug", progress=False)
+    state = read_state(tmp_path / "ft" / "smaug" / "retrieval")
+    cfg = loader_config_of(state, params, num_frames=None, batch_size=1)
+    pre = loader_config_of(read_state(workspace["base"] / "models/pretrain/smaug"), {}, num_frames=None,
+                           batch_size=1)
+    assert (cfg.image_size, cfg.num_frames, cfg.max_len) == (pre.image_size, pre.num_frames, pre.max_len)
+    assert (cfg.image_size, cfg.num_frames) != (48, 4)
+
+
+def write_stats(folder: Path, rows: list[tuple[str, str, str | None]]) -> None:
+    import pandas as pd
+
+    pd.DataFrame(rows, columns=["key", "status", "error"]).to_parquet(folder / "stats.parquet")
+
+
+def test_test_videos_lost_to_a_cut_shard_or_to_preprocessing_are_named(workspace, shard_root, tmp_path):
+    """stats.parquet says which test videos preprocessing wrote and which failed; a shard cut
+    short loses the samples after the cut without a per-sample error. Both are named."""
+    import shutil
+    import tarfile
+
+    keys = [f"clip_ret_test_{n:03d}" for n in range(6)]
+    rows = [(k, "ok", None) for k in keys] + [("clip_ret_test_006", "failed", "too short (1 frame)")]
+
+    def run(folder, name):
+        out = tmp_path / name
+        return evaluate_recipe(workspace["params"](f"eval.retrieval.shards={folder}", "eval.tasks=[retrieval]",
+                                                  "eval.retrieval.order_pairs=null", "eval.shuffle_test=false",
+                                                  f"eval.metrics_dir={out}", f"eval.details_dir={out}",
+                                                  f"eval.plots_dir={out}"), "smaug")["zero_shot"]["retrieval"]
+
+    clean = tmp_path / "clean"
+    shutil.copytree(shard_root / "ret_test", clean)
+    write_stats(clean, rows[:6])
+    assert "test_set" not in run(clean, "ev_clean")  # nothing missing: the results file is as before
+
+    cut = tmp_path / "cut"
+    shutil.copytree(shard_root / "ret_test", cut)
+    write_stats(cut, rows)
+    tar = cut / "shard-000000.tar"
+    with tarfile.open(tar) as t:
+        member = next(m for m in t.getmembers() if m.name == "clip_ret_test_003.mp4")
+    with tar.open("r+b") as f:
+        f.truncate(member.offset_data + member.size // 2)  # inside the fourth video
+    got = run(cut, "ev_cut")
+    seen = got["normal"]["num_videos"]
+    assert seen == 3
+    test_set = got["test_set"]
+    assert test_set["annotated_videos"] == 7 and test_set["written_videos"] == 6
+    assert test_set["evaluated_videos"] == 3 and test_set["unseen_keys"] == keys[3:]
+    assert test_set["failed_preprocessing"] == 1 and test_set["failed_keys"] == ["clip_ret_test_006"]

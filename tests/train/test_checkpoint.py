@@ -29,7 +29,9 @@ def test_round_trip_restores_weights_optimizer_and_rng(tmp_path, tiny_params, bu
     trainer.save(folder, recipe="smaug", model_config=params["model"])
     expected_draw = torch.rand(3)
 
-    assert sorted(p.name for p in folder.iterdir()) == ["model.safetensors", "optim.pt", "state.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["model.safetensors", "optim.pt", "state.json", "text"]
+    assert {"vocab.txt", "config.json"} <= {p.name for p in (folder / "text").iterdir()}  # no weights
+    assert not list((folder / "text").glob("*.safetensors"))
     assert not list(tmp_path.glob(".ckpt.*"))  # no temp folders left behind
     # optim.pt loads with weights_only=True (tensors and plain containers only)
     raw = torch.load(folder / "optim.pt", weights_only=True)

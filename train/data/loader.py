@@ -15,7 +15,7 @@ from typing import Iterator
 
 from train.data.config import LoaderConfig
 from train.data.samples import SKIPPED
-from train.data.shards import expand_shards
+from train.data.shards import SHARD_UNAVAILABLE, ShardUnavailable, expand_shards
 
 log = logging.getLogger("train.data")
 
@@ -142,6 +142,10 @@ class VideoTextLoader:
 
     def _count_skips(self, skipped) -> None:
         for key, reason in skipped:
+            if str(reason).startswith(SHARD_UNAVAILABLE):
+                raise ShardUnavailable(
+                    f"{key}: {reason}; a shard that cannot be read stops the run instead of training "
+                    "or evaluating on fewer shards: restore it and rerun the same command")
             log.warning("skipping sample %s: %s", key, reason)
             self.stats["skipped"] += 1
             self.stats["skipped_total"] += 1
@@ -149,7 +153,12 @@ class VideoTextLoader:
 
 
 def build_loader(cfg: LoaderConfig, shards, *, train: bool, text: str = "caption", seed: int,
-                 rank: int = 0, world_size: int = 1, epoch_length: int | None = None) -> VideoTextLoader:
-    """Batches of sparse-sampled, augmented clips with their tokenised text (design.md)."""
+                 rank: int = 0, world_size: int = 1, epoch_length: int | None = None,
+                 tokenizer_path=None) -> VideoTextLoader:
+    """Batches of sparse-sampled, augmented clips with their tokenised text (design.md).
+
+    ``tokenizer_path``: the text tower's folder (``model.text.path``; None: the offline
+    default). Its vocabulary must be the model's: ids of another vocabulary would feed the
+    text tower the wrong words without any error."""
     return VideoTextLoader(cfg, shards, train=train, text=text, seed=seed, rank=rank,
-                           world_size=world_size, epoch_length=epoch_length)
+                           world_size=world_size, epoch_length=epoch_length, tokenizer_path=tokenizer_path)

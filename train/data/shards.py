@@ -43,6 +43,23 @@ class Skipped:
     reason: str
 
 
+# The reason a Skipped carries when the file system could not give a shard at all; the main
+# process stops on it (train/data/loader.py) rather than counting lost samples as "broken".
+SHARD_UNAVAILABLE = "shard unavailable"
+
+
+class ShardUnavailable(OSError):
+    """A shard that cannot be opened or read at all (gone, no permission, an I/O error): a fault
+    of the machine, not of the data, so the run stops, naming it, instead of going on with fewer
+    shards while its checkpoint still lists them all."""
+
+
+def is_machine_fault(exn: BaseException) -> bool:
+    """An error of the file system (it carries an errno: ENOENT, EACCES, EIO ...), as opposed to
+    a broken tar, which the tar reader reports as a TarError or an errno-less OSError."""
+    return isinstance(exn, OSError) and exn.errno is not None
+
+
 def expand_shards(shards: str | os.PathLike | list) -> list[str]:
     """Brace pattern (``shard-{000000..000009}.tar``), ``::``-joined list, list, or a directory."""
     if isinstance(shards, (list, tuple)):
@@ -110,7 +127,12 @@ def iter_samples(
     errors: list[Skipped] = []
 
     def handler(exn: Exception) -> bool:
-        # A broken tar member or shard: record it and go on (webdataset calls this).
+        # A broken tar member or shard: record it and go on (webdataset calls this). A shard the
+        # file system cannot give us travels the same way, marked, and stops the main process
+        # (raising here, inside a loader worker, would leave the workers to hang on exit).
+        if is_machine_fault(exn):
+            errors.append(Skipped(key=_url_of(exn), reason=f"{SHARD_UNAVAILABLE}: {exn}"[:300]))
+            return True
         errors.append(Skipped(key=_url_of(exn), reason=f"tar error: {exn!r}"[:300]))
         return True
 

@@ -41,6 +41,36 @@ def load_tokenizer(path: str | Path | None = None):
     return AutoTokenizer.from_pretrained(str(folder), use_fast=True, local_files_only=True)
 
 
+def unknown_token_warning(tokenizer, texts: list[str], *, mostly: float = 0.3,
+                          pieces_per_word: float = 3.0) -> str | None:
+    """A warning when the tokenizer cannot read much of ``texts``, naming a few; None when it
+    can. Captions in a language or script its vocabulary lacks come out as [UNK] (the default
+    text tower's English WordPiece turns Chinese into [UNK]) or as single letters (Cyrillic:
+    4 pieces a word, where English takes about 1.2): either way their words are lost.
+
+    A text counts as unread when more than ``mostly`` of its tokens are [UNK] or it takes more
+    than ``pieces_per_word`` tokens a word; it warns on any such text, or when [UNK] is over 5%
+    of all tokens."""
+    unk = tokenizer.unk_token_id
+    if not texts:
+        return None
+    unread, total, unknown = [], 0, 0
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        n = sum(i == unk for i in ids) if unk is not None else 0
+        total, unknown = total + len(ids), unknown + n
+        if ids and (n / len(ids) > mostly or len(ids) / max(len(text.split()), 1) > pieces_per_word):
+            unread.append(text)
+    if not unread and unknown <= 0.05 * max(total, 1):
+        return None
+    shown = "; ".join(repr(t[:60]) for t in unread[:3])
+    return (f"the text tower's vocabulary cannot read {len(unread)} of {len(texts)} texts "
+            f"({unknown} of {total} tokens are {tokenizer.unk_token}, or words fall apart into letters)"
+            + (f", e.g. {shown}" if shown else "")
+            + ". Their words are lost to training: for captions in another language, point "
+            "model.text.path at a text tower for that language (its vocabulary is used throughout)")
+
+
 def pick_text(meta: dict[str, Any], field: str, *, seed: int, epoch: int, train: bool) -> str:
     """One caption (or question) per video per epoch; deterministic in (seed, epoch, key).
 

@@ -74,9 +74,10 @@ def trim_batch(batch: dict) -> dict:
 
 
 class SMAUG(nn.Module):
-    def __init__(self, cfg: ModelConfig, *, video_init: bool = True) -> None:
-        """``video_init=False`` skips ``model.video.init``: for callers that load a SMAUG
-        checkpoint over the model anyway (and need not have the pretrained file)."""
+    def __init__(self, cfg: ModelConfig, *, video_init: bool = True, text_weights: bool = True) -> None:
+        """``video_init=False`` skips ``model.video.init`` and ``text_weights=False`` the text
+        tower's pretrained weights: for callers that load a SMAUG checkpoint over the model
+        anyway (and need not have the pretrained files)."""
         super().__init__()
         self.cfg = cfg
         w = cfg.objectives
@@ -84,7 +85,7 @@ class SMAUG(nn.Module):
         self.video_init_report: InitReport | None = None
         if cfg.video.init is not None and video_init:
             self.video_init_report = init_video_encoder(self.video, cfg.video)
-        self.text = TextEncoder(cfg.text)
+        self.text = TextEncoder(cfg.text, weights=text_weights)
         dt, dv = self.text.hidden_size, cfg.video.width
         self.video_proj = nn.Linear(dv, cfg.embed_dim)
         self.text_proj = nn.Linear(dt, cfg.embed_dim)
@@ -95,7 +96,7 @@ class SMAUG(nn.Module):
         self.mlm_head = None
         if w.mlm > 0:
             self.mlm_head = MLMHead(dt, self.text.word_embeddings, self.text.bert.config.layer_norm_eps)
-            if cfg.text.init == "pretrained":
+            if cfg.text.init == "pretrained" and text_weights:
                 self.mlm_head.load_from_checkpoint(self.text.path)
         self.mvm_decoder = MVMDecoder(cfg.mvm, cfg.video) if w.mvm > 0 else None
 

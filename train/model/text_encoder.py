@@ -79,12 +79,19 @@ def load_bert(path: Path, *, random: bool = False, arch: dict | None = None) -> 
 
 
 class TextEncoder(nn.Module):
-    def __init__(self, cfg: TextConfig) -> None:
+    def __init__(self, cfg: TextConfig, *, weights: bool = True) -> None:
+        """``weights=False``: the architecture only, for a caller that loads a SMAUG checkpoint
+        over it (which holds the whole BERT), so the folder needs no weights: the copy of the
+        vocabulary and config a checkpoint keeps (``train.checkpoint``) is enough."""
         super().__init__()
         self.cfg = cfg
         self.path = resolve_text_encoder_dir(cfg.path)
-        self.bert = load_bert(self.path, random=cfg.init == "random",
-                              arch=TEXT_ARCHS.get(cfg.arch) if cfg.arch else None)
+        arch = TEXT_ARCHS.get(cfg.arch) if cfg.arch else None
+        if weights:
+            self.bert = load_bert(self.path, random=cfg.init == "random", arch=arch)
+        else:
+            with torch.random.fork_rng(devices=[]):  # overwritten anyway: leave the caller's RNG as it was
+                self.bert = load_bert(self.path, random=True, arch=arch)
         total = len(self.bert.encoder.layer)
         n = cfg.num_layers or total
         if n > total:

@@ -1,0 +1,226 @@
+"""Faults of the machine during training stop with one ``error:`` line, keep (or write) a
+checkpoint, and the same command resumes once the fault is gone; the run's metrics count the
+whole run, not its last session.
+
+Real faults where this machine can make them: a shard deleted under a running job with two
+loader workers, a tmpfs that fills up (skipped where mounting is not allowed), a learning rate
+that makes the loss overflow, a weights file cut short.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import REPO_ROOT
+from tests.train.conftest import run_overrides
+from train import pretrain
+from train.checkpoint import read_state
+
+# Runs pretrain.main(argv) in a child process with ``fault(trainer_step, base)`` called before
+# each training step, so a fault can be made at a known step of a real run.
+CHILD = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    from train import pretrain
+    from train.trainer import Trainer
+    argv, at, fault, base = json.loads(sys.argv[1])
+    original = Trainer.train_step
+    def train_step(self, micro):
+        if self.step == at:
+            exec(fault, {"base": Path(base), "Path": Path})
+        return original(self, micro)
+    Trainer.train_step = train_step
+    sys.exit(pretrain.main(argv))
+""")
+
+
+def run_child(base: Path, argv: list[str], *, at: int = -1, fault: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", CHILD, json.dumps([argv, at, fault, str(base)])],
+                          cwd=base, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                          capture_output=True, text=True, timeout=300)
+
+
+def error_lines(text: str) -> list[str]:
+    return [x for x in text.splitlines() if x.startswith("error:")]
+
+
+def metrics_of(base: Path, name: str = "smaug") -> dict:
+    return json.loads((base / "results" / "metrics" / f"pretrain-{name}.json").read_text())
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``tmpfs(size)``: a real small file system that fills up, unmounted afterwards."""
+    mounted = []
+
+    def mount(size: str) -> Path:
+        where = tmp_path / f"tmpfs-{uuid.uuid4().hex[:6]}"
+        where.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_shard_deleted_mid_run_stops_it_and_the_same_command_resumes(tmp_path, params_file, pretrain_shards):
+    """With two loader workers, a shard removed while the run reads another epoch: one error line
+    naming it, exit 1, a checkpoint at the step reached (pretrain.ckpt_every=0: no other), and
+    the rerun after restoring the shard trains the remaining steps; metrics count all 8."""
+    shards = tmp_path / "shards"
+    shutil.copytree(pretrain_shards, shards)
+    gone = shards / "shard-000001.tar"
+    argv = ["--params", str(params_file), "--no-progress",
+            *run_overrides(tmp_path, shards, "pretrain.steps=8", "loader.num_workers=2")]
+    # 16 clips in batches of 4: steps 1-4 are epoch 0, which has the shard open already
+    proc = run_child(tmp_path, argv, at=2, fault=f"Path({str(gone)!r}).rename({str(gone) + '.away'!r})")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    [line] = error_lines(proc.stderr)
+    assert "shard-000001.tar" in line and "cannot be read" in line and "rerun the same command" in line
+    assert "Traceback" not in proc.stderr
+    state = read_state(tmp_path / "models" / "smaug")
+    assert not state["finished"] and 4 <= state["step"] < 8
+    assert f"checkpoint of step {state['step']} written" in line
+    assert not (tmp_path / "results" / "metrics" / "pretrain-smaug.json").exists()
+
+    Path(str(gone) + ".away").rename(gone)
+    proc = run_child(tmp_path, argv)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    metrics = metrics_of(tmp_path)
+    assert metrics["steps"] == 8 and metrics["steps_this_session"] == 8 - state["step"]
+    # the wall time of the first session (kept in the checkpoint) is in the whole run's
+    assert state["train_wall_s"] > 0
+    assert metrics["train_wall_s"] == pytest.approx(state["train_wall_s"] + metrics["train_wall_s_this_session"])
+    assert f"pretrain smaug: 8 steps ({8 - state['step']} in this session)" in proc.stdout
+
+
+def test_a_training_log_that_cannot_be_written_keeps_a_checkpoint(tmp_path, params_file, pretrain_shards):
+    """The DVCLive folder replaced by a file at step 3 (ENOTDIR on the next write): the run
+    checkpoints the steps it trained and stops with one line; the rerun resumes and finishes."""
+    argv = ["--params", str(params_file), "--no-progress",
+            *run_overrides(tmp_path, pretrain_shards, "pretrain.steps=6")]
+    live = tmp_path / "results" / "dvclive" / "pretrain-smaug"
+    breaks = f"import shutil\nshutil.move({str(live)!r}, {str(live) + '.kept'!r})\nopen({str(live)!r}, 'w').close()\n"
+    proc = run_child(tmp_path, argv, at=3, fault=breaks)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    [line] = error_lines(proc.stderr)
+    assert "writing the training log failed after step" in line and "Not a directory" in line
+    state = read_state(tmp_path / "models" / "smaug")
+    assert state["step"] >= 4 and not state["finished"]
+    assert f"checkpoint of step {state['step']} written" in line and "Traceback" not in proc.stderr
+
+    live.unlink()
+    Path(str(live) + ".kept").rename(live)
+    proc = run_child(tmp_path, argv)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert metrics_of(tmp_path)["steps"] == 6
+
+
+def test_a_full_results_disk_at_the_end_loses_no_metrics(tmp_path, params_file, pretrain_shards, tmpfs):
+    """The results disk fills during training: the run finishes, says the metrics file could not
+    be written and that the checkpoint keeps it; the same command writes it once there is room."""
+    results = tmpfs("1m")
+    argv = ["--params", str(params_file), "--no-progress",
+            *run_overrides(tmp_path, pretrain_shards, "pretrain.steps=4", f"pretrain.results_dir={results}")]
+    fill = (f"f = open({str(results / 'ballast')!r}, 'wb')\n"
+            "try:\n    f.write(b'x' * (4 << 20))\nexcept OSError:\n    pass\n"
+            "try:\n    f.close()\nexcept OSError:\n    pass\n")
+    proc = run_child(tmp_path, argv, at=2, fault=fill)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    [line] = error_lines(proc.stderr)
+    assert "pretrain-smaug.json: not written" in line and "No space left on device" in line
+    assert "keeps these metrics" in line
+    assert not list((results / "metrics").glob("*.tmp"))  # the partial write gave its space back
+    assert read_state(tmp_path / "models" / "smaug")["finished"]
+
+    (results / "ballast").unlink()
+    proc = run_child(tmp_path, argv)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "written from the checkpoint" in proc.stdout
+    metrics = json.loads((results / "metrics" / "pretrain-smaug.json").read_text())
+    assert metrics["steps"] == 4 and metrics["clips_per_s"] > 0
+
+
+def test_a_full_checkpoint_disk_is_one_error_line_and_leaves_no_temp_folder(tmp_path, params_file,
+                                                                          pretrain_shards, tmpfs):
+    models = tmpfs("256k")  # far less than the tiny model's weights
+    argv = ["--params", str(params_file), "--no-progress",
+            *run_overrides(tmp_path, pretrain_shards, "pretrain.steps=4", "pretrain.ckpt_every=2",
+                           f"pretrain.out_dir={models}")]
+    proc = run_child(tmp_path, argv)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    [line] = error_lines(proc.stderr)
+    assert "checkpoint of step 2 not written" in line and "No space left on device" in line
+    assert "no earlier checkpoint exists" in line and "two copies" in line
+    assert list(models.iterdir()) == []  # the half-written temp folder gave its space back
+
+
+def test_a_non_finite_loss_is_one_error_line(tmp_path, params_file, overrides, capsys):
+    argv = ["--params", str(params_file), "--no-progress",
+            *overrides("pretrain.steps=4", "pretrain.lr=1e12", "pretrain.clip=0", "pretrain.warmup=0")]
+    assert pretrain.main(argv) == 1
+    [line] = error_lines(capsys.readouterr().err)
+    assert "non-finite" in line and "batch keys" in line and "lower pretrain.lr" in line
+
+
+def test_a_finished_run_whose_weights_were_cut_short_is_not_reported_done(tmp_path, params_file, overrides,
+                                                                          capsys):
+    argv = ["--params", str(params_file), "--no-progress", *overrides("pretrain.steps=2")]
+    assert pretrain.main(argv) == 0
+    weights = tmp_path / "models" / "smaug" / "model.safetensors"
+    # the weights follow the umask like the other files (safetensors alone would write 0600)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(weights.stat().st_mode) == 0o666 & ~mask
+    capsys.readouterr()
+    assert pretrain.main(argv) == 0
+    assert "already finished (2 steps)" in capsys.readouterr().out
+    with weights.open("r+b") as f:
+        f.truncate(weights.stat().st_size // 2)
+    assert pretrain.main(argv) == 2
+    [line] = error_lines(capsys.readouterr().err)
+    assert "model.safetensors" in line and "cut short" in line and "--fresh" in line
+    assert pretrain.main([*argv, "--fresh"]) == 0
+
+
+def test_a_checkpoint_loads_after_its_text_tower_folder_moved(tmp_path, params_file, overrides, caplog):
+    """The checkpoint keeps the tokenizer and config of its text tower (the weights are in
+    model.safetensors already): moving the folder model.text.path named breaks nothing."""
+    import torch
+
+    from pipeline.text_encoder import default_text_encoder_dir
+    from train.checkpoint import load_model
+    from train.data.text import load_tokenizer
+    from train.model import SMAUG
+
+    bert = tmp_path / "bert"
+    shutil.copytree(default_text_encoder_dir(), bert)
+    argv = ["--params", str(params_file), "--no-progress", *overrides("pretrain.steps=2", f"model.text.path={bert}")]
+    assert pretrain.main(argv) == 0
+    folder = tmp_path / "models" / "smaug"
+    before, _ = load_model(folder)
+    shutil.rmtree(bert)
+    with caplog.at_level("WARNING", logger="train.checkpoint"):
+        after, state = load_model(folder)
+    assert state["model_config"]["text"]["path"] == str(folder / "text")
+    assert any(str(bert) in r.getMessage() for r in caplog.records)
+    for (name, a), (_, b) in zip(before.state_dict().items(), after.state_dict().items()):
+        assert torch.equal(a, b), name
+    tokenizer = load_tokenizer(state["model_config"]["text"]["path"])
+    assert tokenizer("a red circle spins")["input_ids"] == load_tokenizer(None)("a red circle spins")["input_ids"]
+    assert isinstance(SMAUG.from_pretrained(folder), SMAUG)
