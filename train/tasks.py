@@ -256,7 +256,7 @@ def load_task_model(folder: str | Path, map_location: str | torch.device = "cpu"
     folder = resolve_checkpoint(folder)
     state = read_state(folder)
     cfg = model_config_of(state)
-    model = SMAUG(cfg, video_init=False)
+    model = SMAUG(cfg, video_init=False, text_weights=False)
     task = state.get("task")
     max_len = int(state.get("max_len") or cfg.text.max_len)
     if task == "qa":
