@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eval.config import ENSEMBLE_MODES, TablesConfig
+from eval.config import ENSEMBLE_MODES, EVAL_TASKS, EvalConfig, TablesConfig
 from pipeline import cli, provenance
 from pipeline.config import load_params, section
 
@@ -367,7 +367,75 @@ def skipped_notes(evals: list[dict], tasks: tuple[str, ...]) -> list[str]:
                     notes.append(f"{e['recipe']}, {setting.replace('_', '-')} {task} on {m.get('dataset')}: "
                                  f"{m['skipped_samples']} test sample(s) could not be read and are not in "
                                  f"these numbers (first: {first}).")
+                if task in tasks and m.get("test_set"):
+                    notes.append(test_set_note(e["recipe"], setting, task, m))
     return notes
+
+
+def test_set_note(recipe: str, setting: str, task: str, m: dict) -> str:
+    """What eval/evaluate.py's ``test_set`` says is missing: videos preprocessing wrote that no
+    batch held (a shard cut short), and annotated videos that failed preprocessing."""
+    t = m["test_set"]
+    parts = []
+    if t.get("unseen_keys"):
+        parts.append(f"{t['written_videos'] - t['evaluated_videos']} of the {t['written_videos']} test videos "
+                     f"preprocessing wrote were not evaluated (first: {', '.join(t['unseen_keys'][:3])})")
+    if t.get("failed_preprocessing"):
+        parts.append(f"{t['failed_preprocessing']} of the {t['annotated_videos']} annotated test videos failed "
+                     f"preprocessing (first: {', '.join(t.get('failed_keys', [])[:3])}; see stats.parquet)")
+    return (f"{recipe}, {setting.replace('_', '-')} {task} on {m.get('dataset')}: " + "; ".join(parts)
+            + ": these numbers are over fewer videos than the test set.")
+
+
+def builtin_test_sets() -> dict[str, tuple[str, str]]:
+    """Per evaluation task, the built-in synthetic benchmark's (dataset name, test shards): the
+    defaults of eval.<task>, equal to params.yaml's."""
+    defaults = EvalConfig()
+    return {task: (getattr(defaults, task).dataset, getattr(defaults, task).shards) for task in EVAL_TASKS}
+
+
+def dataset_sources(evals: list[dict], tasks: tuple[str, ...]) -> dict[str, set[tuple[str, str | None]]]:
+    """For each dataset name measured by ``tasks``: the (task, test shards) behind it, the shards
+    as the evaluation's params recorded them (None where an older file has none)."""
+    out: dict[str, set[tuple[str, str | None]]] = {}
+    for e in evals:
+        recorded = e.get("params", {}).get("eval", {})
+        for setting in ("zero_shot", "finetuned"):
+            for task, m in e.get(setting, {}).items():
+                if task in tasks:
+                    out.setdefault(m["dataset"], set()).add((task, (recorded.get(task) or {}).get("shards")))
+    return out
+
+
+def is_builtin_test_set(dataset: str, task: str, shards: str | None) -> bool:
+    """The name alone does not tell: own data evaluated without setting eval.<task>.dataset keeps
+    the synthetic set's name, so its test shards must be the synthetic set's too."""
+    name, builtin_shards = builtin_test_sets().get(task, (None, None))
+    return dataset == name and (shards is None or Path(shards) == Path(builtin_shards))
+
+
+def dataset_note(dataset: str, sources: set[tuple[str, str | None]], synthetic_note: str) -> str:
+    """The table note on a column that is none of the published datasets: ``synthetic_note``
+    only when every evaluation behind it used the built-in synthetic test set; otherwise a neutral
+    line naming the dataset and its test shards (and the setting to name it, where own data
+    carries the synthetic set's name)."""
+    if all(is_builtin_test_set(dataset, task, shards) for task, shards in sources):
+        return synthetic_note
+    where = ", ".join(f"`{shards}`" for shards in sorted({s for _, s in sources if s}))
+    line = f"'{dataset}' is measured on " + (f"the test shards {where}" if where else "its own test set")
+    misnamed = sorted({task for task, _ in sources if builtin_test_sets().get(task, ("",))[0] == dataset})
+    if misnamed:
+        line += (", not on the built-in synthetic benchmark whose name it carries (name it with "
+                 + " / ".join(f"eval.{task}.dataset" for task in misnamed) + ")")
+    return line + "; not comparable with the published columns."
+
+
+def measures_order_pairs(evals: list[dict], dataset: str, num_videos: int) -> bool:
+    """Whether a measured retrieval row on ``dataset`` (``num_videos`` test videos) has order-pair
+    accuracy: eval.retrieval.order_pairs=null leaves it out, and its chance then has no row to sit beside."""
+    return any(m["dataset"] == dataset and m["normal"]["num_videos"] == num_videos
+               and bool(m["normal"].get("order_pairs"))
+               for e in evals for s in ("zero_shot", "finetuned") for t, m in e.get(s, {}).items() if t == "retrieval")
 
 
 def retrieval_table(evals: list[dict], cfg: TablesConfig) -> Table:
@@ -402,7 +470,8 @@ def retrieval_table(evals: list[dict], cfg: TablesConfig) -> Table:
                  for t, m in e.get(s, {}).items() if t == "retrieval" and m["dataset"] == ds}
         for n in sorted(sizes):
             r1, r5, r10, mdr = chance_retrieval_cells(n, d)
-            cells = [r1, DASH, r5, r10, mdr, r1, fmt(50.0, d)]
+            pairs_chance = fmt(50.0, d) if measures_order_pairs(evals, ds, n) else DASH
+            cells = [r1, DASH, r5, r10, mdr, r1, pairs_chance]
             table.rows.append([f"chance ({n} test videos)", "computed", "random ranking"]
                               + [c for x in datasets for c in (cells if x == ds else [DASH] * width)] + ["", ""])
     if cfg.reference_rows:
@@ -417,10 +486,12 @@ def retrieval_table(evals: list[dict], cfg: TablesConfig) -> Table:
                            f"and its protocol card matched (eval/cards.py); otherwise the cell names the differing field.")
     table.notes.extend(finetuning_gain(evals, d))
     table.notes.extend(skipped_notes(evals, ("retrieval",)))
+    sources = dataset_sources(evals, ("retrieval",))
     for ds in measured_sets:
         if ds != MSRVTT:
-            table.notes.append(f"'{ds}' is this repository's built-in synthetic benchmark (or a dataset named by "
-                               f"eval.retrieval.dataset): its numbers are not comparable with the published columns.")
+            synthetic = (f"'{ds}' is this repository's built-in synthetic benchmark (or a dataset named by "
+                         f"eval.retrieval.dataset): its numbers are not comparable with the published columns.")
+            table.notes.append(dataset_note(ds, sources[ds], synthetic))
     table.notes.append("Ranks are pessimistic: a wrong candidate scoring exactly as high as the right one counts "
                        "as ranked above it. A query with several captions (v2t) is a hit if any caption is found.")
     table.notes.append("R@1 95% CI: percentile bootstrap over test videos (each resample draws videos with all their "
@@ -503,10 +574,12 @@ def qa_tables(evals: list[dict], cfg: TablesConfig) -> tuple[Table, Table]:
             table.rows.append([method, f"reported ({source})", "fine-tuned" + (f", {note}" if note else "")]
                               + [(gate or fmt(qa, 1)) if ds == MSRVTT_QA else DASH for ds in datasets] + [""])
         table.notes.append("Reported rows are published fine-tuned MSRVTT-QA accuracies copied from their papers.")
+    sources = dataset_sources(evals, QA_TABLE_TASKS)
     for ds in measured:
         if ds not in REAL_QA_DATASETS:
-            table.notes.append(f"'{ds}' is measured on this repository's built-in synthetic benchmark; "
-                               f"not comparable with the published columns.")
+            synthetic = (f"'{ds}' is measured on this repository's built-in synthetic benchmark; "
+                         f"not comparable with the published columns.")
+            table.notes.append(dataset_note(ds, sources[ds], synthetic))
     table.notes.append("Open-ended QA is classification over the most frequent training answers; a test answer "
                        "outside that vocabulary counts as wrong. Multiple choice picks the option whose "
                        "question+option text has the highest VTM score (so it also runs zero-shot).")

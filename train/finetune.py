@@ -94,7 +94,7 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
     from train.run import data_identity, open_run, stream_from
     from train.trainer import Trainer, scale_lr_of
 
-    from train.tasks import AnswerVocab, MultipleChoice, OpenEndedQA
+    from train.tasks import AnswerVocab, MultipleChoice, OpenEndedQA, warn_similar_answers
 
     if task not in TASKS:
         raise ConfigError(f"task: must be one of {', '.join(TASKS)}, got {task!r}")
@@ -139,6 +139,8 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
             vocab = AnswerVocab(ckpt.read_state(resume_from)["answers"])
         else:
             vocab = AnswerVocab.from_training_answers(training_answers(task_cfg.shards), task_cfg.vocab_size)
+            if dist.is_main:  # normalize_answer stays ClipBERT's: name the answers it may split
+                warn_similar_answers(vocab.answers)
         module: torch.nn.Module = OpenEndedQA(model, vocab, tokenizer, loader_cfg.max_len)
         extra_state["answers"] = vocab.answers
     elif task == "mc":

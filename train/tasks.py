@@ -19,6 +19,8 @@ stats) like the model's own forward, so the trainer's loop trains them unchanged
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from train.data import text
+
+log = logging.getLogger("train.tasks")
 
 
 # --------------------------------------------------------------------------- answer vocabulary
@@ -80,6 +84,51 @@ class AnswerVocab:
 
 def normalize_answer(answer: str) -> str:
     return " ".join(str(answer).lower().strip().split())
+
+
+# What VQA-style normalisation would also fold together. normalize_answer stays as it is (ClipBERT's:
+# the committed results' label ids depend on it); these only find answers that may be one class.
+ARTICLES = ("a", "an", "the")
+NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"))}
+PUNCTUATION = re.compile(r"(?<!\d)[^\w\s]|[^\w\s](?!\d)")  # a mark, unless between digits (2.5, 1,000)
+SHOWN_GROUPS = 5
+
+
+def loose_answer_key(answer: str) -> str:
+    """``answer`` without punctuation, a leading article or number words (zero..ten as digits):
+    'The dog.' -> 'dog', 'two' -> '2'. Empty for an answer that is only punctuation or symbols."""
+    words = PUNCTUATION.sub("", normalize_answer(answer)).split()
+    if len(words) > 1 and words[0] in ARTICLES:
+        words = words[1:]
+    return " ".join(NUMBER_WORDS.get(w, w) for w in words)
+
+
+def similar_answer_groups(answers: Sequence[str]) -> list[list[str]]:
+    """The answers of ``answers`` (an answer vocabulary) that differ only by punctuation, a
+    leading article or number words vs digits, in groups: each group sorted, the groups in the
+    order of their first answer in ``answers`` (the vocabulary's: most frequent first)."""
+    groups: dict[str, list[str]] = {}
+    for answer in answers:
+        key = loose_answer_key(answer)
+        if key:  # emoji and the like have no words to compare: never one group
+            groups.setdefault(key, []).append(answer)
+    return [sorted(group) for group in groups.values() if len(group) > 1]
+
+
+def warn_similar_answers(answers: Sequence[str]) -> str | None:
+    """Log one warning naming up to SHOWN_GROUPS groups of similar_answer_groups, and return it
+    (None when there are none). Each answer of a group is its own class: the classifier splits
+    its training questions between them and a test answer counts wrong against the others."""
+    groups = similar_answer_groups(answers)
+    if not groups:
+        return None
+    shown = "; ".join(" / ".join(repr(a) for a in group) for group in groups[:SHOWN_GROUPS])
+    more = f" (and {len(groups) - SHOWN_GROUPS} more groups)" if len(groups) > SHOWN_GROUPS else ""
+    message = (f"QA answers that may be one class: {shown}{more} — normalize_answer only lowercases and "
+               "collapses spaces, so each is its own class")
+    log.warning("%s", message)
+    return message
 
 
 def open_ended_questions(meta: dict) -> list[dict]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import sys
 
 from pipeline.config import ConfigError
@@ -32,6 +33,23 @@ def _params_and_overrides(args: list[str]) -> tuple[str | None, list[str]]:
             params = a.split("=", 1)[1]
     overrides = [a for a in args if "=" in a and not a.startswith("-")]
     return params, overrides
+
+
+# the training programs this launcher runs (any module with main(argv) -> exit code also works)
+KNOWN_ENTRIES = ("train.pretrain", "train.finetune")
+
+
+def check_entry(entry: str) -> None:
+    """Refuse an ``--entry`` whose module does not exist, before any job is submitted: a typo
+    would otherwise end in a ModuleNotFoundError traceback, here or in a SLURM job's log. Only the
+    module is looked up, not imported, so a real module that fails to import keeps its traceback."""
+    module = entry.partition(":")[0]
+    try:
+        found = bool(module) and importlib.util.find_spec(module) is not None
+    except ImportError:  # a parent package is missing too
+        found = False
+    if not found:
+        raise ConfigError(f"--entry: no module '{module}'; known: {', '.join(KNOWN_ENTRIES)}")
 
 
 def with_job_size(cfg: LaunchConfig, nodes: int | None, tasks_per_node: int | None) -> LaunchConfig:
@@ -70,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     known, rest = ours.parse_known_args(argv)
     params, overrides = _params_and_overrides(rest)
     try:
+        check_entry(known.entry)
         cfg = launch_config(params, overrides, known.launch)
         cfg = with_job_size(cfg, known.nodes, known.tasks_per_node)
     except ConfigError as err:

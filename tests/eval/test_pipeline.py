@@ -591,3 +591,14 @@ def test_test_videos_lost_to_a_cut_shard_or_to_preprocessing_are_named(workspace
     assert test_set["annotated_videos"] == 7 and test_set["written_videos"] == 6
     assert test_set["evaluated_videos"] == 3 and test_set["unseen_keys"] == keys[3:]
     assert test_set["failed_preprocessing"] == 1 and test_set["failed_keys"] == ["clip_ret_test_006"]
+    # and the retrieval table says so under the numbers
+    out = tmp_path / "ev_cut"
+    cfg = section(workspace["params"](f"tables.eval_dir={out}", "tables.runs=[smaug]", f"tables.out_dir={out / 'tables'}",
+                                      f"eval.retrieval.shards={cut}", "eval.tasks=[retrieval]",
+                                      "eval.retrieval.order_pairs=null", "eval.shuffle_test=false",
+                                      f"eval.metrics_dir={out}", f"eval.details_dir={out}", f"eval.plots_dir={out}"),
+                  TablesConfig, "tables")
+    tables_mod.write_tables(cfg, check=False)
+    text = (out / "tables" / "retrieval.md").read_text()
+    assert "3 of the 6 test videos preprocessing wrote were not evaluated (first: clip_ret_test_003" in text
+    assert "1 of the 7 annotated test videos failed preprocessing (first: clip_ret_test_006" in text

@@ -28,3 +28,13 @@ def test_program_flags_are_not_taken_for_abbreviations_of_ours(tmp_path, monkeyp
     argv = json.loads((tmp_path / "argv.json").read_text())
     assert argv[argv.index("--task") + 1] == "retrieval"
     assert argv[argv.index("--recipe") + 1] == "smaug"
+
+
+def test_an_unknown_entry_is_one_error_line(capsys):
+    # a typo in --entry once ended in a ModuleNotFoundError traceback (audit 2026-12-04, finding 11)
+    code = launch_train.main(["--launch", "local", "--entry", "train.finetunee", "--task", "qa"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err == "error: --entry: no module 'train.finetunee'; known: train.pretrain, train.finetune\n"
+    assert launch_train.main(["--launch", "local", "--entry", "nosuch.module:main"]) == 2
+    assert "error: --entry: no module 'nosuch.module';" in capsys.readouterr().err
