@@ -127,6 +127,9 @@ def record_skipped(metrics: dict, skipped: list[list[str]], shards: str) -> None
                 shards, len(skipped), ", ".join(f"{k} ({r})" for k, r in skipped[:3]))
 
 
+_TEST_SET_WARNED: set = set()  # test sets whose missing videos this process has named already
+
+
 def record_unseen(metrics: dict, batches, shards: str) -> None:
     """Name the test videos the shard folder's stats.parquet lists as written ('ok') that no batch
     held: a shard cut short loses every sample after the cut without a per-sample error, and the
@@ -155,15 +158,20 @@ def record_unseen(metrics: dict, batches, shards: str) -> None:
                 "evaluated_videos": len(ok) - len(unseen)}
     if unseen:
         test_set["unseen_keys"] = unseen[:SKIPPED_KEYS_KEPT]
-        log.warning("%s: %d of the %d test videos written by preprocessing were not evaluated: %s",
-                    shards, len(unseen), len(ok), ", ".join(unseen[:10]))
     if not failed.empty:
         test_set["failed_preprocessing"] = len(failed)
         test_set["failed_keys"] = [str(k) for k in failed["key"].head(SKIPPED_KEYS_KEPT)]
+    metrics["test_set"] = test_set
+    if shards in _TEST_SET_WARNED:  # zero-shot and fine-tuned read the same test set: say it once
+        return
+    _TEST_SET_WARNED.add(shards)
+    if unseen:
+        log.warning("%s: %d of the %d test videos written by preprocessing were not evaluated: %s",
+                    shards, len(unseen), len(ok), ", ".join(unseen[:10]))
+    if not failed.empty:
         log.warning("%s: %d annotated test video(s) failed preprocessing and are not in these numbers "
                     "(stats.parquet: %s)", shards, len(failed),
                     ", ".join(f"{k} ({e})" for k, e in failed[["key", "error"]].head(3).itertuples(index=False)))
-    metrics["test_set"] = test_set
 
 
 def with_shuffle(run, shuffle_test: bool, seed: int) -> dict:
@@ -463,10 +471,18 @@ def write_results(cfg: EvalConfig, recipe: str, out: dict, params: dict, overrid
     extra = {"pending": pending} if pending else {}
     for path, payload in ((details_path(cfg, recipe), {**out, **extra}),
                           (metrics_path(cfg, recipe), {**headline(out), FIELD: out[FIELD], **extra})):
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-        tmp.replace(path)  # a kill mid-write leaves the previous file whole
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+            tmp.replace(path)  # a kill mid-write leaves the previous file whole
+        except OSError as err:  # a full or read-only results disk: say which file, leave no temp
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            raise OSError(err.errno, f"{path}: not written ({err.strerror or err}); free space or "
+                                     "point eval.details_dir / eval.metrics_dir elsewhere and rerun") from err
     return out
 
 

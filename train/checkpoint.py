@@ -59,6 +59,11 @@ class CheckpointError(ValueError):
     names the path. Programs print it as ``error: ...`` and exit 2."""
 
 
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (a full or broken disk): a fault of the machine, so
+    programs exit 1 (the same command resumes once there is room), not 2."""
+
+
 # --------------------------------------------------------------------------- RNG state
 
 
@@ -148,7 +153,7 @@ def save_checkpoint(
     except Exception as err:  # OSError, and safetensors' SafetensorError (not an OSError)
         shutil.rmtree(tmp, ignore_errors=True)  # give the space back
         kept = f"the previous checkpoint ({folder}) is kept" if folder.exists() else "no earlier checkpoint exists"
-        raise CheckpointError(f"{folder}: checkpoint of step {step} not written ({err}); {kept}; "
+        raise CheckpointWriteError(f"{folder}: checkpoint of step {step} not written ({err}); {kept}; "
                               "free space (it needs room for two copies while swapping) and rerun the same "
                               "command to resume") from err
     hook("written")
@@ -441,6 +446,9 @@ def model_config_of(state: dict):
     return build(ModelConfig, state["model_config"], "model")
 
 
+MACHINE_LOADER_FIELDS = ("backend", "num_workers", "prefetch")
+
+
 def loader_config_of(state: dict, params: dict, *, num_frames: int | None, batch_size: int):
     """The loader settings the checkpoint was trained with (image size, normalisation,
     text length), with this run's frame count and batch size."""
@@ -455,6 +463,14 @@ def loader_config_of(state: dict, params: dict, *, num_frames: int | None, batch
         source = state.get("params") if isinstance(state.get("params"), dict) else params
     cfg = section(source, LoaderConfig, "loader")
     changes: dict[str, Any] = {"batch_size": batch_size}
+    # How this machine reads (decoder, worker processes) is not part of what the model learnt:
+    # it comes from this command's settings, or a checkpoint pre-trained with the GPU decoder
+    # could never be fine-tuned or evaluated on a CPU machine, and loader.num_workers=... on
+    # the command line would be ignored without a word.
+    here = params.get("loader") if isinstance(params, dict) else None
+    if isinstance(here, dict) and source is not params:
+        mine = section({"loader": {k: here[k] for k in MACHINE_LOADER_FIELDS if k in here}}, LoaderConfig, "loader")
+        changes.update({k: getattr(mine, k) for k in MACHINE_LOADER_FIELDS if k in here})
     if num_frames is not None:
         changes["num_frames"] = num_frames
     return dataclasses.replace(cfg, **changes)

@@ -177,7 +177,9 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
         if loggers is not None:
             loggers.end()
     summary = {"steps": trainer.step, "final_loss": result.final_loss, "clips_per_s": result.clips_per_s,
-               "wall_s": result.wall_s}
+               "wall_s": result.total_wall_s or result.wall_s}  # the whole run, resumed sessions included
+    if result.steps != trainer.step:
+        summary["wall_s_this_session"] = result.wall_s
     trainer.save(finished=True, summary=summary)
     if dist.is_main:
         write_loss_curve(trainer.history, results_dir / "plots" / "finetune" / f"{recipe}-{task}.csv")
@@ -206,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         section(params, FinetuneConfig, "finetune")
         return cli.print_config(params)
+    from train.checkpoint import CheckpointWriteError
     from train.run import fail_on_fault
     from train.signals import STOP
     from train.trainer import EXIT_INTERRUPTED, TrainingInterrupted
@@ -217,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         if isinstance(err, ConfigError):
             raise
-        return cli.fail(err)
+        return cli.fail(err, 1 if isinstance(err, CheckpointWriteError) else cli.EXIT_CONFIG)
     except TrainingInterrupted as err:  # carries its own exit meaning
         print(f"interrupted: {err}", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -48,6 +48,7 @@ if __name__ == "__main__":  # the command line: own the stop signals before the 
     STOP.install()
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -62,7 +63,7 @@ from pipeline import cli
 from pipeline.config import ConfigError, load_params, section, to_dict
 from pipeline.provenance import PRETRAIN_KEYS, stamp
 from train import cost
-from train.checkpoint import repair
+from train.checkpoint import CheckpointError, read_state, repair
 from train.config import LogConfig, PretrainConfig
 from train.loggers import check_available, open_loggers
 from train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
@@ -202,7 +203,7 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
         for what in repair(run_dir):
             log.warning("%s", what)
     barrier(dist)
-    identity = run_identity(run)  # missing shards: error naming pretrain.shards / the source
+    identity = same_text_tower(run_identity(run), run_dir, run["model"].text.path)
     status, state = open_run(run_dir, identity, fresh=args.fresh)
     if status == "finished":
         log.info("%s already finished at step %s with these settings and shards; nothing to do "
@@ -243,12 +244,7 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
 
     # FLOPs of one real training step, counted on the first batch before training on it.
     first = trim_batch(next(batches))
-    if dist.is_main:
-        from train.data.text import load_tokenizer, unknown_token_warning
-
-        unread = unknown_token_warning(load_tokenizer(run["model"].text.path), list(first.get("text") or []))
-        if unread:
-            log.warning("first batch: %s", unread)
+    captions = CaptionCheck(run["model"].text.path, run["loader"].max_len) if dist.is_main else None
     flops_first, out = cost.count_step_flops(trainer.model, _to(first, dist.device), default_loss,
                                              autocast_dtype=trainer.autocast_dtype)
     flops_per_clip = flops_first / first["video"].shape[0]
@@ -256,12 +252,15 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
     def chained():
         # Text padding is trimmed here, on the host: on a GPU the longest caption's length
         # would be a device read (a sync) inside the forward.
-        yield first
-        for batch in batches:
-            yield trim_batch(batch)
+        for batch in itertools.chain([first], batches):
+            if captions is not None:
+                captions.add(batch.get("text"))
+            yield trim_batch(batch) if batch is not first else batch
 
     try:
         result = trainer.fit(chained())
+        if captions is not None and not captions.done:  # fewer clips than it samples: check those
+            captions.finish()
     except TrainingInterrupted as stop:
         log.warning("%s", stop)
         if live is not None:
@@ -314,6 +313,27 @@ RUN_INDEPENDENT = {
                  "grad_checkpointing"),
     "loader": ("num_workers", "prefetch", "backend"),
 }
+
+
+def same_text_tower(identity: dict[str, Any], run_dir: Path, path) -> dict[str, Any]:
+    """``model.text.path`` is where the text tower lies, not what it is: a run whose tower folder
+    moved resumes from the new place when that folder holds the same vocabulary and config as
+    the copy the checkpoint keeps (its ``text/`` folder)."""
+    try:
+        recorded = read_state(run_dir)["identity"]["config"]["model"]["text"]["path"]
+        current = identity["config"]["model"]["text"]["path"]
+    except (CheckpointError, KeyError, TypeError):  # no run yet, or an older checkpoint: the usual comparison decides
+        return identity
+    if recorded == current or path is None:
+        return identity
+    kept = run_dir / "text"
+    same = all((kept / f).is_file() and (Path(path) / f).is_file()
+               and (kept / f).read_bytes() == (Path(path) / f).read_bytes() for f in ("vocab.txt", "config.json"))
+    if same:
+        log.info("%s: text tower folder moved (%s -> %s), same vocabulary and config: resuming", run_dir,
+                 recorded, path)
+        identity["config"]["model"]["text"]["path"] = recorded
+    return identity
 
 
 def run_identity(run: dict[str, Any]) -> dict[str, Any]:
@@ -389,13 +409,44 @@ def steady_clips_per_s(history: list[dict[str, float]], clips_per_step: int) -> 
     return clips_per_step * len(rows) / total if total > 0 else 0.0
 
 
+class CaptionCheck:
+    """Reads the captions of the first ``want`` training clips as they stream by, then warns once
+    if the text tower cannot read many of them (another language or script) or the loader cuts
+    many (longer than loader.max_len): both lose words without any error."""
+
+    def __init__(self, tokenizer_path, max_len: int, want: int = 256) -> None:
+        self.tokenizer_path, self.max_len, self.want = tokenizer_path, max_len, want
+        self.texts: list[str] = []
+        self.done = False
+
+    def add(self, texts) -> None:
+        if self.done or not texts:
+            return
+        self.texts += [t for t in texts if isinstance(t, str)]
+        if len(self.texts) >= self.want:
+            self.finish()
+
+    def finish(self) -> None:
+        from train.data.text import load_tokenizer, truncation_warning, unknown_token_warning
+
+        self.done = True
+        tokenizer = load_tokenizer(self.tokenizer_path)
+        for warning in (unknown_token_warning(tokenizer, self.texts),
+                        truncation_warning(tokenizer, self.texts, self.max_len)):
+            if warning:
+                log.warning("captions of the first %d training clips: %s", len(self.texts), warning)
+
+
 def write_metrics(path: Path, summary: dict[str, Any], run_dir: Path) -> Path:
     """The run's metrics file; a full or broken results disk is one clear error that says the
     finished checkpoint keeps them, so rerunning the same command writes them."""
     try:
         return cost.write_json(path, summary)
     except OSError as err:
-        Path(f"{path}.tmp").unlink(missing_ok=True)  # give back what the partial write took
+        try:
+            Path(f"{path}.tmp").unlink(missing_ok=True)  # give back what the partial write took
+        except OSError:  # the folder itself is unusable (not a directory, read-only)
+            pass
         raise MachineFault(f"{path}: not written ({err}); the run finished and its checkpoint {run_dir} "
                            "keeps these metrics: free space and rerun the same command to write them") from err
 
@@ -477,7 +528,7 @@ def plot_only(args: argparse.Namespace) -> int:
 @cli.config_errors_exit
 def main(argv: list[str] | None = None) -> int:
     """Entry point for the command line and for submitit jobs (``main(argv)``): see module doc."""
-    from train.checkpoint import CheckpointError
+    from train.checkpoint import CheckpointError, CheckpointWriteError
     from train.run import fail_on_fault
     from train.signals import STOP
 
@@ -495,8 +546,8 @@ def main(argv: list[str] | None = None) -> int:
                 return train(args, dist)
             finally:
                 shutdown(dist)
-    except CheckpointError as err:
-        return cli.fail(err)
+    except CheckpointError as err:  # a full disk is the machine's (1), a damaged checkpoint the input's (2)
+        return cli.fail(err, 1 if isinstance(err, CheckpointWriteError) else cli.EXIT_CONFIG)
     except (RuntimeError, OSError) as err:
         return fail_on_fault(err, "pretrain.lr")
 

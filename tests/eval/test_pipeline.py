@@ -602,3 +602,15 @@ def test_test_videos_lost_to_a_cut_shard_or_to_preprocessing_are_named(workspace
     text = (out / "tables" / "retrieval.md").read_text()
     assert "3 of the 6 test videos preprocessing wrote were not evaluated (first: clip_ret_test_003" in text
     assert "1 of the 7 annotated test videos failed preprocessing (first: clip_ret_test_006" in text
+
+
+def test_results_that_cannot_be_written_name_the_file_and_leave_no_temp(workspace, tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the results folder should be")
+    params = workspace["params"]("eval.tasks=[retrieval]", "eval.retrieval.order_pairs=null",
+                                 "eval.shuffle_test=false", f"eval.details_dir={blocked / 'eval'}",
+                                 f"eval.metrics_dir={tmp_path / 'm'}", f"eval.plots_dir={tmp_path / 'p'}")
+    with pytest.raises(OSError, match=r"not-a-folder/eval/smaug\.json: not written") as err:
+        evaluate_recipe(params, "smaug", [])
+    assert "eval.details_dir" in str(err.value)
+    assert not list(tmp_path.rglob(".*.tmp"))

@@ -11,7 +11,7 @@ from pipeline.text_encoder import default_text_encoder_dir
 from tests.support import params_dict
 from train import pretrain
 from train.data import LoaderConfig, build_loader
-from train.data.text import load_tokenizer, unknown_token_warning
+from train.data.text import load_tokenizer, truncation_warning, unknown_token_warning
 
 
 def test_unreadable_captions_are_named_and_english_ones_pass():
@@ -23,6 +23,17 @@ def test_unreadable_captions_are_named_and_english_ones_pass():
     assert chinese and "1 of 4 texts" in chinese and "一只猫" in chinese and "model.text.path" in chinese
     cyrillic = unknown_token_warning(tokenizer, [*english, "Собака бежит по парку"])  # no [UNK]: letters
     assert cyrillic and "Собака" in cyrillic
+    # punctuation, codes and links in English are not broken words
+    assert unknown_token_warning(tokenizer, ["ok (smptebars)", "see https://example.com/a-b_c for #cats",
+                                             "model XJ-9000 on sale!!!"]) is None
+
+
+def test_captions_longer_than_the_text_length_are_reported():
+    tokenizer = load_tokenizer(None)
+    long = "a person walks into a very large room and then picks up a small red ball from the floor " * 3
+    assert truncation_warning(tokenizer, ["a red circle spins"] * 9 + [long], 32) is None  # 10%: fine
+    line = truncation_warning(tokenizer, ["a red circle spins"] * 8 + [long] * 2, 32)
+    assert line and "2 of 10 texts" in line and "loader.max_len=32" in line
 
 
 def shuffled_vocab_tower(tmp_path):
@@ -83,4 +94,4 @@ def test_pretraining_warns_about_captions_it_cannot_read(tmp_path, params_file, 
     assert warnings(pretrain_shards, "english") == []
     chinese = shards_with_captions(pretrain_shards, tmp_path / "zh", "一只红色的圆圈在旋转")
     [line] = warnings(chinese, "chinese")
-    assert "4 of 4 texts" in line and "一只红色" in line
+    assert "8 of 8 texts" in line and "一只红色" in line  # 2 steps of 4 clips

@@ -70,6 +70,14 @@ def expand_shards(shards: str | os.PathLike | list) -> list[str]:
             urls = sorted(glob.glob(os.path.join(text, "*.tar")))
             if not urls:
                 raise FileNotFoundError(f"shard folder {text} holds no .tar files")
+            # The folder's own list (preprocess writes it): a shard renamed or deleted from the
+            # folder would otherwise just drop out of the glob, and the run would go on with fewer.
+            written = _written_shards(text)
+            gone = [n for n in written if not os.path.exists(os.path.join(text, n))]
+            if gone:
+                raise FileNotFoundError(
+                    f"{len(gone)} of the {len(written)} shards preprocessing wrote to {text} are missing, "
+                    f"e.g. {gone[0]} (stats_summary.json lists them): restore them and rerun")
         else:
             urls = expand_urls(text)
     if not urls:
@@ -78,6 +86,16 @@ def expand_shards(shards: str | os.PathLike | list) -> list[str]:
     if missing:
         raise FileNotFoundError(f"{len(missing)} of {len(urls)} shards missing, e.g. {missing[0]}")
     return urls
+
+
+def _written_shards(folder: str) -> list[str]:
+    """Shard names ``stats_summary.json`` says preprocessing wrote to ``folder`` ([] if none)."""
+    try:
+        with open(os.path.join(folder, "stats_summary.json")) as f:
+            names = json.load(f).get("shards") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [n for n in names if isinstance(n, str) and "/" not in n]
 
 
 def plan_split(num_shards: int, rank: int, world_size: int, worker: int, num_workers: int) -> tuple[int, int, bool]:

@@ -41,6 +41,30 @@ def load_tokenizer(path: str | Path | None = None):
     return AutoTokenizer.from_pretrained(str(folder), use_fast=True, local_files_only=True)
 
 
+def word_count(tokenizer, text: str) -> int:
+    """Words as the tokenizer's own pre-tokenizer splits them (punctuation apart: "(smptebars)" is
+    three), so punctuation, URLs and codes in English captions do not look like broken words."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and backend.pre_tokenizer is not None:
+        return len(backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text)
+                                                          if backend.normalizer is not None else text))
+    return len(text.split())
+
+
+def truncation_warning(tokenizer, texts: list[str], max_len: int, *, share: float = 0.1) -> str | None:
+    """A warning when more than ``share`` of ``texts`` are longer than ``max_len`` tokens (with
+    [CLS] and [SEP]), which the loader cuts without a word: dense captions train on their start."""
+    if not texts:
+        return None
+    lengths = [len(tokenizer(t, add_special_tokens=True)["input_ids"]) for t in texts]
+    cut = sum(n > max_len for n in lengths)
+    if cut <= share * len(texts):
+        return None
+    return (f"{cut} of {len(texts)} texts ({cut / len(texts):.0%}) are longer than loader.max_len={max_len} "
+            f"tokens (the longest {max(lengths)}) and are cut to their first {max_len}: raise loader.max_len "
+            "and model.text.max_len together to keep more of them")
+
+
 def unknown_token_warning(tokenizer, texts: list[str], *, mostly: float = 0.3,
                           pieces_per_word: float = 3.0) -> str | None:
     """A warning when the tokenizer cannot read much of ``texts``, naming a few; None when it
@@ -59,7 +83,7 @@ def unknown_token_warning(tokenizer, texts: list[str], *, mostly: float = 0.3,
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         n = sum(i == unk for i in ids) if unk is not None else 0
         total, unknown = total + len(ids), unknown + n
-        if ids and (n / len(ids) > mostly or len(ids) / max(len(text.split()), 1) > pieces_per_word):
+        if ids and (n / len(ids) > mostly or len(ids) / max(word_count(tokenizer, text), 1) > pieces_per_word):
             unread.append(text)
     if not unread and unknown <= 0.05 * max(total, 1):
         return None
