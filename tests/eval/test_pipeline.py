@@ -463,6 +463,14 @@ def test_main_evaluation_with_a_frame_ensemble(workspace, finetuned):
                                             f"eval.details_dir={workspace['base'] / 'me5'}"), "dense")
 
 
+def zero_shot_retrieval_on(workspace, shards, out: Path) -> dict:
+    """smaug's zero-shot retrieval metrics on other test shards, its outputs under ``out``."""
+    return evaluate_recipe(workspace["params"](f"eval.retrieval.shards={shards}", "eval.tasks=[retrieval]",
+                                              "eval.retrieval.order_pairs=null", "eval.shuffle_test=false",
+                                              f"eval.metrics_dir={out}", f"eval.details_dir={out}",
+                                              f"eval.plots_dir={out}"), "smaug")["zero_shot"]["retrieval"]
+
+
 def test_a_test_clip_that_cannot_be_read_is_named_in_the_results(workspace, shard_root, tmp_path):
     """A broken test clip is left out of the numbers (the loader skips it), and the results say
     so: how many and which, so a table over fewer clips than the test set holds is not silent."""
@@ -482,11 +490,7 @@ def test_a_test_clip_that_cannot_be_read_is_named_in_the_results(workspace, shar
             new.addfile(info, io.BytesIO(data))
 
     def run(shards, name):
-        out = tmp_path / name
-        return evaluate_recipe(workspace["params"](f"eval.retrieval.shards={shards}", "eval.tasks=[retrieval]",
-                                                  "eval.retrieval.order_pairs=null", "eval.shuffle_test=false",
-                                                  f"eval.metrics_dir={out}", f"eval.details_dir={out}",
-                                                  f"eval.plots_dir={out}"), "smaug")["zero_shot"]["retrieval"]
+        return zero_shot_retrieval_on(workspace, shards, tmp_path / name)
 
     clean, with_broken = run(shard_root / "ret_test", "clean"), run(broken, "broken")
     assert "skipped_samples" not in clean and clean["normal"]["num_videos"] == 6
@@ -565,11 +569,7 @@ def test_test_videos_lost_to_a_cut_shard_or_to_preprocessing_are_named(workspace
     rows = [(k, "ok", None) for k in keys] + [("clip_ret_test_006", "failed", "too short (1 frame)")]
 
     def run(folder, name):
-        out = tmp_path / name
-        return evaluate_recipe(workspace["params"](f"eval.retrieval.shards={folder}", "eval.tasks=[retrieval]",
-                                                  "eval.retrieval.order_pairs=null", "eval.shuffle_test=false",
-                                                  f"eval.metrics_dir={out}", f"eval.details_dir={out}",
-                                                  f"eval.plots_dir={out}"), "smaug")["zero_shot"]["retrieval"]
+        return zero_shot_retrieval_on(workspace, folder, tmp_path / name)
 
     clean = tmp_path / "clean"
     shutil.copytree(shard_root / "ret_test", clean)

@@ -59,17 +59,22 @@ def test_skipped_samples_in_metrics_once_across_a_resume(tmp_path, params_file, 
     assert all(reason for _, reason in metrics["skipped_keys"])
 
 
-def shards_without_captions(good, folder):
-    """The tiny shards with every sample's captions emptied (a video-only collection)."""
+def shards_with_captions(good, folder, captions: list[str]):
+    """The tiny shards with every sample's captions replaced by ``captions``."""
     folder.mkdir()
     for src in sorted(good.glob("*.tar")):
         with tarfile.open(src) as old, tarfile.open(folder / src.name, "w") as new:
             for m in old.getmembers():
                 data = old.extractfile(m).read()
                 if m.name.endswith(".json"):
-                    data = json.dumps({**json.loads(data), "captions": []}).encode()
+                    data = json.dumps({**json.loads(data), "captions": captions}).encode()
                 add_member(new, m.name, data)
     return folder
+
+
+def shards_without_captions(good, folder):
+    """The tiny shards with every sample's captions emptied (a video-only collection)."""
+    return shards_with_captions(good, folder, [])
 
 
 def test_shards_without_captions_stop_with_one_error_naming_the_reason(tmp_path, params_file, overrides,

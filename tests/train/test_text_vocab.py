@@ -9,6 +9,7 @@ import shutil
 from pipeline.config import section
 from pipeline.text_encoder import default_text_encoder_dir
 from tests.support import params_dict
+from tests.train.test_skipped_samples import shards_with_captions
 from train import pretrain
 from train.data import LoaderConfig, build_loader
 from train.data.text import load_tokenizer, truncation_warning, unknown_token_warning
@@ -63,24 +64,6 @@ def test_the_loader_uses_the_text_towers_vocabulary(tmp_path, pretrain_shards):
     assert blue in ids_of_red(folder) and red not in ids_of_red(folder)
 
 
-def shards_with_captions(good, folder, caption):
-    import io
-    import json
-    import tarfile
-
-    folder.mkdir()
-    for src in sorted(good.glob("*.tar")):
-        with tarfile.open(src) as old, tarfile.open(folder / src.name, "w") as new:
-            for m in old.getmembers():
-                data = old.extractfile(m).read()
-                if m.name.endswith(".json"):
-                    data = json.dumps({**json.loads(data), "captions": [caption]}).encode()
-                info = tarfile.TarInfo(m.name)
-                info.size = len(data)
-                new.addfile(info, io.BytesIO(data))
-    return folder
-
-
 def test_pretraining_warns_about_captions_it_cannot_read(tmp_path, params_file, overrides, pretrain_shards,
                                                           caplog):
     def warnings(shards, name):
@@ -92,6 +75,6 @@ def test_pretraining_warns_about_captions_it_cannot_read(tmp_path, params_file, 
         return [r.getMessage() for r in caplog.records if "cannot read" in r.getMessage()]
 
     assert warnings(pretrain_shards, "english") == []
-    chinese = shards_with_captions(pretrain_shards, tmp_path / "zh", "一只红色的圆圈在旋转")
+    chinese = shards_with_captions(pretrain_shards, tmp_path / "zh", ["一只红色的圆圈在旋转"])
     [line] = warnings(chinese, "chinese")
     assert "8 of 8 texts" in line and "一只红色" in line  # 2 steps of 4 clips
