@@ -127,6 +127,10 @@ def record_skipped(metrics: dict, skipped: list[list[str]], shards: str) -> None
                 shards, len(skipped), ", ".join(f"{k} ({r})" for k, r in skipped[:3]))
 
 
+class ResultsWriteError(OSError):
+    """A results file could not be written (a full or broken disk): exit 1, naming the file."""
+
+
 _TEST_SET_WARNED: set = set()  # test sets whose missing videos this process has named already
 
 
@@ -151,7 +155,9 @@ def record_unseen(metrics: dict, batches, shards: str) -> None:
     seen |= {WINDOW_KEY.sub("", k) for k in seen if isinstance(k, str)}
     ok = list(dict.fromkeys(k for k in stats.loc[stats["status"] == "ok", "key"] if isinstance(k, str)))
     unseen = [k for k in ok if k not in seen]
-    failed = stats.loc[stats["status"] != "ok"].drop_duplicates("key")
+    # stats.parquet has a row per annotation row: a video with one ok row and a failed one (a
+    # duplicate row, a bad question) was written and evaluated; only videos with no ok row failed.
+    failed = stats.loc[(stats["status"] != "ok") & ~stats["key"].isin(ok)].drop_duplicates("key")
     if not unseen and failed.empty:
         return
     test_set = {"annotated_videos": int(stats["key"].nunique()), "written_videos": len(ok),
@@ -481,8 +487,8 @@ def write_results(cfg: EvalConfig, recipe: str, out: dict, params: dict, overrid
                 tmp.unlink(missing_ok=True)
             except OSError:
                 pass
-            raise OSError(err.errno, f"{path}: not written ({err.strerror or err}); free space or "
-                                     "point eval.details_dir / eval.metrics_dir elsewhere and rerun") from err
+            raise ResultsWriteError(f"{path}: not written ({err.strerror or err}); free space or "
+                                    "point eval.details_dir / eval.metrics_dir elsewhere and rerun") from err
     return out
 
 

@@ -150,7 +150,7 @@ def save_checkpoint(
     try:
         tmp.mkdir()
         _write_checkpoint_files(tmp, model, optimizer, schedule, scaler, skipped_steps, step, state, extra, hook)
-    except Exception as err:  # OSError, and safetensors' SafetensorError (not an OSError)
+    except (OSError, SafetensorError, RuntimeError) as err:  # a full disk: OSError, SafetensorError, torch.save's RuntimeError
         shutil.rmtree(tmp, ignore_errors=True)  # give the space back
         kept = f"the previous checkpoint ({folder}) is kept" if folder.exists() else "no earlier checkpoint exists"
         raise CheckpointWriteError(f"{folder}: checkpoint of step {step} not written ({err}); {kept}; "
@@ -196,7 +196,8 @@ def _write_checkpoint_files(tmp, model, optimizer, schedule, scaler, skipped_ste
 
 def _keep_text_files(model: torch.nn.Module, into: Path) -> None:
     """A copy of the text tower's vocabulary and config (about 1 MB) inside the checkpoint."""
-    source = getattr(getattr(model, "text", None), "path", None)
+    tower = getattr(model, "text", None) or getattr(getattr(model, "model", None), "text", None)  # QA/MC wrap SMAUG
+    source = getattr(tower, "path", None)
     if source is None:
         return
     into.mkdir()
@@ -463,8 +464,8 @@ def loader_config_of(state: dict, params: dict, *, num_frames: int | None, batch
         source = state.get("params") if isinstance(state.get("params"), dict) else params
     cfg = section(source, LoaderConfig, "loader")
     changes: dict[str, Any] = {"batch_size": batch_size}
-    # How this machine reads (decoder, worker processes) is not part of what the model learnt:
-    # it comes from this command's settings, or a checkpoint pre-trained with the GPU decoder
+    # How this machine reads (decoder, worker processes; as pretrain.RUN_INDEPENDENT, though the
+    # worker count does split the data differently) comes from this command's settings, or a checkpoint pre-trained with the GPU decoder
     # could never be fine-tuned or evaluated on a CPU machine, and loader.num_workers=... on
     # the command line would be ignored without a word.
     here = params.get("loader") if isinstance(params, dict) else None

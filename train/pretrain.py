@@ -453,9 +453,14 @@ class CaptionCheck:
         from train.data.text import load_tokenizer, truncation_warning, unknown_token_warning
 
         self.done = True
-        tokenizer = load_tokenizer(self.tokenizer_path)
-        for warning in (unknown_token_warning(tokenizer, self.texts),
-                        truncation_warning(tokenizer, self.texts, self.max_len)):
+        try:
+            tokenizer = load_tokenizer(self.tokenizer_path)
+            warnings = [unknown_token_warning(tokenizer, self.texts),
+                        truncation_warning(tokenizer, self.texts, self.max_len)]
+        except Exception as err:  # a check, never a reason to stop training
+            log.warning("caption check skipped: %r", err)
+            return
+        for warning in warnings:
             if warning:
                 log.warning("captions of the first %d training clips: %s", len(self.texts), warning)
 

@@ -329,11 +329,11 @@ class Trainer:
         running = time.perf_counter() - self._fit_started if self._fit_started is not None else 0.0
         return self.wall_before_s + running
 
-    def _machine_fault(self, doing: str, err: OSError) -> MachineFault:
+    def _machine_fault(self, doing: str, err: OSError, *, save: bool = True) -> MachineFault:
         """Checkpoint what was trained so far (a full results disk need not cost the steps since
         the last checkpoint) and say how to go on."""
         where = f"{doing} failed after step {self.step}: {err}"
-        if self.dist.enabled:  # a save needs every rank; the others are not stopping
+        if self.dist.enabled or not save:  # a save needs every rank; the others are not stopping
             return MachineFault(f"{where}; rerun the same command to resume from the last checkpoint")
         try:
             path = self.save(finished=False) if self.step else None
@@ -501,7 +501,9 @@ class Trainer:
                                 "give an endless (or long enough) iterator"
                             ) from None
                         except OSError as err:  # a shard gone or unreadable (ShardUnavailable)
-                            raise self._machine_fault("reading the training data", err) from err
+                            # Mid-step (accum > 1) the data position is past batches not trained on:
+                            # a checkpoint now would skip them on resume, so keep the last one.
+                            raise self._machine_fault("reading the training data", err, save=not micro) from err
                         wait += time.perf_counter() - tw
                     row = self.train_step(micro)
                     if self.device.type == "cuda":

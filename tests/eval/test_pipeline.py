@@ -41,6 +41,9 @@ def test_finetune_writes_loadable_task_checkpoints(finetuned):
         module, _ = load_task_model(finetuned / task)
         if kind is not None:
             assert isinstance(module, kind)
+    # every task's checkpoint keeps its text tower's vocabulary (QA and MC wrap the model)
+    for task in ("retrieval", "qa", "mc"):
+        assert (finetuned / task / "text" / "vocab.txt").is_file(), task
     # the QA vocabulary is the most frequent training answers (8 of the 12 distinct ones)
     answers = read_state(finetuned / "qa")["answers"]
     assert len(answers) == 8 and answers == sorted(answers)  # all counts tie at 1: ordered by name
@@ -573,7 +576,8 @@ def test_test_videos_lost_to_a_cut_shard_or_to_preprocessing_are_named(workspace
 
     clean = tmp_path / "clean"
     shutil.copytree(shard_root / "ret_test", clean)
-    write_stats(clean, rows[:6])
+    # a duplicate annotation row that failed beside the video's ok row: the video was evaluated
+    write_stats(clean, rows[:6] + [(keys[2], "failed", "duplicate row: same video and text")])
     assert "test_set" not in run(clean, "ev_clean")  # nothing missing: the results file is as before
 
     cut = tmp_path / "cut"

@@ -95,6 +95,8 @@ def _written_shards(folder: str) -> list[str]:
             names = json.load(f).get("shards") or []
     except (OSError, ValueError, AttributeError):
         return []
+    if not isinstance(names, list):
+        return []
     return [n for n in names if isinstance(n, str) and "/" not in n]
 
 
@@ -143,18 +145,26 @@ def iter_samples(
         keep = (slot, slots) if by_sample else None
 
     errors: list[Skipped] = []
+    reading = {"url": "<shard>"}  # the shard being read: an error partway through names no file
+
+    def remember(shards):
+        for item in shards:
+            reading["url"] = item["url"]
+            yield item
 
     def handler(exn: Exception) -> bool:
         # A broken tar member or shard: record it and go on (webdataset calls this). A shard the
         # file system cannot give us travels the same way, marked, and stops the main process
         # (raising here, inside a loader worker, would leave the workers to hang on exit).
+        url = _url_of(exn)
+        url = reading["url"] if url == "<shard>" else url
         if is_machine_fault(exn):
-            errors.append(Skipped(key=_url_of(exn), reason=f"{SHARD_UNAVAILABLE}: {exn}"[:300]))
+            errors.append(Skipped(key=url, reason=f"{SHARD_UNAVAILABLE}: {exn}"[:300]))
             return True
-        errors.append(Skipped(key=_url_of(exn), reason=f"tar error: {exn!r}"[:300]))
+        errors.append(Skipped(key=url, reason=f"tar error: {exn!r}"[:300]))
         return True
 
-    stream = _parse(wds.tariterators.tarfile_samples(source, handler=handler), errors)
+    stream = _parse(wds.tariterators.tarfile_samples(remember(source), handler=handler), errors)
     if keep is not None:
         stream = (s for i, s in enumerate(stream) if i % keep[1] == keep[0])
     if train and shuffle_buffer > 1:
