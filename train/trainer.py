@@ -309,19 +309,35 @@ class Trainer:
 
     # ----------------------------------------------------------------- state
 
-    def save(self, folder: Path | None = None, **state: Any) -> Path | None:
-        """Checkpoint (main rank writes, every rank waits)."""
+    def save(self, folder: Path | None = None, *, position: dict[str, Any] | None = None,
+             **state: Any) -> Path | None:
+        """Checkpoint (main rank writes, every rank waits). ``position``: the data position to
+        record instead of :attr:`extra_state`'s current one (a step's start, when its batches
+        were read but not trained on)."""
         folder = folder or self.ckpt_dir
         if folder is None:
             return None
+        failed: ckpt.CheckpointError | None = None
         if self.dist.is_main:
-            ckpt.save_checkpoint(folder, self.model, optimizer=self.optimizer,
-                                 schedule=self.schedule, scaler=self.scaler,
-                                 skipped_steps=self.skipped_steps, step=self.step,
-                                 state={**self.ckpt_state, "train_wall_s": self.wall_so_far(), **state},
-                                 extra=self.extra_state() if self.extra_state else None)
+            extra = position if position is not None else self.extra_state() if self.extra_state else None
+            try:
+                ckpt.save_checkpoint(folder, self.model, optimizer=self.optimizer,
+                                     schedule=self.schedule, scaler=self.scaler,
+                                     skipped_steps=self.skipped_steps, step=self.step,
+                                     state={**self.ckpt_state, "train_wall_s": self.wall_so_far(), **state},
+                                     extra=extra)
+            except ckpt.CheckpointError as err:
+                failed = err
         if self.dist.enabled:
-            torch.distributed.barrier()
+            # The all-reduce is the barrier, and it tells every rank whether the write worked:
+            # a main rank that raised alone would leave the others waiting here for ever.
+            flag = torch.tensor([float(failed is not None)], dtype=torch.float64, device=self.device)
+            if all_reduce_sum(flag, self.dist)[0] > 0 and failed is None:
+                raise ckpt.CheckpointWriteError(
+                    f"{folder}: checkpoint of step {self.step} not written (rank 0, which writes "
+                    "checkpoints, names why); the previous checkpoint is kept")
+        if failed is not None:
+            raise failed
         return folder
 
     def wall_so_far(self) -> float:
@@ -329,14 +345,38 @@ class Trainer:
         running = time.perf_counter() - self._fit_started if self._fit_started is not None else 0.0
         return self.wall_before_s + running
 
-    def _machine_fault(self, doing: str, err: OSError, *, save: bool = True) -> MachineFault:
+    def _stop_on_fault(self, doing: str, fault: OSError | None,
+                       position: dict[str, Any] | None = None) -> None:
+        """Stop every rank, with a checkpoint of the steps done, if ``fault`` happened on any.
+
+        Under DDP the ranks first agree (one all-reduce of who failed) at this point, which all
+        of them reach at the same step: a rank that stopped alone would leave the others waiting
+        in the next gradient all-reduce until the launcher killed them, with nothing saved.
+        ``position``: the data position at this step's start (batches read but not trained on).
+        """
+        if self.dist.enabled:
+            failed = torch.zeros(self.dist.world_size, dtype=torch.float64, device=self.device)
+            failed[self.dist.rank] = float(fault is not None)
+            ranks = [int(r) for r in all_reduce_sum(failed, self.dist).nonzero().flatten()]
+            if not ranks:
+                return
+            if fault is None:
+                fault = OSError(f"rank {ranks[0]} stopped (its own error line names the cause)")
+            elif len(ranks) > 1:
+                fault = OSError(f"{fault} (ranks {', '.join(map(str, ranks))} failed)")
+        elif fault is None:
+            return
+        raise self._machine_fault(doing, fault, position=position) from fault
+
+    def _machine_fault(self, doing: str, err: OSError,
+                       position: dict[str, Any] | None = None) -> MachineFault:
         """Checkpoint what was trained so far (a full results disk need not cost the steps since
-        the last checkpoint) and say how to go on."""
-        where = f"{doing} failed after step {self.step}: {err}"
-        if self.dist.enabled or not save:  # a save needs every rank; the others are not stopping
-            return MachineFault(f"{where}; rerun the same command to resume from the last checkpoint")
+        the last checkpoint) and say how to go on. Every rank calls it (the save needs them all)."""
+        where = f"{doing} failed after step {self.step}"
+        where += f" on rank {self.dist.rank}" if self.dist.enabled else ""
+        where += f": {err}"
         try:
-            path = self.save(finished=False) if self.step else None
+            path = self.save(finished=False, position=position) if self.step else None
         except ckpt.CheckpointError as ck:
             return MachineFault(f"{where}; and no checkpoint could be written: {ck}")
         kept = f"checkpoint of step {self.step} written to {path}" if path else "no checkpoint to write"
@@ -490,7 +530,12 @@ class Trainer:
                     t0 = time.perf_counter()
                     lr = self.schedule.apply(self.schedule_step)
                     self._set_model_step()
-                    micro, wait = [], 0.0
+                    # Where the data stood before this step's batches: a fault after some of
+                    # them were read (accum > 1, or on another rank) checkpoints this position,
+                    # so the resumed run reads them again.
+                    position = self.extra_state() if self.extra_state and (
+                        self.cfg.accum > 1 or self.dist.enabled) else None
+                    micro, wait, fault = [], 0.0, None
                     for _ in range(self.cfg.accum):
                         tw = time.perf_counter()
                         try:
@@ -501,10 +546,16 @@ class Trainer:
                                 "give an endless (or long enough) iterator"
                             ) from None
                         except OSError as err:  # a shard gone or unreadable (ShardUnavailable)
-                            # Mid-step (accum > 1) the data position is past batches not trained on:
-                            # a checkpoint now would skip them on resume, so keep the last one.
-                            raise self._machine_fault("reading the training data", err, save=not micro) from err
+                            fault = err
+                            break
                         wait += time.perf_counter() - tw
+                    try:
+                        self._stop_on_fault("reading the training data", fault, position)
+                    finally:
+                        # The error's traceback holds this frame: a local naming the error too
+                        # is a cycle that keeps the loader's workers alive until exit, which
+                        # then waits on them for ever (they inherit the stop handler's SIGTERM).
+                        fault = None
                     row = self.train_step(micro)
                     if self.device.type == "cuda":
                         torch.cuda.synchronize()
@@ -530,11 +581,16 @@ class Trainer:
                                         clips_s=f"{row['clips_per_s']:.1f}",
                                         wait=f"{wait / dt:.0%}" if dt > 0 else "-")
                     if self.step % self.cfg.log_every == 0 or self.step == steps:
+                        log_fault = None
                         try:
-                            self._log(window)
+                            self._log(window)  # main rank only
                         except OSError as err:  # a full or gone results disk
-                            raise self._machine_fault("writing the training log", err) from err
+                            log_fault = err
                         window.clear()
+                        try:
+                            self._stop_on_fault("writing the training log", log_fault)
+                        finally:
+                            log_fault = None  # no cycle through this frame (see above)
                     if self._stop_everywhere:
                         signum = self._stop.signum or signal.SIGTERM
                         path = self.save(interrupted=True, finished=False)

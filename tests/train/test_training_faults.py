@@ -109,6 +109,109 @@ def test_a_shard_deleted_mid_run_stops_it_and_the_same_command_resumes(tmp_path,
     assert f"pretrain smaug: 8 steps ({8 - state['step']} in this session)" in proc.stdout
 
 
+def test_a_shard_gone_mid_step_checkpoints_the_steps_start(tmp_path, params_file, pretrain_shards):
+    """pretrain.accum=3 over 8 batches an epoch: step 2 reads epoch 0's last two batches, then
+    the first of epoch 1 finds the shards gone. The checkpoint of step 2 records the data
+    position at the step's start, so the resumed run reads those two batches again: the whole
+    run gives the trainer exactly 8 steps x 3 x 2 clips."""
+    shards = tmp_path / "shards"
+    shutil.copytree(pretrain_shards, shards)
+    argv = ["--params", str(params_file), "--no-progress",
+            *run_overrides(tmp_path, shards, "pretrain.steps=8", "pretrain.accum=3", "loader.batch_size=2")]
+    away = "".join(f"Path({str(t)!r}).rename({str(t) + '.away'!r})\n" for t in sorted(shards.glob("*.tar")))
+    proc = run_child(tmp_path, argv, at=1, fault=away)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    [line] = error_lines(proc.stderr)
+    assert "reading the training data failed after step 2" in line
+    assert "checkpoint of step 2 written" in line
+    state = read_state(tmp_path / "models" / "smaug")
+    assert state["step"] == 2 and not state["finished"]
+
+    for t in shards.glob("*.away"):
+        t.rename(str(t)[:-len(".away")])
+    proc = run_child(tmp_path, argv)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    metrics = metrics_of(tmp_path)
+    assert metrics["steps"] == 8
+    assert sum(metrics["samples_per_source"].values()) == 8 * 3 * 2
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_ranks(base: Path, argv: list[str], *, at: int = -1, fault: str = "") -> list[subprocess.CompletedProcess]:
+    """``run_child`` on two gloo ranks (the env vars torchrun and submitit set); ``fault`` runs on
+    rank 0 only. A rank left waiting for the other would hit the timeout."""
+    port, procs = _free_port(), []
+    for rank in range(2):
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "RANK": str(rank), "WORLD_SIZE": "2",
+               "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        code = fault if rank == 0 else ""
+        procs.append(subprocess.Popen([sys.executable, "-c", CHILD, json.dumps([argv, at, code, str(base)])],
+                                      cwd=base, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
+    done = []
+    for p in procs:
+        try:
+            out, err = p.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            pytest.fail("a rank was still waiting 240 s after the fault")
+        done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+    return done
+
+
+def test_a_shard_fault_on_one_rank_stops_every_rank_with_a_checkpoint(tmp_path, params_file, pretrain_shards):
+    """Two gloo ranks read one shard each per epoch. One shard goes away during step 1, so in
+    epoch 1 (step 2) one rank cannot read: both ranks stop at the same step with one error line
+    each and exit 1 (none waits for the other), the checkpoint of step 2 is written, and the same
+    command on both ranks resumes to the end, every clip counted once."""
+    shards = tmp_path / "shards"
+    shutil.copytree(pretrain_shards, shards)
+    gone = shards / "shard-000001.tar"
+    argv = ["--params", str(params_file), "--no-progress", "--device", "cpu",
+            *run_overrides(tmp_path, shards, "pretrain.steps=6")]
+    procs = run_ranks(tmp_path, argv, at=1, fault=f"Path({str(gone)!r}).rename({str(gone) + '.away'!r})")
+    lines = []
+    for proc in procs:
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        [line] = error_lines(proc.stderr)
+        assert "reading the training data failed after step 2" in line
+        assert "checkpoint of step 2 written" in line and "Traceback" not in proc.stderr
+        lines.append(line)
+    assert sum("shard-000001.tar" in x for x in lines) >= 1  # the rank that could not read names it
+    state = read_state(tmp_path / "models" / "smaug")
+    assert state["step"] == 2 and not state["finished"]
+
+    Path(str(gone) + ".away").rename(gone)
+    for proc in run_ranks(tmp_path, argv):
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    metrics = metrics_of(tmp_path)
+    assert metrics["steps"] == 6 and metrics["world_size"] == 2
+    assert sum(metrics["samples_per_source"].values()) == 6 * 2 * 4
+
+
+def test_a_training_log_fault_on_the_main_rank_stops_every_rank(tmp_path, params_file, pretrain_shards):
+    """Only rank 0 writes the log: when it cannot, rank 1 stops at the same step too (exit 1,
+    one error line each) and the checkpoint of the steps done is written."""
+    argv = ["--params", str(params_file), "--no-progress", "--device", "cpu",
+            *run_overrides(tmp_path, pretrain_shards, "pretrain.steps=6")]
+    live = tmp_path / "results" / "dvclive" / "pretrain-smaug"
+    breaks = f"import shutil\nshutil.move({str(live)!r}, {str(live) + '.kept'!r})\nopen({str(live)!r}, 'w').close()\n"
+    for proc in run_ranks(tmp_path, argv, at=3, fault=breaks):
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        [line] = error_lines(proc.stderr)
+        assert "writing the training log failed after step 4" in line
+        assert "checkpoint of step 4 written" in line
+    assert read_state(tmp_path / "models" / "smaug")["step"] == 4
+
+
 def test_a_training_log_that_cannot_be_written_keeps_a_checkpoint(tmp_path, params_file, pretrain_shards):
     """The DVCLive folder replaced by a file at step 3 (ENOTDIR on the next write): the run
     checkpoints the steps it trained and stops with one line; the rerun resumes and finishes."""
