@@ -709,6 +709,16 @@ def device_hours(cost: dict) -> float | None:
     return wall * (cost.get("threads") or 1) * cost.get("world_size", 1) / 3600.0
 
 
+def clips_seen(cost: dict) -> int | None:
+    """Clips the trainer was given: the loader's count when the run recorded it. Steps x batch
+    overstates a small collection, whose epochs end in short batches."""
+    counted = cost.get("samples_per_source")
+    if counted:
+        return int(sum(counted.values()))
+    steps = cost.get("steps")
+    return steps * cost["clips_per_step"] if steps is not None and "clips_per_step" in cost else None
+
+
 def efficiency_table(evals: list[dict], cfg: TablesConfig) -> Table:
     d = cfg.decimals
     metrics_dir = Path(cfg.metrics_dir)
@@ -736,7 +746,7 @@ def efficiency_table(evals: list[dict], cfg: TablesConfig) -> Table:
                                f"(written by `python -m train.pretrain --recipe {recipe}`).")
             continue
         steps = cost.get("steps")
-        clips = steps * cost["clips_per_step"] if steps is not None and "clips_per_step" in cost else None
+        clips = clips_seen(cost)
         wall = cost.get("train_wall_s")
         device = str(cost.get("device", "?"))
         threads = cost.get("threads")

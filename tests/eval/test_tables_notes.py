@@ -84,3 +84,23 @@ def test_order_pair_chance_only_where_order_pairs_were_measured(tmp_path):
     measured_row = next(row for row in table.rows if row[1] == "measured")
     assert measured_row[table.columns.index("mine Order-pair acc VTC / VTM")] == DASH
     assert chance_order_pair_cell(table, "mine") == DASH
+
+
+def test_clips_seen_counts_the_short_batches_of_a_small_collection(tmp_path):
+    """10 steps of 16 over a collection whose epochs end in short batches: the loader gave 150
+    clips, not 160, and the efficiency table (clips and PFLOPs) says 150; a run without the
+    count falls back to steps x batch."""
+    import json
+
+    from eval.tables import efficiency_table
+
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    cost = {"recipe": "mine", "steps": 10, "clips_per_step": 16, "train_wall_s": 36.0, "threads": 2,
+            "device": "cpu", "flops_per_clip": 1e13, "clips_per_s": 4.0}
+    (metrics / "pretrain-mine.json").write_text(json.dumps({**cost, "samples_per_source": {"shards": 150}}))
+    (metrics / "pretrain-old.json").write_text(json.dumps(cost))
+    table = efficiency_table([], tables_config(tmp_path))
+    rows = {row[0]: dict(zip(table.columns, row)) for row in table.rows}
+    assert rows["mine"]["Clips seen"] == "150" and rows["mine"]["Train PFLOPs"] == "1.500"
+    assert rows["old"]["Clips seen"] == "160" and rows["old"]["Train PFLOPs"] == "1.600"
