@@ -474,9 +474,10 @@ class Trainer:
             if local_bad:
                 raise NonFiniteLossError(
                     f"non-finite {what} ({float(loss_sum) / n:g}, grad norm {float(grad_norm):g}) "
-                    f"at step {self.step}{where}; batch keys: {keys}"
+                    f"in step {self.step + 1} (after {self.step} done){where}; batch keys: {keys}"
                 )
-            raise NonFiniteLossError(f"non-finite loss on another rank at step {self.step}")
+            raise NonFiniteLossError(f"non-finite loss on another rank in step {self.step + 1} "
+                                     f"(after {self.step} done)")
 
         # scaler.step skips the update when the unscaled gradients hold inf/nan (every rank alike:
         # DDP has all-reduced them); update() then halves the scale, or grows it after a run of
