@@ -555,7 +555,7 @@ class Trainer:
                     finally:
                         # The error's traceback holds this frame: a local naming the error too
                         # is a cycle that keeps the loader's workers alive until exit, which
-                        # then waits on them for ever (they inherit the stop handler's SIGTERM).
+                        # then waits on them for ever (they ignore SIGTERM; see train.signals).
                         fault = None
                     row = self.train_step(micro)
                     if self.device.type == "cuda":
