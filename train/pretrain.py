@@ -245,8 +245,19 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
     if state is not None:
         log.info("resumed %s at step %d", run_dir, trainer.step)
 
-    # FLOPs of one real training step, counted on the first batch before training on it.
-    first = trim_batch(next(batches))
+    # FLOPs of one real training step, counted on the first batch before training on it. A
+    # fault in that read is agreed on like one in training (under DDP the other ranks would
+    # otherwise wait in their first step), and the position before it is the first step's.
+    ahead = trainer.extra_state() if trainer.extra_state else None
+    first = fault = None
+    try:
+        first = trim_batch(next(batches))
+    except Exception as err:
+        fault = err
+    try:
+        trainer.stop_on_fault("reading the training data", fault, ahead)
+    finally:
+        fault = None  # no reference cycle through this frame (see Trainer.fit)
     captions = CaptionCheck(run["model"].text.path, run["loader"].max_len) if dist.is_main else None
     flops_first, out = cost.count_step_flops(trainer.model, _to(first, dist.device), default_loss,
                                              autocast_dtype=trainer.autocast_dtype)
@@ -261,7 +272,7 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
             yield trim_batch(batch) if batch is not first else batch
 
     try:
-        result = trainer.fit(chained())
+        result = trainer.fit(chained(), position=ahead)
         if captions is not None and not captions.done:  # fewer clips than it samples: check those
             captions.finish()
     except TrainingInterrupted as stop:

@@ -317,27 +317,30 @@ class Trainer:
         folder = folder or self.ckpt_dir
         if folder is None:
             return None
-        failed: ckpt.CheckpointError | None = None
+        failed: Exception | None = None
         if self.dist.is_main:
-            extra = position if position is not None else self.extra_state() if self.extra_state else None
             try:
+                extra = position if position is not None else self.extra_state() if self.extra_state else None
                 ckpt.save_checkpoint(folder, self.model, optimizer=self.optimizer,
                                      schedule=self.schedule, scaler=self.scaler,
                                      skipped_steps=self.skipped_steps, step=self.step,
                                      state={**self.ckpt_state, "train_wall_s": self.wall_so_far(), **state},
                                      extra=extra)
-            except ckpt.CheckpointError as err:
+            except Exception as err:  # every kind: the other ranks must hear of it below
                 failed = err
-        if self.dist.enabled:
-            # The all-reduce is the barrier, and it tells every rank whether the write worked:
-            # a main rank that raised alone would leave the others waiting here for ever.
-            flag = torch.tensor([float(failed is not None)], dtype=torch.float64, device=self.device)
-            if all_reduce_sum(flag, self.dist)[0] > 0 and failed is None:
-                raise ckpt.CheckpointWriteError(
-                    f"{folder}: checkpoint of step {self.step} not written (rank 0, which writes "
-                    "checkpoints, names why); the previous checkpoint is kept")
-        if failed is not None:
-            raise failed
+        try:
+            if self.dist.enabled:
+                # The all-reduce is the barrier, and it tells every rank whether the write
+                # worked: a main rank that raised alone would leave the others here for ever.
+                flag = torch.tensor([float(failed is not None)], dtype=torch.float64, device=self.device)
+                if all_reduce_sum(flag, self.dist)[0] > 0 and failed is None:
+                    raise ckpt.CheckpointWriteError(
+                        f"{folder}: checkpoint of step {self.step} not written (rank 0, which writes "
+                        "checkpoints, names why); the previous checkpoint is kept")
+            if failed is not None:
+                raise failed
+        finally:
+            failed = None  # the raised error's traceback holds this frame: no cycle (see fit)
         return folder
 
     def wall_so_far(self) -> float:
@@ -345,36 +348,44 @@ class Trainer:
         running = time.perf_counter() - self._fit_started if self._fit_started is not None else 0.0
         return self.wall_before_s + running
 
-    def _stop_on_fault(self, doing: str, fault: OSError | None,
-                       position: dict[str, Any] | None = None) -> None:
+    def stop_on_fault(self, doing: str, fault: Exception | None,
+                      position: dict[str, Any] | None = None) -> None:
         """Stop every rank, with a checkpoint of the steps done, if ``fault`` happened on any.
 
         Under DDP the ranks first agree (one all-reduce of who failed) at this point, which all
         of them reach at the same step: a rank that stopped alone would leave the others waiting
-        in the next gradient all-reduce until the launcher killed them, with nothing saved.
+        in their next collective (on NCCL until its watchdog), with nothing saved.
         ``position``: the data position at this step's start (batches read but not trained on).
+        An ``OSError`` (a shard gone, a full disk) becomes :class:`MachineFault`; any other error
+        is raised as it is, after the checkpoint.
         """
-        if self.dist.enabled:
-            failed = torch.zeros(self.dist.world_size, dtype=torch.float64, device=self.device)
-            failed[self.dist.rank] = float(fault is not None)
-            ranks = [int(r) for r in all_reduce_sum(failed, self.dist).nonzero().flatten()]
-            if not ranks:
+        try:
+            note = ""
+            if self.dist.enabled:
+                failed = torch.zeros(self.dist.world_size, dtype=torch.float64, device=self.device)
+                failed[self.dist.rank] = float(fault is not None)
+                ranks = [int(r) for r in all_reduce_sum(failed, self.dist).nonzero().flatten()]
+                if not ranks:
+                    return
+                if len(ranks) > 1 or fault is None:
+                    note = f" (ranks that failed: {', '.join(map(str, ranks))}; each names its cause)"
+            elif fault is None:
                 return
-            if fault is None:
-                fault = OSError(f"rank {ranks[0]} stopped (its own error line names the cause)")
-            elif len(ranks) > 1:
-                fault = OSError(f"{fault} (ranks {', '.join(map(str, ranks))} failed)")
-        elif fault is None:
-            return
-        raise self._machine_fault(doing, fault, position=position) from fault
+            if fault is None or isinstance(fault, OSError):
+                raise self._machine_fault(doing, fault or OSError("another rank failed"), note=note,
+                                          position=position) from fault
+            self._machine_fault(doing, OSError(str(fault)), position=position)  # the checkpoint
+            raise fault
+        finally:
+            fault = None  # the raised error's traceback holds this frame: no cycle (see fit)
 
-    def _machine_fault(self, doing: str, err: OSError,
-                       position: dict[str, Any] | None = None) -> MachineFault:
+    def _machine_fault(self, doing: str, err: OSError, position: dict[str, Any] | None = None,
+                       note: str = "") -> MachineFault:
         """Checkpoint what was trained so far (a full results disk need not cost the steps since
         the last checkpoint) and say how to go on. Every rank calls it (the save needs them all)."""
         where = f"{doing} failed after step {self.step}"
         where += f" on rank {self.dist.rank}" if self.dist.enabled else ""
-        where += f": {err}"
+        where += f": {err}{note}"
         try:
             path = self.save(finished=False, position=position) if self.step else None
         except ckpt.CheckpointError as ck:
@@ -499,14 +510,18 @@ class Trainer:
 
     # ----------------------------------------------------------------- the loop
 
-    def fit(self, batches: Iterable[dict[str, Any]], *, steps: int | None = None) -> FitResult:
+    def fit(self, batches: Iterable[dict[str, Any]], *, steps: int | None = None,
+            position: dict[str, Any] | None = None) -> FitResult:
         """Train from ``self.step`` to ``steps`` (default ``cfg.steps``) on ``batches``.
 
         ``batches`` must yield this rank's micro-batches from the current position on (after a
-        resume, the caller skips what was consumed; see ``train.pretrain``).
+        resume, the caller skips what was consumed; see ``train.pretrain``). ``position``: the
+        data position before the first batch ``batches`` yields, when the caller read it ahead
+        (``train.pretrain`` counts the FLOPs of one batch first), as :attr:`extra_state` gives it.
         """
         steps = self.cfg.steps if steps is None else steps
         it: Iterator[dict[str, Any]] = iter(batches)
+        ahead = position
         start_step = self.step
         window: dict[str, list[float]] = defaultdict(list)
         totals = defaultdict(float)
@@ -534,24 +549,27 @@ class Trainer:
                     # Where the data stood before this step's batches: a fault after some of
                     # them were read (accum > 1, or on another rank) checkpoints this position,
                     # so the resumed run reads them again.
-                    position = self.extra_state() if self.extra_state and (
-                        self.cfg.accum > 1 or self.dist.enabled) else None
+                    if ahead is not None:
+                        position, ahead = ahead, None
+                    elif self.extra_state and (self.cfg.accum > 1 or self.dist.enabled):
+                        position = self.extra_state()
+                    else:
+                        position = None
                     micro, wait, fault = [], 0.0, None
                     for _ in range(self.cfg.accum):
                         tw = time.perf_counter()
                         try:
                             micro.append(next(it))
                         except StopIteration:
-                            raise RuntimeError(
-                                f"the batch iterator ran out at step {self.step} of {steps}; "
-                                "give an endless (or long enough) iterator"
-                            ) from None
-                        except OSError as err:  # a shard gone or unreadable (ShardUnavailable)
+                            fault = RuntimeError(f"the batch iterator ran out at step {self.step} of "
+                                                 f"{steps}; give an endless (or long enough) iterator")
+                            break
+                        except Exception as err:  # ShardUnavailable (an OSError), a killed worker, ...
                             fault = err
                             break
                         wait += time.perf_counter() - tw
                     try:
-                        self._stop_on_fault("reading the training data", fault, position)
+                        self.stop_on_fault("reading the training data", fault, position)
                     finally:
                         # The error's traceback holds this frame: a local naming the error too
                         # is a cycle that keeps the loader's workers alive until exit, which
@@ -589,7 +607,7 @@ class Trainer:
                             log_fault = err
                         window.clear()
                         try:
-                            self._stop_on_fault("writing the training log", log_fault)
+                            self.stop_on_fault("writing the training log", log_fault)
                         finally:
                             log_fault = None  # no cycle through this frame (see above)
                     if self._stop_everywhere:

@@ -56,7 +56,7 @@ def test_non_finite_loss_stops_with_step_and_keys(tiny_params, build_tiny, real_
     with pytest.raises(NonFiniteLossError) as err:
         trainer.fit(iter([real_batches[0], bad, real_batches[2]]), steps=3)
     msg = str(err.value)
-    assert "at step 1" in msg
+    assert "in step 2 (after 1 done)" in msg
     for key in bad["key"]:
         assert key in msg
     assert trainer.step == 1

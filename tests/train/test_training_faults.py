@@ -34,6 +34,8 @@ CHILD = textwrap.dedent("""
     from train import pretrain
     from train.trainer import Trainer
     argv, at, fault, base = json.loads(sys.argv[1])
+    if at is None:  # planted before the run starts (e.g. a shard read that will fail)
+        exec(fault, {"base": Path(base), "Path": Path})
     original = Trainer.train_step
     def train_step(self, micro):
         if self.step == at:
@@ -44,7 +46,26 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def run_child(base: Path, argv: list[str], *, at: int = -1, fault: str = "") -> subprocess.CompletedProcess:
+# Planted with at=None: the data stream of this process raises an I/O error (what the loader's
+# ShardUnavailable is) when it is about to give batch B of epoch E (of rank R only, if given).
+FAILING_READ = textwrap.dedent("""
+    import errno, os
+    import train.run as R
+    def plant(epoch, batch, rank=None):
+        if rank is not None and os.environ.get("RANK") != str(rank):
+            return
+        original = R.BatchStream.__iter__
+        def batches(self):
+            it = original(self)
+            while True:
+                if (self.epoch, self.batch) == (epoch, batch):
+                    raise OSError(errno.EIO, f"Input/output error (planted) at epoch {epoch} batch {batch}")
+                yield next(it)
+        R.BatchStream.__iter__ = batches
+""")
+
+
+def run_child(base: Path, argv: list[str], *, at: int | None = -1, fault: str = "") -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", CHILD, json.dumps([argv, at, fault, str(base)])],
                           cwd=base, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
                           capture_output=True, text=True, timeout=300)
@@ -136,6 +157,24 @@ def test_a_shard_gone_mid_step_checkpoints_the_steps_start(tmp_path, params_file
     assert sum(metrics["samples_per_source"].values()) == 8 * 3 * 2
 
 
+def test_a_fault_in_the_first_step_of_a_resumed_run_keeps_the_steps_start(tmp_path, params_file, pretrain_shards):
+    """pretrain reads one batch ahead (to count FLOPs). A resumed run whose first step fails on
+    its second batch (accum=2) checkpoints the position before that read-ahead batch, so the
+    run still gives the trainer exactly steps x accum x batch clips."""
+    argv = ["--params", str(params_file), "--no-progress",
+            *run_overrides(tmp_path, pretrain_shards, "pretrain.steps=4", "pretrain.accum=2", "loader.batch_size=2")]
+    # step 3 (batches 4 and 5 of epoch 0) cannot read batch 4, then, resumed, batch 5
+    assert run_child(tmp_path, argv, at=None, fault=FAILING_READ + "plant(0, 4)").returncode == 1
+    assert read_state(tmp_path / "models" / "smaug")["step"] == 2
+    proc = run_child(tmp_path, argv, at=None, fault=FAILING_READ + "plant(0, 5)")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    [line] = error_lines(proc.stderr)
+    assert "planted) at epoch 0 batch 5" in line and "checkpoint of step 2 written" in line
+    proc = run_child(tmp_path, argv)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sum(metrics_of(tmp_path)["samples_per_source"].values()) == 4 * 2 * 2
+
+
 def _free_port() -> int:
     import socket
 
@@ -144,14 +183,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_ranks(base: Path, argv: list[str], *, at: int = -1, fault: str = "") -> list[subprocess.CompletedProcess]:
+def run_ranks(base: Path, argv: list[str], *, at: int | None = -1, fault: str = "",
+              all_ranks: bool = False) -> list[subprocess.CompletedProcess]:
     """``run_child`` on two gloo ranks (the env vars torchrun and submitit set); ``fault`` runs on
-    rank 0 only. A rank left waiting for the other would hit the timeout."""
+    rank 0 only, unless ``all_ranks``. A rank left waiting for the other would hit the timeout."""
     port, procs = _free_port(), []
     for rank in range(2):
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "RANK": str(rank), "WORLD_SIZE": "2",
                "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-        code = fault if rank == 0 else ""
+        code = fault if rank == 0 or all_ranks else ""
         procs.append(subprocess.Popen([sys.executable, "-c", CHILD, json.dumps([argv, at, code, str(base)])],
                                       cwd=base, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True))
@@ -195,6 +235,35 @@ def test_a_shard_fault_on_one_rank_stops_every_rank_with_a_checkpoint(tmp_path, 
     metrics = metrics_of(tmp_path)
     assert metrics["steps"] == 6 and metrics["world_size"] == 2
     assert sum(metrics["samples_per_source"].values()) == 6 * 2 * 4
+
+
+def test_a_fault_in_the_read_ahead_batch_of_one_rank_stops_every_rank(tmp_path, params_file, pretrain_shards):
+    """Rank 1 cannot read the batch pretrain reads before training (to count FLOPs): rank 0,
+    already waiting in its first step, stops too, and both exit 1 with one line."""
+    argv = ["--params", str(params_file), "--no-progress", "--device", "cpu",
+            *run_overrides(tmp_path, pretrain_shards, "pretrain.steps=4")]
+    procs = run_ranks(tmp_path, argv, at=None, fault=FAILING_READ + "plant(0, 0, rank=1)", all_ranks=True)
+    lines = []
+    for proc in procs:
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        [line] = error_lines(proc.stderr)
+        assert "reading the training data failed after step 0" in line and "no checkpoint to write" in line
+        lines.append(line)
+    assert "planted" in lines[1] and "another rank failed (ranks that failed: 1;" in lines[0]
+
+
+def test_a_checkpoint_rank_0_cannot_write_stops_every_rank(tmp_path, params_file, pretrain_shards):
+    """The checkpoints' parent folder turns into a file on rank 0 before the step-2 checkpoint
+    (an error outside the checkpoint writer's own): rank 1 does not wait for ever."""
+    argv = ["--params", str(params_file), "--no-progress", "--device", "cpu",
+            *run_overrides(tmp_path, pretrain_shards, "pretrain.steps=4", "pretrain.ckpt_every=2")]
+    models = tmp_path / "models"
+    procs = run_ranks(tmp_path, argv, at=1, fault=f"Path({str(models)!r}).write_text('')\n")
+    for proc in procs:
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert len(error_lines(proc.stderr)) == 1 and "Traceback" not in proc.stderr
+    [line] = error_lines(procs[1].stderr)
+    assert "checkpoint of step 2 not written (rank 0" in line
 
 
 def test_a_training_log_fault_on_the_main_rank_stops_every_rank(tmp_path, params_file, pretrain_shards):
@@ -264,8 +333,8 @@ def test_a_full_checkpoint_disk_is_one_error_line_and_leaves_no_temp_folder(tmp_
     models = tmpfs("256k")  # far less than the tiny model's weights
     argv = ["--params", str(params_file), "--no-progress",
             *run_overrides(tmp_path, pretrain_shards, "pretrain.steps=4", "pretrain.ckpt_every=2",
-                           f"pretrain.out_dir={models}")]
-    proc = run_child(tmp_path, argv)
+                           f"pretrain.out_dir={models}", "loader.num_workers=2")]
+    proc = run_child(tmp_path, argv)  # with workers: a failed save that kept them alive would hang at exit
     assert proc.returncode == 1, proc.stdout + proc.stderr  # the machine's fault: 1, as a requeue expects
     [line] = error_lines(proc.stderr)
     assert "checkpoint of step 2 not written" in line and "No space left on device" in line
