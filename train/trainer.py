@@ -388,7 +388,7 @@ class Trainer:
         where += f": {err}{note}"
         try:
             path = self.save(finished=False, position=position) if self.step else None
-        except ckpt.CheckpointError as ck:
+        except (ckpt.CheckpointError, OSError) as ck:  # the fault that stopped the run stays named
             return MachineFault(f"{where}; and no checkpoint could be written: {ck}")
         kept = f"checkpoint of step {self.step} written to {path}" if path else "no checkpoint to write"
         return MachineFault(f"{where}; {kept}: fix that and rerun the same command to resume")

@@ -303,6 +303,21 @@ def test_a_training_log_that_cannot_be_written_keeps_a_checkpoint(tmp_path, para
     assert metrics_of(tmp_path)["steps"] == 6
 
 
+def test_a_log_fault_whose_checkpoint_fails_too_names_both(tmp_path, params_file, pretrain_shards):
+    """The log folder and the checkpoint folder both become files at step 3 (one broken disk),
+    with two loader workers: one line names the log fault and the failed checkpoint, exit 1,
+    and the run does not hang at exit."""
+    argv = ["--params", str(params_file), "--no-progress",
+            *run_overrides(tmp_path, pretrain_shards, "pretrain.steps=6", "loader.num_workers=2")]
+    live, models = tmp_path / "results" / "dvclive" / "pretrain-smaug", tmp_path / "models"
+    breaks = (f"import shutil\nshutil.move({str(live)!r}, {str(live) + '.kept'!r})\n"
+              f"open({str(live)!r}, 'w').close()\nPath({str(models)!r}).write_text('')\n")
+    proc = run_child(tmp_path, argv, at=3, fault=breaks)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    [line] = error_lines(proc.stderr)
+    assert "writing the training log failed after step 4" in line and "no checkpoint could be written" in line
+
+
 def test_a_full_results_disk_at_the_end_loses_no_metrics(tmp_path, params_file, pretrain_shards, tmpfs):
     """The results disk fills during training: the run finishes, says the metrics file could not
     be written and that the checkpoint keeps it; the same command writes it once there is room."""
