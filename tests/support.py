@@ -29,3 +29,12 @@ def make_h264_clip(path: Path, pattern: str, seconds: float, *, width: int, heig
          "-keyint_min", str(fps), "-sc_threshold", "0", "-pix_fmt", "yuv420p", str(path)],
         check=True,
     )
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for a gloo rendezvous between test processes)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -5,25 +5,19 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 
 from pipeline.config import REPO_ROOT
+from tests.support import free_port
 from train.checkpoint import load_model, read_state
 from train.distributed import init_distributed
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_main_on_two_gloo_ranks(tmp_path, params_file, overrides):
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "train.pretrain", "--params", str(params_file), "--no-progress",
            "--device", "cpu", *overrides("pretrain.steps=2")]
     procs = []

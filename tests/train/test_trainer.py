@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
+from tests.support import free_port
 from train.distributed import DistInfo, init_distributed, shutdown
 from train.trainer import NonFiniteLossError, Trainer
 
@@ -111,12 +111,6 @@ def _ddp_worker(rank, world, port, params, batches, out_path):
         shutdown(dist)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_gloo_ranks_equal_one_process(tmp_path, tiny_params, build_tiny, real_batches):
     """Rank r trains on half r of each global batch; one process accumulates both halves
     (accum=2). Same losses and same weights: DDP averages gradients exactly as accumulation.
@@ -133,7 +127,7 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, tiny_params, build_tiny, rea
     batches = [{k: v for k, v in b.items() if k != "meta"} for b in real_batches[:steps]]
 
     out = tmp_path / "rank.pt"
-    mp.start_processes(_ddp_worker, args=(2, _free_port(), params, batches, str(out)),
+    mp.start_processes(_ddp_worker, args=(2, free_port(), params, batches, str(out)),
                        nprocs=2, join=True, start_method="spawn")
     rank0, rank1 = (torch.load(f"{out}.{r}", weights_only=True) for r in range(2))
     ddp_losses, ddp_state = rank0["losses"], rank0["state"]

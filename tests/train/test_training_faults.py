@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import REPO_ROOT
+from tests.support import free_port
 from tests.train.conftest import run_overrides
 from train import pretrain
 from train.checkpoint import read_state
@@ -175,19 +176,11 @@ def test_a_fault_in_the_first_step_of_a_resumed_run_keeps_the_steps_start(tmp_pa
     assert sum(metrics_of(tmp_path)["samples_per_source"].values()) == 4 * 2 * 2
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_ranks(base: Path, argv: list[str], *, at: int | None = -1, fault: str = "",
               all_ranks: bool = False) -> list[subprocess.CompletedProcess]:
     """``run_child`` on two gloo ranks (the env vars torchrun and submitit set); ``fault`` runs on
     rank 0 only, unless ``all_ranks``. A rank left waiting for the other would hit the timeout."""
-    port, procs = _free_port(), []
+    port, procs = free_port(), []
     for rank in range(2):
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "RANK": str(rank), "WORLD_SIZE": "2",
                "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
