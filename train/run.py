@@ -15,6 +15,7 @@ existing folder (:func:`open_run`):
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 from collections import Counter
@@ -234,10 +235,63 @@ def stream_from(trainer, loader, state: dict[str, Any] | None, *, make_stream=No
     position = None
     if state is not None:
         trainer.resume(trainer.ckpt_dir)
-        position = (trainer.resumed_extra or {}).get("data")
+        position = rank_share((trainer.resumed_extra or {}).get("data"), trainer.dist.rank)
     if make_stream is not None:
         stream = make_stream(position)
     else:
         stream = BatchStream(loader, **dict(position or {"epoch": 0, "batch": 0}))
     trainer.extra_state = lambda: {"data": stream.state()}
+    trainer.extra_over_ranks = lambda extra: {**extra, "data": counts_over_ranks(extra["data"], trainer.dist)}
     return stream
+
+
+# The counts in a stream's position (BatchStream.state(), nested in MixedStream's): each rank
+# counts its own samples and skips, while the rest of a position (epoch, batch, drawn) is the
+# same on every rank, which steps in lockstep.
+RANK_COUNTS = ("samples", "skipped")
+
+
+def _count_slots(position: dict) -> list[tuple[dict, str]]:
+    """Every count in ``position``, in one order on every rank (the streams' own order)."""
+    slots = []
+    for key, value in position.items():
+        if isinstance(value, dict):
+            slots += _count_slots(value)
+        elif key in RANK_COUNTS and isinstance(value, int):
+            slots.append((position, key))
+    return slots
+
+
+def counts_over_ranks(position: dict | None, dist) -> dict | None:
+    """``position`` with its counts summed over the ranks (a collective: every rank calls it).
+
+    A DDP checkpoint records a run's totals so; resuming, rank 0 starts from them and the other
+    ranks from 0 (:func:`rank_share`), so the run's final sum counts each clip once even when
+    the ranks' epochs end in short batches of different sizes. (Rank 0's own count, recorded
+    alone, would be taken up by every rank.)
+    """
+    import torch
+
+    from train.distributed import all_reduce_sum
+
+    if position is None:
+        return None
+    position = copy.deepcopy(position)
+    slots = _count_slots(position)
+    if slots:
+        mine = torch.tensor([float(d[k]) for d, k in slots], dtype=torch.float64, device=dist.device)
+        for (d, k), total in zip(slots, all_reduce_sum(mine, dist).tolist()):
+            d[k] = int(total)
+    return position
+
+
+def rank_share(position: dict | None, rank: int) -> dict | None:
+    """This rank's start from a recorded position: the run's counts on rank 0, none elsewhere."""
+    if position is None or rank == 0:
+        return position
+    position = copy.deepcopy(position)
+    for d, k in _count_slots(position):
+        d[k] = 0
+        if k == "skipped" and "skipped_keys" in d:
+            d["skipped_keys"] = []  # rank 0 reports the first keys
+    return position

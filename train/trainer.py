@@ -273,6 +273,9 @@ class Trainer:
         self.seed = seed
         # Called at every checkpoint; its dict (tensors / plain values) goes into optim.pt.
         self.extra_state: Callable[[], dict] | None = None
+        # Under DDP, what the checkpoint records of every rank's extra state (e.g. counts summed
+        # over ranks); every rank calls it at each save, so it may be a collective.
+        self.extra_over_ranks: Callable[[dict], dict] | None = None
         self.resumed_extra: dict = {}
         self.autocast_dtype = resolve_precision(cfg.precision, self.device)
         # fp16's narrow range underflows small gradients: scale the loss up, unscale before
@@ -318,9 +321,11 @@ class Trainer:
         if folder is None:
             return None
         failed: Exception | None = None
+        extra = position if position is not None else self.extra_state() if self.extra_state else None
+        if extra is not None and self.dist.enabled and self.extra_over_ranks is not None:
+            extra = self.extra_over_ranks(extra)  # every rank is here (see stop_on_fault)
         if self.dist.is_main:
             try:
-                extra = position if position is not None else self.extra_state() if self.extra_state else None
                 ckpt.save_checkpoint(folder, self.model, optimizer=self.optimizer,
                                      schedule=self.schedule, scaler=self.scaler,
                                      skipped_steps=self.skipped_steps, step=self.step,

@@ -197,3 +197,18 @@ def test_a_source_on_dali_mixes_as_on_the_cpu_backend(tiny_params, pretrain_shar
         diff = ((bd["video"].cpu() - bc["video"]) * std).abs()
         assert diff.mean() < 1.0
     assert dali.samples == cpu.samples and dali.samples["images"] > 0 and dali.samples["video"] > 0
+
+
+def test_a_ddp_resume_gives_rank_0_the_runs_counts_and_the_others_none():
+    """A mixed stream's position as a DDP checkpoint records it (counts over all ranks): rank 0
+    resumes with every source's counts, another rank with none, both at the same place."""
+    from train.run import rank_share
+
+    source = {"epoch": 2, "batch": 1, "skipped": 3, "skipped_keys": [["k", "bad"]], "samples": 70}
+    recorded = {"drawn": 9, "sources": {"video": dict(source), "images": {**source, "samples": 40}}}
+    assert rank_share(recorded, 0) == recorded
+    other = rank_share(recorded, 1)
+    assert other["drawn"] == 9 and recorded["sources"]["video"]["samples"] == 70  # a copy
+    for name in ("video", "images"):
+        assert other["sources"][name] == {"epoch": 2, "batch": 1, "skipped": 0, "skipped_keys": [],
+                                          "samples": 0}

@@ -9,6 +9,7 @@ that makes the loss overflow, a weights file cut short.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -228,6 +229,50 @@ def test_a_shard_fault_on_one_rank_stops_every_rank_with_a_checkpoint(tmp_path, 
     metrics = metrics_of(tmp_path)
     assert metrics["steps"] == 6 and metrics["world_size"] == 2
     assert sum(metrics["samples_per_source"].values()) == 6 * 2 * 4
+
+
+def uneven_shards(source: Path, dest: Path) -> Path:
+    """The two test shards with the second cut to 6 clips plus one that cannot be decoded: an
+    epoch gives one rank batches of 4 + 4 clips and the other 4 + 2 and one skip."""
+    import tarfile
+
+    shutil.copytree(source, dest)
+    second = dest / "shard-000001.tar"
+    with tarfile.open(second) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers() if m.isfile()]
+    keys = sorted({m.name.split(".")[0] for m, _ in members})
+    keep, broken = keys[:6], keys[6]
+    with tarfile.open(second, "w") as tar:
+        for m, data in members:
+            key = m.name.split(".")[0]
+            if key in keep or key == broken:
+                if key == broken and m.name.endswith(".mp4"):
+                    data = b"\x00" * 64  # not a video: the loader skips this sample
+                m.size = len(data)
+                tar.addfile(m, io.BytesIO(data))
+    return dest
+
+
+def test_a_ddp_resume_counts_every_clip_and_skip_once_when_ranks_epochs_differ(tmp_path, params_file,
+                                                                                pretrain_shards):
+    """Each epoch gives the two ranks 8 and 6 clips (and 1 skip): the checkpoint records the
+    counts of both ranks, so the run stopped at step 2 and resumed counts what an uninterrupted
+    run counts, 3 epochs x 14 clips and 3 skips. Before, every rank restarted from rank 0's
+    count (44 or 40 clips)."""
+    shards = uneven_shards(pretrain_shards, tmp_path / "shards")
+    argv = ["--params", str(params_file), "--no-progress", "--device", "cpu",
+            *run_overrides(tmp_path, shards, "pretrain.steps=6")]
+    gone = shards / "shard-000000.tar"
+    procs = run_ranks(tmp_path, argv, at=1, fault=f"Path({str(gone)!r}).rename({str(gone) + '.away'!r})")
+    assert [p.returncode for p in procs] == [1, 1], procs[0].stderr + procs[1].stderr
+    assert read_state(tmp_path / "models" / "smaug")["step"] == 2
+    Path(str(gone) + ".away").rename(gone)
+    for proc in run_ranks(tmp_path, argv):
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    metrics = metrics_of(tmp_path)
+    assert metrics["steps"] == 6 and metrics["steps_this_session"] == 4
+    assert sum(metrics["samples_per_source"].values()) == 3 * 14
+    assert metrics["skipped_samples"] == 3
 
 
 def test_a_fault_in_the_read_ahead_batch_of_one_rank_stops_every_rank(tmp_path, params_file, pretrain_shards):
