@@ -9,7 +9,7 @@ in ``ablation.eval_dirs``), the pre-training metrics ``pretrain-<run>.json`` (fi
 * ``results/tables/ablation.md`` + ``results/metrics/ablation.json``: per row the video tokens
   per clip after masking and after sparsification, GFLOP per clip, training clips/s and wall
   time, zero-shot t2v R@1/R@5/R@10/MdR (VTC ranking) as mean ± std over seeds, the 95% interval
-  of R@1 (seeds and test videos resampled), order-pair accuracy, R@1 without sparsification at
+  of R@1 (test videos resampled, seeds' spread as Student's t), order-pair accuracy, R@1 without sparsification at
   test time, and whether VTM learnt (final loss against its 1:2 prior);
 * ``results/tables/claim.md`` + ``results/metrics/claim.json``: each half of the claim as
   "holds", "does not hold" or "cannot tell" from the intervals (eval/claim.py states the rule).
@@ -70,9 +70,17 @@ def load_row(cfg: AblationConfig, row: str, params_path) -> dict[str, Any]:
 
 
 def scores_of(row: dict) -> RunScores:
+    """The row's seeds as one recipe's draws; they must have been ranked on one test set (the
+    same captions of the same videos), or their mean would mix two benchmarks."""
     normal = [r["retrieval"]["normal"] for r in row["runs"]]
-    return RunScores(row["row"], [r["run"] for r in row["runs"]], normal[0]["per_query"]["video"],
-                     [n["per_query"]["vtc"] for n in normal])
+    first = normal[0]["per_query"]["video"]
+    for r, n in zip(row["runs"][1:], normal[1:]):
+        if n["per_query"]["video"] != first or len(n["per_query"]["vtc"]) != len(first):
+            raise ValueError(f"{row['row']}: {r['run']} ({r['file']}) was ranked on another test set than "
+                             f"{row['runs'][0]['run']} ({len(n['per_query']['video'])} queries over "
+                             f"{n.get('num_videos')} videos against {len(first)} over "
+                             f"{normal[0].get('num_videos')}): evaluate every seed on the same test shards")
+    return RunScores(row["row"], [r["run"] for r in row["runs"]], first, [n["per_query"]["vtc"] for n in normal])
 
 
 def mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -109,8 +117,11 @@ def summarise(row: dict, cfg: AblationConfig) -> dict[str, Any]:
     for score in ("text", "video", "group"):   # Winoground's scores of the complete pairs (VTC)
         out[f"order_pair_{score}"] = mean_std([(r["retrieval"]["normal"].get("order_pairs", {}).get("pairs") or {})
                                                .get(score) for r in runs])[0]
-    off = [r["sparsify_off"]["normal"]["vtc"]["t2v"]["R@1"] for r in runs if r["sparsify_off"]]
+    # off and on over the same seeds: a seed evaluated one way only would compare other draws
+    paired = [r for r in runs if r["sparsify_off"]]
+    off = [r["sparsify_off"]["normal"]["vtc"]["t2v"]["R@1"] for r in paired]
     out["r1_sparsify_off"], out["r1_sparsify_off_seeds"] = mean_std(off)[0], len(off)
+    out["r1_sparsify_on_same_seeds"] = mean_std([r["retrieval"]["normal"]["vtc"]["t2v"]["R@1"] for r in paired])[0]
     notes = [vtm_status(r["cost"]) for r in runs]
     out["vtm"] = next((n for n in notes if n), "trained" if any(
         "vtm" in (r["cost"].get("final_losses") or {}) for r in runs) else "none")
@@ -121,6 +132,16 @@ def pm(mean: float | None, std: float | None, seeds: int, d: int) -> str:
     if mean is None:
         return DASH
     return f"{fmt(mean, d)} ± {fmt(std, d)}" if seeds > 1 else f"{fmt(mean, d)} (1 seed)"
+
+
+def sparsify_off_cell(r: dict, d: int) -> str:
+    """R@1 without test-time sparsification beside R@1 with it, over the same seeds."""
+    if r["r1_sparsify_off"] is None:
+        return DASH
+    cell = f"{fmt(r['r1_sparsify_off'], d)} (on: {fmt(r['r1_sparsify_on_same_seeds'], d)}"
+    if r["r1_sparsify_off_seeds"] < r["seeds"]:
+        cell += f"; {r['r1_sparsify_off_seeds']} of {r['seeds']} seeds"
+    return cell + ")"
 
 
 def ablation_table(rows: list[dict], cfg: AblationConfig) -> Table:
@@ -148,13 +169,15 @@ def ablation_table(rows: list[dict], cfg: AblationConfig) -> Table:
             f"[{fmt(ci[0], d)}, {fmt(ci[1], d)}]",
             f"{fmt(r['order_pair_acc'], d)} / {fmt(r['order_pair_acc_vtm'], d)}",
             " / ".join(fmt(r[f"order_pair_{k}"], d) for k in ("text", "video", "group")),
-            f"{fmt(off, d)} (on: {fmt(r['r1_mean'], d)})" if off is not None else DASH,
+            sparsify_off_cell(r, d),
             r["vtm"]])
         if r["missing"]:
             table.notes.append(f"{r['run']}: seeds not found, left out: {', '.join(r['missing'])}.")
     table.notes += [
-        "Mean ± sample std over the seeds found; '(1 seed)' marks rows trained once. R@1 95% CI: bootstrap "
-        "resampling the seeds and the test videos (each with all its captions).",
+        "Mean ± sample std over the seeds found; '(1 seed)' marks rows trained once. R@1 95% CI: percentile "
+        f"bootstrap ({cfg.bootstrap:,} resamples) of the test videos (each with all its captions), with, for rows "
+        "with several seeds, the seeds' spread added as Student's t (eval/claim.py); a one-seed row's interval "
+        "covers the choice of test videos only, not seed-to-seed variation.",
         "Order-pair acc: % of temporal-order pair clips whose own caption scores above the swapped one "
         "(chance 50). Order pairs text / video / group: Winoground's scores over the pairs with both "
         "clips in the test set, VTC (text: both clips prefer their own caption, chance 25; video: both "
@@ -163,6 +186,11 @@ def ablation_table(rows: list[dict], cfg: AblationConfig) -> Table:
         "mask-no-mvm separates MVM's effect from masking's: smaug's masking and sparsification without MVM.",
     ]
     return table
+
+
+def signed(value: float, d: int) -> str:
+    """``+1.2`` / ``-0.5``; a value that rounds to zero is ``+0.0``, never ``-0.0``."""
+    return f"{round(value, d) + 0.0:+.{d}f}"
 
 
 # How far the equal-time run's training time may stray from the candidate's before the table says
@@ -208,8 +236,9 @@ def claim_outputs(rows: dict[str, dict], cfg: AblationConfig) -> tuple[Table, di
         "seeds_per_run": {run: len(scores[run].runs) for _, run in roles},
         "chance_r1": 100.0 / num_videos,
         "halves": halves,
-        "rule": (f"95% bootstrap interval of mean R@1 ({cfg.candidate}) - mean R@1 (other), resampling "
-                 f"seeds and test videos: holds if it lies wholly above the threshold (-{cfg.margin} at equal "
+        "rule": (f"95% interval of mean R@1 ({cfg.candidate}) - mean R@1 (other): {cfg.bootstrap:,} bootstrap "
+                 "resamples of the test videos, each recipe's seed-to-seed spread added as Student's t "
+                 f"(eval/claim.py): holds if it lies wholly above the threshold (-{cfg.margin} at equal "
                  f"steps, 0 at equal wall time), does not hold if wholly below, else cannot tell"),
     }
     for _, run in roles:
@@ -228,8 +257,8 @@ def claim_outputs(rows: dict[str, dict], cfg: AblationConfig) -> tuple[Table, di
         table.rows.append([half.replace("_", " "), f"{cfg.candidate} {text}",
                            f"{h['seeds'][cfg.candidate]} vs {h['seeds'][other]}",
                            f"{fmt(summary[cfg.candidate]['r1_mean'], d)} vs {fmt(summary[other]['r1_mean'], d)}",
-                           f"{h['difference']:+.{d}f}", f"[{h['ci95'][0]:+.{d}f}, {h['ci95'][1]:+.{d}f}]",
-                           f"{h['threshold']:+.{d}f}", h["verdict"]])
+                           signed(h["difference"], d), f"[{signed(h['ci95'][0], d)}, {signed(h['ci95'][1], d)}]",
+                           signed(h["threshold"], d), h["verdict"]])
         if "why" in h:
             table.notes.append(f"{half.replace('_', ' ')}: {h['verdict']}: {h['why']}.")
     table.notes.append(equal_time_budget(summary[cfg.candidate], summary[cfg.equal_time], halves["equal_time"],

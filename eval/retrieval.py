@@ -41,7 +41,8 @@ PairScorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def rerank_top_k(sim: torch.Tensor, k: int, score_pairs: PairScorer, *, queries_are_texts: bool = True,
                  chunk: int = 64, add_sim: bool = False) -> torch.Tensor:
-    """Scores whose order equals: top-k of ``sim`` by VTM, then the rest by ``sim``.
+    """Scores whose order equals: top-k of ``sim`` by VTM, then the rest by ``sim`` (candidates
+    tied at the k-th score are all re-ranked).
 
     sim: [Q, N] VTC similarities. Returns a new [Q, N] matrix; only the order matters.
     score_pairs is called with (text idx, video idx) pairs, whichever side the queries are.
@@ -51,23 +52,28 @@ def rerank_top_k(sim: torch.Tensor, k: int, score_pairs: PairScorer, *, queries_
         return sim.clone()
     k = min(k, sim.shape[1])
     out = sim.clone().double()
-    top = sim.topk(k, dim=1).indices  # [Q, k]
+    # The block is every candidate scoring at least the k-th score: candidates tied there all
+    # enter it (more than k then), as ranks count ties against the right answer. torch.topk
+    # would pick among them by index and let a tied right answer in for free (a constant
+    # scorer would get R@k > 0 re-ranked, 0 by VTC).
+    kth = sim.topk(k, dim=1).values[:, -1:]  # [Q, 1]
     for start in tqdm(range(0, sim.shape[0], chunk), desc=f"VTM re-rank top-{k}", leave=False,
                       disable=sim.shape[0] <= chunk):
-        q = torch.arange(start, min(start + chunk, sim.shape[0]))
-        cand = top[q]  # [q, k]
-        query_idx = q[:, None].expand_as(cand).reshape(-1)
-        cand_idx = cand.reshape(-1)
+        stop = min(start + chunk, sim.shape[0])
+        rows, cand_idx = (sim[start:stop] >= kth[start:stop]).nonzero(as_tuple=True)
+        query_idx = rows + start
         if queries_are_texts:
             vtm = score_pairs(query_idx, cand_idx)
         else:
             vtm = score_pairs(cand_idx, query_idx)
-        vtm = vtm.double().view(len(q), k)
+        vtm = vtm.double()
         if add_sim:
-            vtm = vtm + sim[q[:, None], cand].double()
+            vtm = vtm + sim[query_idx, cand_idx].double()
         # lift the re-ranked block above every VTC score of its row
-        shift = out[q].max(dim=1, keepdim=True).values - vtm.min(dim=1, keepdim=True).values + 1.0
-        out[q[:, None], cand] = vtm + shift
+        lowest = torch.full((stop - start,), float("inf"), dtype=torch.float64)
+        lowest = lowest.scatter_reduce(0, rows, vtm, reduce="amin")
+        shift = out[start:stop].max(dim=1).values - lowest + 1.0
+        out[query_idx, cand_idx] = vtm + shift[rows]
     return out
 
 

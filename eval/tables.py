@@ -203,6 +203,7 @@ def finetune_vtm_status(cfg: TablesConfig, recipe: str) -> str | None:
 
 def setting_label(setting: str, metrics: dict, data: dict, task: str) -> str:
     rerank = data["params"]["eval"]["retrieval"]["rerank_k"]
+    # False for results older than the setting (09f5330): they were re-ranked by the VTM logit alone
     add_vtc = data["params"]["eval"]["retrieval"].get("rerank_add_vtc", False)
     frames = metrics.get("frames")
     parts = ["zero-shot" if setting == "zero_shot" else "fine-tuned"]

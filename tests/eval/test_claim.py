@@ -131,7 +131,7 @@ def test_one_seed_cannot_tell_unless_the_test_set_interval_decides(ws):
 
 
 def test_claim_does_not_hold_and_vtm_not_trained_is_said(ws):
-    claim_runs(ws, smaug=10.0, dense=30.0, equal_time=30.0, seeds=2)
+    claim_runs(ws, smaug=10.0, dense=30.0, equal_time=30.0, seeds=3)
     write_run(ws, "smaug", "smaug", 10.0, seed=0, vtm_loss=0.64)
     claim, ablation, md, table = run_ablation(ws)
     assert claim["halves"]["equal_steps"]["verdict"] == "does not hold"
@@ -212,3 +212,48 @@ def test_an_equal_time_run_with_another_budget_is_called_out(ws):
     claim, _, md, _ = run_ablation(ws)
     assert claim["halves"]["equal_time"]["wall_ratio"] == pytest.approx(0.8)
     assert "trained 240 s on average against smaug's 300 s (ratio 0.80): NOT equal time" in md
+
+
+def test_few_seeds_widen_the_interval_beyond_their_own_range():
+    """Three seeds spread 20 / 26 / 32 on 2,000 test videos (the videos' own noise is small): the
+    95% interval of the mean is a t interval on 2 degrees of freedom, about 26 +- 15, so it
+    reaches well past the seeds' range. Resampling the 3 seeds with replacement could never leave
+    [20, 32] and covered the true mean 85% of the time where the seeds' spread dominates."""
+    from eval.claim import RunScores, recipe_interval
+    videos = list(range(2000))
+    rng = np.random.default_rng(0)
+    ranks = []
+    for r1 in (20, 26, 32):
+        hit = np.zeros(len(videos), bool)
+        hit[rng.permutation(len(videos))[:r1 * 20]] = True
+        ranks.append([1 if h else 3 for h in hit])
+    scores = RunScores("smaug", ["s0", "s1", "s2"], videos, ranks)
+    low, high = recipe_interval(scores, 20000, 0)
+    half_t = 4.303 * 6.0 / np.sqrt(3)  # t(0.975, 2 dof) x std / sqrt(n): 14.9
+    assert low < 26 - 0.9 * half_t and high > 26 + 0.9 * half_t
+    assert low < 20 - 5 and high > 32 + 5
+
+
+def test_a_seed_ranked_on_another_test_set_is_refused(ws, capsys):
+    """A seed whose per-query list covers other videos (another test set under the same path)
+    is refused with the files named, not averaged with the others."""
+    claim_runs(ws, smaug=30.0, dense=30.0, equal_time=10.0, seeds=3)
+    path = ws["root"] / "ablation" / "eval" / "smaug-seed1.json"
+    data = json.loads(path.read_text())
+    per_query = data["zero_shot"]["retrieval"]["normal"]["per_query"]
+    per_query["video"] = [v % 80 for v in per_query["video"]]  # 80 videos, not 100
+    path.write_text(json.dumps(data))
+    assert ablation_main(["--params", str(ws["params"])]) == 2
+    err = capsys.readouterr().err
+    assert "smaug: smaug-seed1" in err and "another test set" in err and "smaug-seed1.json" in err
+
+
+def test_sparsify_off_is_compared_on_the_same_seeds(ws):
+    """Only seed 0 was evaluated without test-time sparsification: the cell sets it beside seed
+    0's own R@1 with sparsification and says 1 of 3 seeds, not beside the 3-seed mean."""
+    claim_runs(ws, smaug=30.0, dense=30.0, equal_time=10.0, seeds=3)  # smaug seeds 30, 31, 32
+    write_run(ws, "smaug", "smaug", 36.0, seed=0, folder="off")
+    _, ablation, _, table = run_ablation(ws)
+    row = next(r for r in ablation["rows"] if r["run"] == "smaug")
+    assert row["r1_sparsify_off"] == pytest.approx(36.0) and row["r1_sparsify_on_same_seeds"] == pytest.approx(30.0)
+    assert "36.0 (on: 30.0; 1 of 3 seeds)" in table

@@ -117,3 +117,29 @@ def test_v2t_rerank_passes_text_and_video_the_right_way_round():
     t2v_call, v2t_call = seen
     assert t2v_call == ([0, 1, 2], [1, 0, 0])  # text queries, their top video
     assert v2t_call == ([1, 0], [0, 1])         # video queries: top text of each video
+
+
+def test_rerank_of_tied_candidates_counts_ties_against_the_answer_as_vtc_does():
+    """A scorer that says nothing (constant VTC and VTM) ranks every video alike: R@K is 0
+    re-ranked as it is by VTC. Candidates tied at the k-th score all enter the re-ranked block,
+    so torch.topk's pick by index cannot let a tied right answer in."""
+    n = 20
+    sim = torch.zeros(n, n)
+
+    def constant(text_idx, video_idx):
+        return torch.zeros(len(text_idx), dtype=torch.float64)
+
+    vtc = rank_retrieval(sim, list(range(n)))
+    for add_sim in (False, True):
+        vtm = rank_retrieval(sim, list(range(n)), k=4, score_pairs=constant, add_sim=add_sim)
+        for side in ("t2v", "v2t"):
+            assert vtm[side] == vtc[side]
+            assert vtm[side]["R@5"] == 0.0 and vtm[side]["MdR"] == float(n)
+    # a tie at the k-th score with the answer outside the top k: both enter and VTM decides
+    sim = torch.tensor([[0.9, 0.5, 0.5, 0.1]])  # k=2: videos 1 and 2 tie for 2nd place
+    correct = torch.tensor([[False, False, True, False]])
+
+    def oracle(text_idx, video_idx):
+        return (video_idx == 2).double()
+
+    assert ranks_from_scores(rerank_top_k(sim, 2, oracle), correct).tolist() == [1]
