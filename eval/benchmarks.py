@@ -26,11 +26,10 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import yaml
 
 from eval.cards import Card, SplitCheck, verify_split
 from pipeline import cli
-from pipeline.config import REPO_ROOT, ConfigError, load_params
+from pipeline.config import REPO_ROOT, ConfigError, load_params, load_yaml
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -103,7 +102,7 @@ def load_preset(name_or_path: str | Path) -> Preset:
     if not path.is_file():
         raise MissingData(f"preset {name_or_path!r} not found: neither a file nor a known preset "
                           f"(known presets: {', '.join(available())})")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = load_yaml(path)  # not YAML, or not a mapping: a ConfigError naming the file
     try:
         splits = tuple(Split(name=n, annotations=s["annotations"], format=s["format"], shards=s["shards"],
                              videos=s.get("videos")) for n, s in raw["splits"].items())
@@ -220,12 +219,21 @@ def check_shards(preset: Preset, root: str | Path = REPO_ROOT) -> None:
                 c for s, c in zip(preset.splits, shard_commands(preset)) if s in missing))
 
 
-def preset_overrides(name: str | None, root: str | Path = REPO_ROOT) -> list[str]:
-    """The overrides of preset ``name`` after checking its shards exist ([] for no preset)."""
+def preset_overrides(name: str | None, root: str | Path = REPO_ROOT, *, need_shards: bool = True) -> list[str]:
+    """The overrides of preset ``name`` after checking its shards exist ([] for no preset).
+
+    A preset that is not there, is malformed or lacks its shards is a :class:`ConfigError` naming
+    ``--preset`` (one ``error:`` line from the programs that take it); ``need_shards=False`` for
+    ``--print-config``, which shows the settings before the shards are made.
+    """
     if not name:
         return []
-    preset = load_preset(name)
-    check_shards(preset, root)
+    try:
+        preset = load_preset(name)
+        if need_shards:
+            check_shards(preset, root)
+    except (MissingData, ValueError) as err:  # ConfigError is a ValueError too
+        raise ConfigError(f"--preset {name}: {err}") from None
     return preset.overrides()
 
 

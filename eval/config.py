@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipeline.config import check
+from pipeline.config import check, check_seed
 from train.config import TASKS, Task
 
 # Zero-shot-only evaluations (no fine-tuned checkpoint is looked for): caption multiple choice
@@ -135,7 +135,12 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         check(bool(self.recipes), "recipes", "must name at least one recipe")
+        check(len(set(self.recipes)) == len(self.recipes), "recipes", "must not name a recipe twice")
+        # none would rewrite the recipe's results files with nothing in them
+        check(bool(self.tasks), "tasks", f"must name at least one of {', '.join(EVAL_TASKS)}")
         check(all(t in EVAL_TASKS for t in self.tasks), "tasks", f"each must be one of {', '.join(EVAL_TASKS)}")
+        check(len(set(self.tasks)) == len(self.tasks), "tasks", "must not name a task twice")
+        check_seed(self.seed)
         check(self.num_frames is None or self.num_frames >= 1, "num_frames", "must be null or >= 1")
         check(self.batch_size >= 1, "batch_size", "must be >= 1")
         check(self.frames_ensemble in ENSEMBLE_MODES, "frames_ensemble", f"must be one of {', '.join(ENSEMBLE_MODES)}")
@@ -201,12 +206,15 @@ class AblationConfig:
     equal_steps: str = "dense"  # ... within `margin` R@1 points of this one (same steps) ...
     equal_time: str = "dense-equal-time"  # ... and above this one (dense for the candidate's wall time)
     margin: float = 2.0  # R@1 points
-    bootstrap: int = 1000  # resamples (seeds and test videos) for the intervals
+    bootstrap: int = 20000  # resamples of the test videos for the intervals (seeds: Student's t, eval/claim.py)
     seed: int = 0  # of the bootstrap draws
     decimals: int = 1
 
     def __post_init__(self) -> None:
         check(bool(self.rows), "rows", "must name at least one run")
+        dup = next((r for r in self.rows if self.rows.count(r) > 1), None)
+        check(dup is None, "rows", f"{dup!r} is named twice")
+        check_seed(self.seed)
         check(all(r in self.rows for r in self.seeded), "seeded", "each must be one of rows")
         check(len(set(self.extra_seeds)) == len(self.extra_seeds), "extra_seeds", "must not repeat a seed")
         for name in ("candidate", "equal_steps", "equal_time"):

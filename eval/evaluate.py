@@ -56,7 +56,7 @@ from eval.config import ZERO_SHOT_TASKS, EvalConfig
 from eval.ensemble import FrameEnsemble
 from eval.shuffle import shuffle_drop
 from pipeline import cli
-from pipeline.config import ConfigError, load_params, section, to_dict
+from pipeline.config import ConfigError, load_params, section, to_dict, top_level_seed
 from pipeline.provenance import EVAL_KEYS, FIELD, stamp
 from train.checkpoint import fingerprint, loader_config_of, model_config_of, resolve_checkpoint
 from train.config import FinetuneConfig
@@ -393,7 +393,7 @@ def evaluate_recipe(params: dict, recipe: str, overrides: list[str] | tuple[str,
     from train.checkpoint import CheckpointError, read_state
 
     cfg = section(params, EvalConfig, "eval")
-    seed = cfg.seed if cfg.seed is not None else int(params.get("seed", 0))
+    seed = cfg.seed if cfg.seed is not None else top_level_seed(params)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     pre = resolve_checkpoint(Path(cfg.pretrain_dir) / recipe)
@@ -667,12 +667,13 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.parse(p, argv)
     from eval.benchmarks import preset_overrides, protocol_record
 
-    overrides = preset_overrides(args.preset) + args.overrides
-    protocol = protocol_record(args.preset)
+    overrides = preset_overrides(args.preset, need_shards=not args.print_config) + args.overrides
     params = load_params(args.params, overrides=overrides)
     cfg = section(params, EvalConfig, "eval")
+    top_level_seed(params)
     if args.print_config:
         return cli.print_config(params)
+    protocol = protocol_record(args.preset)
     recipes = args.recipe or cfg.recipes
     check_inputs(params, cfg, recipes, recipes_from="--recipe" if args.recipe else "eval.recipes")
     try:

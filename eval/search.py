@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--videos", required=True, metavar="DIR|SHARDS",
                        help="a folder of video files (any format ffmpeg reads), or WebDataset shards")
         s.add_argument("--out", required=True, metavar="FILE")
-        s.add_argument("--batch-size", type=int, default=8)
+        s.add_argument("--batch-size", type=cli.positive_int, default=8)
         s.add_argument("--no-progress", action="store_true")
         if name == "index":
             s.add_argument("--tokens", action="store_true",
@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--index", required=True, metavar="FILE")
     q.add_argument("texts", nargs="*", metavar="TEXT")
     q.add_argument("--file", default=None, help="queries from a text file, one a line")
-    q.add_argument("-k", type=int, default=10, help="hits to show (default 10)")
+    q.add_argument("-k", type=cli.positive_int, default=10, help="hits to show (default 10)")
     q.add_argument("--html", default=None, metavar="OUT.html", help="write a page with a strip of frames per hit")
     q.add_argument("--rerank-vtm", action="store_true", help="re-rank the top k with the matching head")
     q.add_argument("--checkpoint", default=None, metavar="DIR",

@@ -54,13 +54,24 @@ def add_config_arguments(p: argparse.ArgumentParser, *, overrides: bool = True, 
                        help="settings that replace params.yaml's, e.g. pretrain.steps=20 eval.tasks=[retrieval]")
 
 
+def positive_int(text: str) -> int:
+    """argparse ``type=`` for counts (``-k``, ``--batch-size``): checked before any work starts."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def parse(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """Options and ``key=value`` overrides in any order (``--recipe dense pretrain.steps=3 --fresh``)."""
     args = p.parse_intermixed_args(sys.argv[1:] if argv is None else argv)
     for text in getattr(args, "overrides", None) or []:
         if "=" not in text:
             p.error(f"argument {text!r} is neither an option nor a key.path=value override")
-    if getattr(args, "run_dir", None):
+    if getattr(args, "run_dir", None) is not None:  # "" too: an unset "$RUN" must not mean results/
         # first, so that an explicit override of one of the folders still wins
         args.overrides = run_dir_overrides(args.run_dir, args.params) + list(args.overrides)
     return args

@@ -47,6 +47,23 @@ def check(condition: bool, name: str, message: str) -> None:
         raise ConfigError(f"{name}: {message}")
 
 
+SEED_LIMIT = 2 ** 32  # numpy's generators take seeds in [0, 2**32) as one word
+
+
+def check_seed(value: int | None, name: str = "seed") -> None:
+    """A seed numpy and torch both take (a negative one fails only deep inside a data loader)."""
+    check(value is None or 0 <= value < SEED_LIMIT, name, f"must be in [0, 2**32), got {value}")
+
+
+def top_level_seed(params: dict[str, Any]) -> int:
+    """The params' top-level ``seed`` (0 when absent), checked like any other setting."""
+    seed = params.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed: expected int, got {seed!r}")
+    check_seed(seed)
+    return seed
+
+
 # --------------------------------------------------------------------------- loading
 
 
@@ -54,10 +71,20 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: params file not found")
-    with path.open() as f:
-        # libyaml's parser when PyYAML was built with it: the same safe loader, ~10x faster on
-        # params.yaml (0.3 s of every command's start-up in pure Python)
-        data = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a params file")
+    try:
+        with path.open(encoding="utf-8") as f:
+            # libyaml's parser when PyYAML was built with it: the same safe loader, ~10x faster on
+            # params.yaml (0.3 s of every command's start-up in pure Python)
+            data = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a YAML text file (not UTF-8: {err.reason} at byte {err.start})") from None
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data
@@ -276,6 +303,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             return number
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # YAML's .inf / .nan arrive as floats
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

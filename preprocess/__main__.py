@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -66,19 +67,28 @@ def _warning_line(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
+def check_binaries(cfg) -> None:
+    """ffmpeg (and ffprobe when it probes) must run here: found mid-run, a missing one would
+    stop the first transcode and leave a plan and a manifest behind."""
+    needed = [("ffmpeg", cfg.ffmpeg)] + ([("ffprobe", cfg.ffprobe)] if cfg.probe == "ffprobe" else [])
+    for key, binary in needed:
+        if shutil.which(binary) is None:
+            raise ConfigError(f"preprocess.{key}: {binary!r} is not an executable on this machine "
+                              "(install ffmpeg, or point the key at the binary)")
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _warning_line
     args = parse_args(argv)
     try:
-        cfg = load_config(args.params, args.overrides)
-        changes = {}
-        if args.workers is not None:
-            changes["workers"] = args.workers
-        if args.shard_size is not None:
-            changes["shard_samples"] = args.shard_size
-        cfg = dataclasses.replace(cfg, **changes)
+        # the flags are overrides of their keys, so a bad value is named as the key it sets
+        flags = [f"preprocess.workers={args.workers}"] if args.workers is not None else []
+        flags += [f"preprocess.shard_samples={args.shard_size}"] if args.shard_size is not None else []
+        overrides = [*args.overrides, *flags]
+        cfg = load_config(args.params, overrides)
         if args.print_config:
-            return cli.print_config(load_params(args.params, overrides=args.overrides))
+            return cli.print_config(load_params(args.params, overrides=overrides))
+        check_binaries(cfg)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from pipeline import cli
-from pipeline.config import deep_merge, load_params, load_recipe, section
+from pipeline.config import ConfigError, deep_merge, load_params, load_recipe, section
 from pipeline.provenance import BENCH_KEYS, FIELD, stamp
 from train import cost
 from train.config import CostConfig
@@ -217,9 +217,15 @@ def paper_scale_projection(args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # every setting the run reads, before the timed benchmark (minutes at the stage's size)
+    for recipe in (args.candidate, args.baseline):
+        load_run_config(args.params, recipe, args.overrides)
+    preset = section(load_params(args.params, overrides=args.overrides), CostConfig, "cost").preset
+    try:
+        load_recipe(preset)
+    except ConfigError as err:
+        raise ConfigError(f"cost.preset: {err}") from None
     if args.print_config:
-        load_run_config(args.params, args.candidate, args.overrides)
-        section(load_params(args.params, overrides=args.overrides), CostConfig, "cost")
         return cli.print_config(load_params(args.params, overrides=args.overrides))
     out = run_bench(args)
     if not args.no_projection:

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipeline.config import check
+from pipeline.config import check, check_seed
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,9 @@ class TrainerConfig:
     def __post_init__(self) -> None:
         check(self.steps > 0, "steps", "must be > 0")
         check(self.lr > 0, "lr", "must be > 0")
-        check(0 <= self.min_lr <= self.lr, "min_lr", "must be in [0, lr]")
-        check(0 <= self.warmup < self.steps, "warmup", "must be in [0, steps)")
+        check(0 <= self.min_lr <= self.lr, "min_lr", f"{self.min_lr:g} must be in [0, lr={self.lr:g}]")
+        check(0 <= self.warmup < self.steps, "warmup",
+              f"{self.warmup} must be in [0, steps={self.steps})")
         check(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas",
               "must be two numbers, each in [0, 1)")
@@ -123,6 +124,7 @@ class PretrainConfig(TrainerConfig):
         else:
             check(bool(self.shards), "shards", "must name a shard folder or pattern (or set pretrain.sources)")
         check(self.threads >= 0, "threads", "must be >= 0")
+        check_seed(self.seed)
 
     def source_list(self) -> tuple[SourceConfig, ...]:
         """The shard sets this run reads: ``sources``, or ``shards`` as one source of weight 1."""
@@ -201,8 +203,10 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         check(bool(self.recipes), "recipes", "must name at least one recipe")
+        check(len(set(self.recipes)) == len(self.recipes), "recipes", "must not name a recipe twice")
         check(self.num_frames is None or self.num_frames >= 1, "num_frames", "must be null or >= 1")
         check(self.threads >= 0, "threads", "must be >= 0")
+        check_seed(self.seed)
 
     def task(self, name: str) -> FinetuneTaskConfig:
         check(name in TASKS, "task", f"must be one of {', '.join(TASKS)}, got {name!r}")

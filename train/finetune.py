@@ -37,7 +37,7 @@ import torch
 from train.config import TASKS, FinetuneConfig, LogConfig
 from train.loggers import check_available, open_loggers
 from pipeline import cli
-from pipeline.config import ConfigError, load_params, section, to_dict
+from pipeline.config import ConfigError, load_params, section, to_dict, top_level_seed
 from train.checkpoint import fingerprint, load_weights, loader_config_of, model_config_of, resolve_checkpoint
 
 LOADER_TEXT = {"retrieval": "caption", "qa": "question", "mc": "question"}
@@ -102,10 +102,15 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
     task_cfg = cfg.task(task)
     log_cfg = section(params, LogConfig, "log")
     check_available(log_cfg)  # a missing logger package: before any work
-    seed = cfg.seed if cfg.seed is not None else int(params.get("seed", 0))
+    seed = cfg.seed if cfg.seed is not None else top_level_seed(params)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     init = resolve_checkpoint(init or Path(cfg.init_dir) / recipe)
+    # the loss curve: under the results folder for the pipeline's runs (dvc plots, the tables' VTM
+    # status read it there); next to the checkpoint folder (<out>-loss.csv, not inside it: a
+    # checkpoint folder holds only what a save swaps in) for a run put elsewhere with --out, which
+    # must not overwrite the pipeline's curve of the same recipe and task
+    curve_file = Path(out).with_name(Path(out).name + "-loss.csv") if out else None
     out = Path(out or Path(cfg.out_dir) / recipe / task)
 
     init_state = ckpt.read_state(init)
@@ -182,7 +187,7 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
         summary["wall_s_this_session"] = result.wall_s
     trainer.save(finished=True, summary=summary)
     if dist.is_main:
-        write_loss_curve(trainer.history, results_dir / "plots" / "finetune" / f"{recipe}-{task}.csv")
+        write_loss_curve(trainer.history, curve_file or results_dir / "plots" / "finetune" / f"{recipe}-{task}.csv")
     shutdown(dist)
     return summary
 
@@ -193,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--recipe", default=None, help="pre-trained run (default: first of finetune.recipes)")
     p.add_argument("--init", default=None, help="checkpoint folder to start from")
-    p.add_argument("--out", default=None, help="output checkpoint folder")
+    p.add_argument("--out", default=None,
+                   help="output checkpoint folder (its loss curve then goes to <out>-loss.csv, not under results/)")
     p.add_argument("--preset", default=None, metavar="NAME|FILE",
                    help="a benchmark preset: a name from eval/presets/ (see `python -m eval.benchmarks list`) "
                         "or the path of a preset YAML file anywhere")
@@ -203,10 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.parse(p, argv)
     from eval.benchmarks import preset_overrides
 
-    params = load_params(args.params, overrides=preset_overrides(args.preset) + args.overrides)
+    params = load_params(args.params, overrides=preset_overrides(args.preset, need_shards=not args.print_config)
+                         + args.overrides)
     recipe = args.recipe or section(params, FinetuneConfig, "finetune").recipes[0]
     if args.print_config:
         section(params, FinetuneConfig, "finetune")
+        section(params, LogConfig, "log")
+        top_level_seed(params)
         return cli.print_config(params)
     from train.checkpoint import CheckpointWriteError
     from train.run import fail_on_fault

@@ -60,7 +60,7 @@ from typing import Any
 import torch
 
 from pipeline import cli
-from pipeline.config import ConfigError, load_params, section, to_dict
+from pipeline.config import ConfigError, load_params, section, to_dict, top_level_seed
 from pipeline.provenance import PRETRAIN_KEYS, stamp
 from train import cost
 from train.checkpoint import CheckpointError, read_state, repair
@@ -146,9 +146,7 @@ def load_run_config(params_path: str | None, recipe: str, overrides: list[str]) 
     model = section(params, ModelConfig, "model")
     loader = section(params, LoaderConfig, "loader")
     check_consistent(model, loader)
-    seed = params.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed: expected int, got {seed!r}")
+    seed = top_level_seed(params)
     return {"params": params, "pretrain": pre, "model": model, "loader": loader,
             "seed": pre.seed if pre.seed is not None else seed, "recipe": recipe, "overrides": list(overrides)}
 
@@ -568,7 +566,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.print_config:
-        load_run_config(args.params, args.recipe, args.overrides)  # every value checked
+        run = load_run_config(args.params, args.recipe, args.overrides)  # every value checked
+        section(run["params"], LogConfig, "log")
         return cli.print_config(load_params(args.params, recipe=args.recipe, overrides=args.overrides))
     try:
         if args.plot_only:

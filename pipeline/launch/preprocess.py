@@ -60,13 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     ours.add_argument("--launch", choices=["local", "dask", "slurm"], default=None)
     known, rest = ours.parse_known_args(argv)
     args = prep_cli.parse_args(rest)
-    if args.print_config:
-        return prep_cli.main(rest)
     try:
         cfg_launch = launch_config(args.params, args.overrides, known.launch)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.print_config:
+        return prep_cli.main(rest)
     if cfg_launch.mode == "local":
         return prep_cli.main(rest)
 

@@ -15,7 +15,9 @@ Fine-tuning (``train.finetune``) is one process: ``--entry train.finetune --node
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import importlib.util
 import sys
 
@@ -96,8 +98,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if cfg.mode != "slurm" or "--print-config" in rest:
         return run_local(known.entry, rest)
+    if known.entry in KNOWN_ENTRIES:
+        # the program's own settings, here: a bad value would otherwise wait in the queue for an
+        # allocation and fail on the node
+        with contextlib.redirect_stdout(io.StringIO()):
+            checked = run_local(known.entry, [*rest, "--print-config"])
+        if checked != 0:
+            return checked
     name = known.name or known.entry.split(":")[0].rsplit(".", 1)[-1]
-    job = submit(cfg, known.entry, rest, name)
+    try:
+        job = submit(cfg, known.entry, rest, name)
+    except Exception as err:  # sbatch refused or is missing (submitit's FailedJobError, OSError)
+        print(f"error: submitting the {name} job failed: {str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__}",
+              file=sys.stderr)
+        return 1
     (outcome,) = wait([job], poll_s=cfg.slurm.poll_s, desc=f"{name} job")
     if outcome.ok:
         restarts = max(r.get("restarts", 0) for r in outcome.result)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pipeline.config import check, load_params, section
+from pipeline.config import check, check_seed, load_params, section
 
 # Clip counts of the presets. `default` generates in about two minutes on 2 cores;
 # `large` is for longer runs (see docs/parts/synthetic.md for measurements).
@@ -46,6 +46,7 @@ class SyntheticConfig:
     pretrain_clips: int = 1500
 
     def __post_init__(self) -> None:
+        check_seed(self.seed)
         check(self.num_clips is None or self.num_clips >= 3, "num_clips", "must be at least 3, one per split (or null)")
         check(self.workers is None or self.workers >= 1, "workers", "must be at least 1 (or null)")
         for name in ("train_fraction", "val_fraction", "test_fraction"):

@@ -57,8 +57,13 @@ def test_finetune_resumes_only_its_own_run(workspace, finetuned, capsys):
 
     out = workspace["base"] / "resume-mc"
     params = workspace["params"]("finetune.mc.steps=2")
+    pipeline_curve = Path(params["pretrain"]["results_dir"]) / "plots" / "finetune" / "smaug-mc.csv"
+    before = pipeline_curve.read_bytes()  # the `finetuned` fixture's 3-step run wrote it
     run_finetune(params, "mc", "smaug", out=out, progress=False)
     first = sha(out / "model.safetensors")
+    # a run put elsewhere (--out) keeps its loss curve beside its folder, not over the pipeline's
+    curve = out.with_name("resume-mc-loss.csv").read_text().splitlines()
+    assert curve[0].startswith("step") and len(curve) > 1 and pipeline_curve.read_bytes() == before
     # a finished run with the same settings is left alone
     run_finetune(params, "mc", "smaug", out=out, progress=False)
     assert "already finished" in capsys.readouterr().out and sha(out / "model.safetensors") == first

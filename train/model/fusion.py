@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pipeline.config import ConfigError
+
 from .config import FusionConfig
 from .layers import CrossBlock
 
@@ -18,7 +20,7 @@ class FusionEncoder(nn.Module):
     def __init__(self, cfg: FusionConfig, text_dim: int, video_dim: int) -> None:
         super().__init__()
         if text_dim % cfg.heads:
-            raise ValueError(f"model.fusion.heads={cfg.heads} does not divide the text width {text_dim}")
+            raise ConfigError(f"model.fusion.heads: {cfg.heads} does not divide the text width {text_dim}")
         self.layers = nn.ModuleList(
             CrossBlock(text_dim, video_dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.layers)
         )

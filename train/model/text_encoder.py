@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pipeline.config import ConfigError
 from pipeline.text_encoder import resolve_text_encoder_dir
 
 from .config import TEXT_ARCHS, TextConfig
@@ -51,7 +52,7 @@ class SpecialTokens:
                 index.setdefault(line.rstrip("\n"), i)
         missing = [t for t in ("[CLS]", "[SEP]", "[PAD]", "[MASK]") if t not in index]
         if missing:
-            raise ValueError(f"{vocab_file}: vocabulary lacks {', '.join(missing)}")
+            raise ConfigError(f"model.text.path: {vocab_file}: vocabulary lacks {', '.join(missing)}")
         return cls(index["[CLS]"], index["[SEP]"], index["[PAD]"], index["[MASK]"])
 
 
@@ -73,7 +74,7 @@ def load_bert(path: Path, *, random: bool = False, arch: dict | None = None) -> 
             str(path), local_files_only=True, add_pooling_layer=False, attn_implementation="sdpa"
         )
     except OSError as err:
-        raise ValueError(f"model.text.path: cannot load a BERT checkpoint from {path}: {err}") from err
+        raise ConfigError(f"model.text.path: cannot load a BERT checkpoint from {path}: {err}") from err
     finally:
         hf_logging.set_verbosity(previous)
 
@@ -95,7 +96,7 @@ class TextEncoder(nn.Module):
         total = len(self.bert.encoder.layer)
         n = cfg.num_layers or total
         if n > total:
-            raise ValueError(f"model.text.num_layers={n} but {self.path} has {total} layers")
+            raise ConfigError(f"model.text.num_layers: {n} but {self.path} has {total} layers")
         self.bert.encoder.layer = self.bert.encoder.layer[:n]
         self.frozen = min(cfg.freeze_layers, n)
         if self.frozen > 0:
@@ -105,8 +106,8 @@ class TextEncoder(nn.Module):
         self.hidden_size = self.bert.config.hidden_size
         self.vocab_size = self.bert.config.vocab_size
         if cfg.max_len > self.bert.config.max_position_embeddings:
-            raise ValueError(
-                f"model.text.max_len={cfg.max_len} exceeds the checkpoint's "
+            raise ConfigError(
+                f"model.text.max_len: {cfg.max_len} exceeds the checkpoint's "
                 f"{self.bert.config.max_position_embeddings} positions"
             )
 
