@@ -670,6 +670,9 @@ def main(argv: list[str] | None = None) -> int:
     overrides = preset_overrides(args.preset, need_shards=not args.print_config) + args.overrides
     params = load_params(args.params, overrides=overrides)
     cfg = section(params, EvalConfig, "eval")
+    from train.checkpoint import MACHINE_LOADER_FIELDS
+
+    cli.warn_unread(args.overrides, "eval.evaluate", machine_loader=MACHINE_LOADER_FIELDS)
     top_level_seed(params)
     if args.print_config:
         return cli.print_config(params)

@@ -106,6 +106,18 @@ def fail(message: Any, code: int = EXIT_CONFIG) -> int:
     return code
 
 
+def warn_unread(overrides: list[str], program: str, *, machine_loader: tuple[str, ...]) -> None:
+    """One ``warning:`` line per override this program does not read: fine-tuning and evaluation
+    take the model and the loader's clip settings from the checkpoint, so ``model.*`` and (but for
+    ``machine_loader``, this machine's) ``loader.*`` there would otherwise be dropped silently."""
+    for text in overrides:
+        key = text.partition("=")[0].strip()
+        section, _, rest = key.partition(".")
+        if section == "model" or (section == "loader" and rest not in machine_loader):
+            print(f"warning: {key} is not read by {program}: it takes the model and the loader's clip "
+                  "settings from the checkpoint", file=sys.stderr)
+
+
 def print_written(write: Callable[[], Any]) -> int:
     """Run ``write()`` and print each path it returns (exit 0); a bad input it reports as a
     ``ValueError`` becomes one ``error:`` line and exit 2 (a ConfigError goes up to

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir", required=True, help="the study's results folder (results/studies/<study>)")
     p.add_argument("--arm", action="append", required=True, metavar="NAME=RUN,RUN")
     p.add_argument("--baseline", default=",".join(BASELINE))
-    p.add_argument("--resamples", type=int, default=1000)
+    p.add_argument("--resamples", type=int, default=20000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="default: <dir>/summary.json")
     args = p.parse_args(argv)

@@ -211,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
 
     params = load_params(args.params, overrides=preset_overrides(args.preset, need_shards=not args.print_config)
                          + args.overrides)
+    from train.checkpoint import MACHINE_LOADER_FIELDS
+
+    cli.warn_unread(args.overrides, "train.finetune", machine_loader=MACHINE_LOADER_FIELDS)
     recipe = args.recipe or section(params, FinetuneConfig, "finetune").recipes[0]
     if args.print_config:
         section(params, FinetuneConfig, "finetune")

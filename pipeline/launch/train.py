@@ -17,9 +17,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import io
 import importlib.util
+import io
+import re
 import sys
+from pathlib import Path
 
 from pipeline.config import ConfigError
 from pipeline.launch.config import LaunchConfig
@@ -96,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if cfg.mode != "slurm" or "--print-config" in rest:
+    if "--print-config" in rest:  # what this launch would run with, --launch and the job size included
+        return run_local(known.entry, [*rest, f"launch.mode={cfg.mode}", f"launch.slurm.nodes={cfg.slurm.nodes}",
+                                       f"launch.slurm.tasks_per_node={cfg.slurm.tasks_per_node}"])
+    if cfg.mode != "slurm":
         return run_local(known.entry, rest)
     if known.entry in KNOWN_ENTRIES:
         # the program's own settings, here: a bad value would otherwise wait in the queue for an
@@ -118,9 +123,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[launch] {name}: job {outcome.job_id} finished on {len(outcome.result)} rank(s)"
               f"{f' after {restarts} requeue(s)' if restarts else ''}", flush=True)
         return 0
-    print(f"error: {name} job {outcome.job_id} failed ({outcome.state}); log {outcome.log}\n{outcome.error}",
-          file=sys.stderr)
-    return 1
+    line, code = job_failure(name, outcome)
+    print(line, file=sys.stderr)
+    return code
+
+
+def job_failure(name: str, outcome) -> tuple[str, int]:
+    """One ``error:`` line for a failed job, and the exit status to pass on.
+
+    A program that stopped with its own ``error:`` line and status (2: its input or settings, 1:
+    the machine) says so in the job's stderr: that line and status are passed on, as if it had
+    run here. Otherwise (killed, out of time, a crash) SLURM's state and the traceback's last line,
+    and 1.
+    """
+    status = re.search(r"exited with status (\d+)", outcome.error or "")
+    own = ""
+    try:
+        own = next((x for x in reversed(Path(outcome.log).read_text(errors="replace").splitlines())
+                    if x.startswith("error: ")), "")
+    except OSError:
+        pass
+    if status and own:
+        return f"error: {name} job {outcome.job_id}: {own[len('error: '):]} (log {outcome.log})", int(status.group(1))
+    last = (outcome.error or "").strip().splitlines()[-1:] or [f"SLURM state {outcome.state}"]
+    return f"error: {name} job {outcome.job_id} failed: {last[0]} (log {outcome.log})", 1
 
 
 if __name__ == "__main__":

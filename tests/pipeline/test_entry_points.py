@@ -150,3 +150,14 @@ def test_an_empty_run_dir_is_refused_not_ignored(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert run("eval.tables", ["--run-dir", "", "--print-config"]) == 2
     assert capsys.readouterr().err == "error: --run-dir: must be a folder\n"
+
+
+@pytest.mark.parametrize("module", ["train.finetune", "eval.evaluate"])
+def test_settings_the_checkpoint_decides_are_said_to_be_unread(module, capsys, tmp_path, monkeypatch):
+    """Fine-tuning and evaluation take the model and the loader's clip settings from the
+    checkpoint: model.* and loader.batch_size given there used to be dropped without a word."""
+    monkeypatch.chdir(tmp_path)
+    args = [*ENTRY_POINTS[module], "model.video.depth=1", "loader.batch_size=3", "loader.num_workers=1"]
+    assert run(module, [*args, "--print-config"]) == 0
+    warnings = [x for x in capsys.readouterr().err.splitlines() if x.startswith("warning:")]
+    assert [w.split()[1] for w in warnings] == ["model.video.depth", "loader.batch_size"]  # num_workers is read
