@@ -173,6 +173,10 @@ def ablation_table(rows: list[dict], cfg: AblationConfig) -> Table:
             r["vtm"]])
         if r["missing"]:
             table.notes.append(f"{r['run']}: seeds not found, left out: {', '.join(r['missing'])}.")
+        if n == 2:
+            table.notes.append(f"{r['run']}: 2 seeds: their spread enters the interval as Student's t on 1 degree "
+                               "of freedom, whose heavy tails make it wide and move its ends by a point or two "
+                               "between bootstrap seeds; a third seed narrows it most.")
     table.notes += [
         "Mean ± sample std over the seeds found; '(1 seed)' marks rows trained once. R@1 95% CI: percentile "
         f"bootstrap ({cfg.bootstrap:,} resamples) of the test videos (each with all its captions), with, for rows "

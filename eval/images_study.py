@@ -15,9 +15,9 @@ pre-training metrics (``pretrain-<run>.json``) and writes:
 
 * ``results/tables/images_vs_video.md``: per run the samples each source gave, t2v R@1 with its
   95% bootstrap interval, R@5, R@10, MdR, VTM re-ranking and order-pair accuracy; per arm R@1 as
-  mean ± std over its seeds with the interval resampling seeds and test videos; and the
-  difference in mean R@1 (image + video - video only) with its interval (eval/claim.py's
-  two-level bootstrap and rule, against 0);
+  mean ± std over its seeds with its interval (the test videos resampled, the seeds' spread added
+  as Student's t); and the difference in mean R@1 (image + video - video only) with its interval
+  (eval/claim.py's rule, against 0);
 * ``results/metrics/images_vs_video.json``: the same numbers, for ``dvc metrics``.
 
 Before it renders anything it refuses inputs the current params did not make
@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from eval.ablation import mean_std
+from eval.ablation import mean_std, signed
 from eval.claim import RunScores, compare, recipe_interval
 from eval.tables import DASH, RETRIEVAL_CELLS, Table, fmt, read_json, retrieval_cells, vtm_status
 from pipeline import cli, provenance
@@ -166,14 +166,15 @@ def study(params: dict, params_path, *, video_only: str, mixed: str, eval_dirs: 
     ci = diff["ci95"]
     arms_seen = [arm for runs in arms.values() for arm in runs]
     table.notes += [
-        f"R@1 difference (image + video - video only, means over seeds): {diff['difference']:+.{d}f} points, 95% "
-        f"interval [{ci[0]:+.{d}f}, {ci[1]:+.{d}f}] resampling the seeds and the test videos (eval/claim.py): "
+        f"R@1 difference (image + video - video only, means over seeds): {signed(diff['difference'], d)} points, 95% "
+        f"interval [{signed(ci[0], d)}, {signed(ci[1], d)}], the test videos resampled and the seeds' spread added "
+        f"as Student's t (eval/claim.py): "
         f"images help: {diff['verdict']}" + (f" ({diff['why']})." if "why" in diff else "."),
         "Sources: " + "; ".join(f"{label}: " + ", ".join(
             f"{s['name']} weight {s['weight']:g}" for s in summary[label]["sources"]) for label in arms)
         + ". One source per batch, drawn by weight (train/sources.py); an image is a clip of one repeated frame.",
-        "R@1 95% CI: bootstrap over the test videos (eval.evaluate) for a run; over seeds and test videos for "
-        "an arm's mean. Order-pair acc: % of temporal-order pair clips whose own caption scores above the "
+        "R@1 95% CI: bootstrap over the test videos (eval.evaluate) for a run; for an arm's mean, over the "
+        "test videos with the seeds' spread added as Student's t. Order-pair acc: % of temporal-order pair clips whose own caption scores above the "
         "swapped one (chance 50); still images carry no order, so this column shows what the video share "
         "given up costs.",
         f"Inputs: {', '.join(p for arm in arms_seen for p in arm['files'].values())}.",

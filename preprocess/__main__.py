@@ -67,9 +67,17 @@ def _warning_line(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
-def check_binaries(cfg) -> None:
-    """ffmpeg (and ffprobe when it probes) must run here: found mid-run, a missing one would
-    stop the first transcode and leave a plan and a manifest behind."""
+def check_binaries(cfg, manifest: Path) -> None:
+    """ffmpeg (and ffprobe when it probes) must run here before shards are planned: found
+    mid-run, a missing one would stop the first transcode and leave a plan behind. A collection
+    of still images only (read with PIL) needs neither."""
+    import pyarrow.parquet as pq
+
+    from preprocess.images import is_image_path
+
+    sources = pq.read_table(str(manifest), columns=["source"]).column("source").to_pylist()
+    if all(s is None or is_image_path(s) for s in sources):
+        return
     needed = [("ffmpeg", cfg.ffmpeg)] + ([("ffprobe", cfg.ffprobe)] if cfg.probe == "ffprobe" else [])
     for key, binary in needed:
         if shutil.which(binary) is None:
@@ -88,7 +96,6 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.params, overrides)
         if args.print_config:
             return cli.print_config(load_params(args.params, overrides=overrides))
-        check_binaries(cfg)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -111,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         # One job writes an output folder at a time (preprocess.lock); a second is refused.
         with hold_folder(out) if out is not None else contextlib.nullcontext():
             return run_stages(args, cfg, out, manifest)
+    except ConfigError as err:  # a binary the collection needs is missing
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except (AnnotationError, VideosError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -138,12 +148,15 @@ def run_stages(args: argparse.Namespace, cfg: PreprocessConfig, out: Path | None
             new = manifest.with_name(f".{manifest.stem}.{os.getpid()}.new.parquet")
             try:
                 build_manifest(args.annotations, videos, new, args.format, args.split, cfg)
+                check_binaries(cfg, new)
                 ids = plan_shards(out, cfg, manifest=new)
                 os.replace(new, manifest)
             finally:
                 new.unlink(missing_ok=True)
         print(f"manifest: {manifest}", file=sys.stderr)
     if args.stage in ("all", "shard"):
+        if ids is None:
+            check_binaries(cfg, manifest)
         ids = plan_shards(out, cfg, manifest=manifest) if ids is None else ids
         process_shards(out, ids, cfg, cfg.num_workers, manifest=manifest, progress=not args.no_progress)
         summary = finalize(out, manifest=manifest)

@@ -8,7 +8,8 @@ An arm is a name and its runs, each ``<dir>/<run>/eval/smaug.json`` (the zero-sh
 that run's checkpoint). The baseline is the default recipe's committed
 seeds. Per arm: R@1 per seed (VTC ranking), mean, R@10 mean, order-pair accuracy and pair text
 score per seed, and the difference in mean R@1 against the baseline with the 95% interval of
-eval/claim.py's two-level bootstrap (seeds and test videos), with its verdict against 0.
+eval/claim.py's rule (the test videos resampled, the seeds' spread added as Student's t), with its
+verdict against 0.
 """
 
 from __future__ import annotations

@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if "--print-config" in rest:  # what this launch would run with, --launch and the job size included
         return run_local(known.entry, [*rest, f"launch.mode={cfg.mode}", f"launch.slurm.nodes={cfg.slurm.nodes}",
-                                       f"launch.slurm.tasks_per_node={cfg.slurm.tasks_per_node}"])
+                                       f"launch.slurm.tasks_per_node={cfg.slurm.tasks_per_node}",
+                                       f"launch.slurm.gpus_per_node={cfg.slurm.gpus_per_node}"])
     if cfg.mode != "slurm":
         return run_local(known.entry, rest)
     if known.entry in KNOWN_ENTRIES:

@@ -257,3 +257,10 @@ def test_sparsify_off_is_compared_on_the_same_seeds(ws):
     row = next(r for r in ablation["rows"] if r["run"] == "smaug")
     assert row["r1_sparsify_off"] == pytest.approx(36.0) and row["r1_sparsify_on_same_seeds"] == pytest.approx(30.0)
     assert "36.0 (on: 30.0; 1 of 3 seeds)" in table
+
+
+def test_a_two_seed_row_says_its_interval_is_heavy_tailed(ws):
+    claim_runs(ws, smaug=30.0, dense=30.0, equal_time=10.0, seeds=2)
+    _, _, _, table = run_ablation(ws)
+    assert "smaug: 2 seeds: their spread enters the interval as Student's t on 1 degree of freedom" in table
+    assert "dense: 2 seeds" in table

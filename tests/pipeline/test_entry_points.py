@@ -109,7 +109,6 @@ def test_a_bad_seed_is_named_before_any_work(module, bad, message, capsys, tmp_p
     ("train.pretrain", "pretrain.steps=20", "error: pretrain.warmup: 80 must be in [0, steps=20)"),
     ("train.pretrain", "log.wandb=''", "error: log.wandb: must be a project name or null"),
     ("train.bench", "cost.preset=nope", "error: cost.preset: recipe: unknown recipe 'nope'"),
-    ("preprocess.__main__", "preprocess.ffmpeg=/nonexistent/ffmpeg", "error: preprocess.ffmpeg: '/nonexistent/ffmpeg' is not an executable"),
 ])
 def test_values_that_would_fail_late_are_named_up_front(module, bad, message, capsys, tmp_path, monkeypatch):
     """Each of these used to pass the checks and fail later (a traceback after the model loaded,

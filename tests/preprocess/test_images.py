@@ -303,3 +303,25 @@ def test_several_img2dataset_tars_in_one_run(tmp_path):
     samples = samples_in(out)
     check_image_sample(samples["000000000"], ["first tar"], (120, 80))
     check_image_sample(samples["000010000"], ["second tar"], (64, 96))
+
+
+def test_ffmpeg_is_needed_by_videos_only(tmp_path, images, media):
+    """A missing ffmpeg stops a video collection with one line naming preprocess.ffmpeg before any
+    shard is planned (it used to fail at the first transcode, leaving the plan behind); a
+    collection of still images, which PIL reads, runs without it."""
+    from tests.preprocess.helpers import assert_error_line
+
+    ann = tmp_path / "cc.tsv"
+    ann.write_text("a red square with a line\tgood.jpg\n")
+    out, stats, _ = run(tmp_path, ann, images, "preprocess.ffmpeg=/nonexistent/ffmpeg")
+    assert [r["status"] for r in stats] == ["ok"]
+
+    csv = tmp_path / "webvid.csv"
+    csv.write_text("videoid,name,page_dir\nh264,a clip,x\n")
+    params = params_file(tmp_path, short_side=SHORT_SIDE, cache_dir=None)
+    videos_out = tmp_path / "video-shards"
+    proc = run_cli("--annotations", str(csv), "--videos", str(media["videos"]), "--out", str(videos_out),
+                   "--params", str(params), "--format", "webvid", "preprocess.ffmpeg=/nonexistent/ffmpeg", check=False)
+    assert_error_line(proc, "preprocess.ffmpeg", "/nonexistent/ffmpeg")
+    assert proc.returncode == 2
+    assert not (videos_out / "_plan.json").exists() and not list(videos_out.glob("shard-*.tar"))
