@@ -84,14 +84,15 @@ def write_loss_curve(history: list[dict], path: Path) -> None:
 
 
 def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | None = None,
-                 out: str | Path | None = None, fresh: bool = False, progress: bool = True) -> dict:
+                 out: str | Path | None = None, fresh: bool = False, progress: bool = True,
+                 as_stage: bool = False) -> dict:
     """Fine-tune ``recipe``'s checkpoint on ``task``; returns a summary (also in state.json)."""
     from train import checkpoint as ckpt
     from train.data import build_loader
     from train.data.text import load_tokenizer
     from train.model import SMAUG
     from train.distributed import barrier, init_distributed, shutdown
-    from train.run import data_identity, open_run, stream_from
+    from train.run import code_fingerprint, code_of_run, data_identity, open_run, restart_stage_folder, stream_from
     from train.trainer import Trainer, scale_lr_of
 
     from train.tasks import AnswerVocab, MultipleChoice, OpenEndedQA, warn_similar_answers
@@ -130,7 +131,10 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
         for what in ckpt.repair(out):
             print(what, file=sys.stderr)
     barrier(dist)
-    status, state = open_run(out, identity, fresh=fresh)
+    code = code_fingerprint()
+    status, state = open_run(out, identity, fresh=fresh, stage_code=code if as_stage else None)
+    if as_stage and status == "new":
+        restart_stage_folder(out, dist)
     if status == "finished":
         print(f"{out}: fine-tuning already finished at step {state.get('step')} with these settings; "
               "pass --fresh to redo it")
@@ -157,7 +161,7 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
         "recipe": recipe, "task": task, "init": fingerprint(init), "max_len": loader_cfg.max_len,
         "model_config": to_dict(model_cfg), "loader_config": to_dict(loader_cfg),
         "params": params, "finetune": to_dict(task_cfg),
-        "identity": identity, **extra_state,
+        "identity": identity, "code": code_of_run(state, code), **extra_state,
     }
     torch.manual_seed(seed)  # the new QA head's initial weights
     if task == "qa":
@@ -204,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="a benchmark preset: a name from eval/presets/ (see `python -m eval.benchmarks list`) "
                         "or the path of a preset YAML file anywhere")
     p.add_argument("--fresh", action="store_true", help="start over even if a run is there")
+    p.add_argument("--as-stage", action="store_true",
+                   help="run as a DVC stage that keeps its checkpoint folder (persist): resume an interrupted "
+                        "run only if its settings, data and code are unchanged, else start over (train/run.py)")
     p.add_argument("--no-progress", action="store_true")
     cli.add_config_arguments(p, run_dir=True)
     args = cli.parse(p, argv)
@@ -228,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with STOP:  # before any loader worker exists: see train.signals
             summary = run_finetune(params, args.task, recipe, init=args.init, out=args.out, fresh=args.fresh,
-                                   progress=not args.no_progress)
+                                   progress=not args.no_progress, as_stage=args.as_stage)
     except (FileNotFoundError, ValueError) as err:
         if isinstance(err, ConfigError):
             raise

@@ -67,7 +67,7 @@ from train.checkpoint import CheckpointError, read_state, repair
 from train.config import LogConfig, PretrainConfig
 from train.loggers import check_available, open_loggers
 from train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
-from train.run import data_identity, open_run, stream_from
+from train.run import code_fingerprint, code_of_run, data_identity, open_run, restart_stage_folder, stream_from
 from train.trainer import EXIT_INTERRUPTED, MachineFault, Trainer, TrainingInterrupted, default_loss
 
 log = logging.getLogger("train.pretrain")
@@ -77,6 +77,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.pretrain", description=__doc__.split("\n")[0])
     p.add_argument("--recipe", default="smaug", help="pipeline/recipes/<name>.yaml (default smaug: params.yaml as it is)")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint, start over")
+    p.add_argument("--as-stage", action="store_true",
+                   help="run as a DVC stage that keeps its checkpoint folder (persist): resume an interrupted "
+                        "run only if its settings, data and code are unchanged, else start over (train/run.py)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     p.add_argument("--plot", default=None, metavar="PNG",
@@ -202,7 +205,10 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
             log.warning("%s", what)
     barrier(dist)
     identity = same_text_tower(run_identity(run), run_dir, run["model"].text.path)
-    status, state = open_run(run_dir, identity, fresh=args.fresh)
+    code = code_fingerprint()
+    status, state = open_run(run_dir, identity, fresh=args.fresh, stage_code=code if args.as_stage else None)
+    if args.as_stage and status == "new":
+        restart_stage_folder(run_dir, dist)
     if status == "finished":
         log.info("%s already finished at step %s with these settings and shards; nothing to do "
                  "(--fresh to retrain, --run-name NAME for a new run)", run_dir, state.get("step"))
@@ -225,7 +231,7 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
     model = SMAUG(run["model"], text_weights=status != "resume")
     ckpt_state = {"recipe": recipe, "run_name": name, "equal_time": equal_time, "params": run["params"],
                   "model_config": to_dict(run["model"]), "loader_config": to_dict(run["loader"]),
-                  "identity": identity}
+                  "identity": identity, "code": code_of_run(state, code)}
 
     live = None
     if dist.is_main:  # DVCLive, and TensorBoard / W&B when `log:` asks (train/loggers.py)

@@ -11,6 +11,12 @@ existing folder (:func:`open_run`):
 * anything else: stop and say what differs, offering ``--fresh`` (start over here) or a new
   ``--run-name`` (train beside it). A run is never continued, or skipped as finished, on
   other data or other settings.
+
+A DVC stage (``--as-stage``) keeps its run folder between ``dvc repro`` calls (``persist: true``:
+DVC would otherwise delete an interrupted run's checkpoints before the rerun, and a multi-day
+pre-training with them). DVC runs a stage because something it depends on changed, so there the
+rule is: resume an interrupted run only when its settings, data and code (:func:`code_fingerprint`)
+are those of now; in every other case, a finished run included, start over.
 """
 
 from __future__ import annotations
@@ -87,10 +93,50 @@ def differences(recorded: dict[str, Any], current: dict[str, Any], limit: int = 
     return out
 
 
-def open_run(folder: str | Path, identity: dict[str, Any], *, fresh: bool,
+# What a run's code is, for a DVC stage's resume: the trees a training imports from (pipeline:
+# settings, recipes, provenance; train: model, loader, trainer). Wider than any one stage's deps in
+# dvc.yaml, so an edit there can restart an interrupted stage that did not need it: the safe side.
+CODE_TREES = ("train", "pipeline")
+
+
+def code_fingerprint(root: str | Path | None = None) -> str:
+    """sha256 over every ``.py`` and ``.yaml`` file under :data:`CODE_TREES` (path and bytes)."""
+    from pipeline.config import REPO_ROOT
+
+    root = Path(root or REPO_ROOT)
+    digest = hashlib.sha256()
+    for tree in CODE_TREES:
+        files = sorted(p for p in (root / tree).rglob("*") if p.suffix in (".py", ".yaml") and p.is_file()
+                       and "__pycache__" not in p.parts)
+        for path in files:
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+def stage_restart_reason(state: dict[str, Any], identity: dict[str, Any], code: str) -> str | None:
+    """Why a DVC stage must not resume the run ``state`` records (None: resume it)."""
+    if state.get("finished"):
+        return "it finished; DVC runs the stage again because something it depends on changed"
+    recorded = state.get("identity")
+    if recorded is None:
+        return "the checkpoint records no configuration or data (written by an older version)"
+    diff = differences(recorded, identity)
+    if diff:
+        return "made with other settings or data: " + "; ".join(diff[:4]) + (
+            f"; and {len(diff) - 4} more" if len(diff) > 4 else "")
+    if state.get("code") != code:
+        return (f"the code under {'/, '.join(CODE_TREES)}/ changed since it started (to keep its steps anyway, "
+                "run the stage's command by hand without --as-stage, then `dvc commit` the stage)")
+    return None
+
+
+def open_run(folder: str | Path, identity: dict[str, Any], *, fresh: bool, stage_code: str | None = None,
              ) -> tuple[Literal["new", "resume", "finished"], dict[str, Any] | None]:
     """The one rule for an existing run folder (module doc): ``(what to do, its state)``.
 
+    ``stage_code`` (a DVC stage's run: :func:`code_fingerprint`) applies the stage's rule instead:
+    "resume" or "new", never "finished" or a mismatch error; the reason for starting over is logged.
     Call it after :func:`train.checkpoint.repair` has undone an interrupted checkpoint write
     (by the one process that writes the folder).
     """
@@ -98,6 +144,12 @@ def open_run(folder: str | Path, identity: dict[str, Any], *, fresh: bool,
     if fresh or checkpoint.find_checkpoint(folder, repair_first=False) is None:
         return "new", None
     state = checkpoint.read_state(folder)
+    if stage_code is not None:
+        why = stage_restart_reason(state, identity, stage_code)
+        if why is None:
+            return "resume", state
+        log.warning("%s: starting over, not resuming (step %s): %s", folder, state.get("step"), why)
+        return "new", None
     recorded = state.get("identity")
     diff = differences(recorded, identity) if recorded is not None else [
         "the checkpoint records no configuration or data (written by an older version)"]
@@ -114,6 +166,29 @@ def open_run(folder: str | Path, identity: dict[str, Any], *, fresh: bool,
                                              "train it again") from None
         return "finished", state
     return "resume", state
+
+
+def code_of_run(state: dict[str, Any] | None, code: str) -> str:
+    """The code a checkpoint records: this code for a new run or a resume by the same code; a
+    run resumed by hand with other code is marked so, and no DVC stage resumes it."""
+    if state is None or state.get("code") == code:
+        return code
+    return "changed during the run"
+
+
+def restart_stage_folder(folder: str | Path, dist) -> None:
+    """A DVC stage starting over removes the run folder's old checkpoint first, as DVC removes a
+    stage's outputs before running it (the folder is a persisted output): nothing of the old run
+    is left to be read as this one's. Every rank has decided (:func:`open_run`) before it goes."""
+    import shutil
+
+    from train.distributed import barrier
+
+    barrier(dist)
+    folder = Path(folder)
+    if dist.is_main and folder.exists():
+        shutil.rmtree(folder)
+    barrier(dist)
 
 
 SKIPPED_KEYS_KEPT = 50  # how many skipped samples the metrics file names
