@@ -62,6 +62,7 @@ import torch
 from pipeline import cli
 from pipeline.config import ConfigError, load_params, section, to_dict, top_level_seed
 from pipeline.provenance import PRETRAIN_KEYS, stamp
+from pipeline.sections import check_every_section
 from train import cost
 from train.checkpoint import CheckpointError, read_state, repair
 from train.config import LogConfig, PretrainConfig
@@ -181,6 +182,8 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
 
     t_main = time.perf_counter()
     run = load_run_config(args.params, args.recipe, args.overrides)
+    if args.as_stage:  # the pipeline's later stages' settings too, before hours of training
+        check_every_section(run["params"])
     equal_time = None
     if args.equal_time:
         bench = throughputs(args.equal_time, args.recipe)

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from pipeline import cli
 from pipeline.config import load_params, section
+from pipeline.sections import check_every_section
 from pipeline.synthetic.config import SyntheticConfig
 from pipeline.synthetic.encode import EncodeError
 from pipeline.synthetic.generate import generate
@@ -49,6 +51,8 @@ def config_from_args(args: argparse.Namespace) -> SyntheticConfig:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = config_from_args(args)
+    if os.environ.get("DVC_STAGE"):  # DVC runs it (it sets DVC_STAGE): the pipeline's first stage
+        check_every_section(resolved_params(args))  # checks what the later stages will read
     if args.print_config:
         return cli.print_config(resolved_params(args))
     try:

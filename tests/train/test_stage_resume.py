@@ -207,3 +207,13 @@ def test_dvc_repro_after_a_kill_resumes_the_training(tmp_path, params_file, pret
     state = read_state(tmp_path / "models" / "smaug")
     assert session_steps(tmp_path / "models" / "smaug") == 6 and state["identity"]["config"]["pretrain"]["lr"] == 0.0005
     assert loss_steps(tmp_path) == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_stage_checks_the_later_stages_settings_before_training(tmp_path, params_file, pretrain_shards, capsys):
+    bad = run_overrides(tmp_path, pretrain_shards, "pretrain.steps=2", "eval.retrieval.rerank_k=-1")
+    assert pretrain.main(["--params", str(params_file), "--no-progress", "--as-stage", *bad]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: eval.retrieval.rerank_k: must be >= 0 (0 disables VTM re-ranking)")
+    assert not (tmp_path / "models").exists()
+    # by hand, pre-training reads its own sections only
+    assert pretrain.main(["--params", str(params_file), "--no-progress", *bad]) == 0
