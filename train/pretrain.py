@@ -577,6 +577,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         run = load_run_config(args.params, args.recipe, args.overrides)  # every value checked
         section(run["params"], LogConfig, "log")
+        if args.as_stage:  # as train() would: the SLURM launcher's check before sbatch runs this
+            check_every_section(run["params"])
         return cli.print_config(load_params(args.params, recipe=args.recipe, overrides=args.overrides))
     try:
         if args.plot_only:

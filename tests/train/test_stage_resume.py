@@ -217,3 +217,6 @@ def test_a_stage_checks_the_later_stages_settings_before_training(tmp_path, para
     assert not (tmp_path / "models").exists()
     # by hand, pre-training reads its own sections only
     assert pretrain.main(["--params", str(params_file), "--no-progress", *bad]) == 0
+    # and so does --print-config, the SLURM launcher's check before it submits the job
+    assert pretrain.main(["--params", str(params_file), "--as-stage", "--print-config", *bad]) == 2
+    assert pretrain.main(["--params", str(params_file), "--print-config", *bad]) == 0
