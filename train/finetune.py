@@ -92,7 +92,7 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
     from train.data.text import load_tokenizer
     from train.model import SMAUG
     from train.distributed import barrier, init_distributed, shutdown
-    from train.run import code_fingerprint, code_of_run, data_identity, open_run, restart_stage_folder, stream_from
+    from train.run import code_of_run, data_identity, open_stage_run, stream_from
     from train.trainer import Trainer, scale_lr_of
 
     from train.tasks import AnswerVocab, MultipleChoice, OpenEndedQA, warn_similar_answers
@@ -131,13 +131,14 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
         for what in ckpt.repair(out):
             print(what, file=sys.stderr)
     barrier(dist)
-    code = code_fingerprint()
-    status, state = open_run(out, identity, fresh=fresh, stage_code=code if as_stage else None)
-    if as_stage and status == "new":
-        restart_stage_folder(out, dist)
+    status, state, code = open_stage_run(out, identity, fresh=fresh, as_stage=as_stage, dist=dist)
+    results_dir = Path(params.get("pretrain", {}).get("results_dir", "results"))
+    curve_file = curve_file or results_dir / "plots" / "finetune" / f"{recipe}-{task}.csv"
     if status == "finished":
         print(f"{out}: fine-tuning already finished at step {state.get('step')} with these settings; "
               "pass --fresh to redo it")
+        if dist.is_main and not curve_file.is_file() and state.get("curve"):  # DVC deleted it before the rerun
+            write_loss_curve(state["curve"], curve_file)
         shutdown(dist)
         return state.get("summary", {})
     resume_from = out if status == "resume" else None
@@ -166,7 +167,6 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
     torch.manual_seed(seed)  # the new QA head's initial weights
     if task == "qa":
         module.head.reset_parameters()
-    results_dir = Path(params.get("pretrain", {}).get("results_dir", "results"))
     loggers = None
     if dist.is_main and (log_cfg.tensorboard or log_cfg.wandb):  # dvc plots reads the loss CSV below
         loggers = open_loggers(log_cfg, results_dir, f"finetune-{recipe}-{task}", dvclive=False,
@@ -178,6 +178,11 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
     loader = build_loader(loader_cfg, task_cfg.shards, train=True, text=LOADER_TEXT[task], seed=seed,
                           rank=dist.rank, world_size=dist.world_size, tokenizer_path=model_cfg.text.path)
     batches = stream_from(trainer, loader, state)
+    # the loss curve of earlier sessions rides in each checkpoint beside the data position, so a
+    # resumed run writes the whole curve (the trainer's history holds this session's steps only)
+    earlier = list(trainer.resumed_extra.get("curve", [])) if state is not None else []
+    position = trainer.extra_state
+    trainer.extra_state = lambda: {**position(), "curve": earlier + [dict(r) for r in trainer.history]}
     if state is not None:
         print(f"resuming {out} at step {trainer.step}")
     try:
@@ -189,9 +194,10 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
                "wall_s": result.total_wall_s or result.wall_s}  # the whole run, resumed sessions included
     if result.steps != trainer.step:
         summary["wall_s_this_session"] = result.wall_s
-    trainer.save(finished=True, summary=summary)
+    curve = earlier + trainer.history
+    trainer.save(finished=True, summary=summary, curve=curve)
     if dist.is_main:
-        write_loss_curve(trainer.history, curve_file or results_dir / "plots" / "finetune" / f"{recipe}-{task}.csv")
+        write_loss_curve(curve, curve_file)
     shutdown(dist)
     return summary
 

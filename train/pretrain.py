@@ -68,7 +68,7 @@ from train.checkpoint import CheckpointError, read_state, repair
 from train.config import LogConfig, PretrainConfig
 from train.loggers import check_available, open_loggers
 from train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
-from train.run import code_fingerprint, code_of_run, data_identity, open_run, restart_stage_folder, stream_from
+from train.run import code_of_run, data_identity, open_stage_run, stream_from
 from train.trainer import EXIT_INTERRUPTED, MachineFault, Trainer, TrainingInterrupted, default_loss
 
 log = logging.getLogger("train.pretrain")
@@ -208,10 +208,7 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
             log.warning("%s", what)
     barrier(dist)
     identity = same_text_tower(run_identity(run), run_dir, run["model"].text.path)
-    code = code_fingerprint()
-    status, state = open_run(run_dir, identity, fresh=args.fresh, stage_code=code if args.as_stage else None)
-    if args.as_stage and status == "new":
-        restart_stage_folder(run_dir, dist)
+    status, state, code = open_stage_run(run_dir, identity, fresh=args.fresh, as_stage=args.as_stage, dist=dist)
     if status == "finished":
         log.info("%s already finished at step %s with these settings and shards; nothing to do "
                  "(--fresh to retrain, --run-name NAME for a new run)", run_dir, state.get("step"))

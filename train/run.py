@@ -14,9 +14,10 @@ existing folder (:func:`open_run`):
 
 A DVC stage (``--as-stage``) keeps its run folder between ``dvc repro`` calls (``persist: true``:
 DVC would otherwise delete an interrupted run's checkpoints before the rerun, and a multi-day
-pre-training with them). DVC runs a stage because something it depends on changed, so there the
-rule is: resume an interrupted run only when its settings, data and code (:func:`code_fingerprint`)
-are those of now; in every other case, a finished run included, start over.
+pre-training with them). There the rule is :func:`stage_decision`: a run of the same settings,
+data and code (:func:`code_fingerprint`) is resumed, or kept when finished; any other starts
+over (moved aside first, :func:`restart_stage_folder`), since DVC reruns a stage because
+something it reads changed.
 """
 
 from __future__ import annotations
@@ -93,50 +94,56 @@ def differences(recorded: dict[str, Any], current: dict[str, Any], limit: int = 
     return out
 
 
-# What a run's code is, for a DVC stage's resume: the trees a training imports from (pipeline:
-# settings, recipes, provenance; train: model, loader, trainer). Wider than any one stage's deps in
-# dvc.yaml, so an edit there can restart an interrupted stage that did not need it: the safe side.
-CODE_TREES = ("train", "pipeline")
+# What a run's code is, for a DVC stage's resume: the trainer's code (every module under train/)
+# and the settings code it runs through (pipeline/*.py: config, provenance, cli; not the
+# generator's or the launchers' subpackages). The recipes are in the run's identity already.
+CODE_FILES = ("train/**/*.py", "pipeline/*.py")
 
 
 def code_fingerprint(root: str | Path | None = None) -> str:
-    """sha256 over every ``.py`` and ``.yaml`` file under :data:`CODE_TREES` (path and bytes)."""
+    """sha256 over the files of :data:`CODE_FILES` (relative path and bytes), 16 hex digits."""
     from pipeline.config import REPO_ROOT
 
     root = Path(root or REPO_ROOT)
+    files = sorted({p for pattern in CODE_FILES for p in root.glob(pattern)
+                    if p.is_file() and "__pycache__" not in p.parts})
     digest = hashlib.sha256()
-    for tree in CODE_TREES:
-        files = sorted(p for p in (root / tree).rglob("*") if p.suffix in (".py", ".yaml") and p.is_file()
-                       and "__pycache__" not in p.parts)
-        for path in files:
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()[:16]
 
 
-def stage_restart_reason(state: dict[str, Any], identity: dict[str, Any], code: str) -> str | None:
-    """Why a DVC stage must not resume the run ``state`` records (None: resume it)."""
-    if state.get("finished"):
-        return "it finished; DVC runs the stage again because something it depends on changed"
+CODE_CHANGED = ("the code under train/ or pipeline/*.py changed since it started (to keep its steps anyway, "
+                "run the stage's command by hand without --as-stage, then `dvc commit` the stage)")
+
+
+def stage_decision(state: dict[str, Any], identity: dict[str, Any], code: str,
+                   ) -> tuple[Literal["new", "resume", "finished"], str | None]:
+    """A DVC stage's rule for the run ``state`` records: ``(what to do, why it starts over)``.
+
+    A run of the same settings, shards and code is resumed, or kept when finished (DVC also reruns
+    a stage whose lock entry was never written, e.g. a `dvc repro` killed while it hashed the
+    outputs: the training need not run again). Anything else starts over.
+    """
     recorded = state.get("identity")
     if recorded is None:
-        return "the checkpoint records no configuration or data (written by an older version)"
+        return "new", "the checkpoint records no configuration or data (written by an older version)"
     diff = differences(recorded, identity)
     if diff:
-        return "made with other settings or data: " + "; ".join(diff[:4]) + (
+        return "new", "made with other settings or data: " + "; ".join(diff[:4]) + (
             f"; and {len(diff) - 4} more" if len(diff) > 4 else "")
     if state.get("code") != code:
-        return (f"the code under {'/, '.join(CODE_TREES)}/ changed since it started (to keep its steps anyway, "
-                "run the stage's command by hand without --as-stage, then `dvc commit` the stage)")
-    return None
+        return "new", CODE_CHANGED
+    return ("finished" if state.get("finished") else "resume"), None
 
 
 def open_run(folder: str | Path, identity: dict[str, Any], *, fresh: bool, stage_code: str | None = None,
              ) -> tuple[Literal["new", "resume", "finished"], dict[str, Any] | None]:
     """The one rule for an existing run folder (module doc): ``(what to do, its state)``.
 
-    ``stage_code`` (a DVC stage's run: :func:`code_fingerprint`) applies the stage's rule instead:
-    "resume" or "new", never "finished" or a mismatch error; the reason for starting over is logged.
+    ``stage_code`` (a DVC stage's run: :func:`code_fingerprint`) applies :func:`stage_decision`
+    instead: never a mismatch error; the reason for starting over is logged.
     Call it after :func:`train.checkpoint.repair` has undone an interrupted checkpoint write
     (by the one process that writes the folder).
     """
@@ -145,14 +152,17 @@ def open_run(folder: str | Path, identity: dict[str, Any], *, fresh: bool, stage
         return "new", None
     state = checkpoint.read_state(folder)
     if stage_code is not None:
-        why = stage_restart_reason(state, identity, stage_code)
-        if why is None:
+        status, why = stage_decision(state, identity, stage_code)
+        if why is not None:
+            log.warning("%s: starting over, not resuming (step %s): %s", folder, state.get("step"), why)
+            return "new", None
+        if status == "resume":
             return "resume", state
-        log.warning("%s: starting over, not resuming (step %s): %s", folder, state.get("step"), why)
-        return "new", None
-    recorded = state.get("identity")
-    diff = differences(recorded, identity) if recorded is not None else [
-        "the checkpoint records no configuration or data (written by an older version)"]
+        diff = []  # finished, same settings and code: checked below like any finished run
+    else:
+        recorded = state.get("identity")
+        diff = differences(recorded, identity) if recorded is not None else [
+            "the checkpoint records no configuration or data (written by an older version)"]
     if diff:
         shown = "; ".join(diff[:8]) + (f"; and {len(diff) - 8} more" if len(diff) > 8 else "")
         raise RunMismatch(
@@ -168,6 +178,32 @@ def open_run(folder: str | Path, identity: dict[str, Any], *, fresh: bool, stage
     return "resume", state
 
 
+def open_stage_run(folder: str | Path, identity: dict[str, Any], *, fresh: bool, as_stage: bool, dist,
+                   ) -> tuple[Literal["new", "resume", "finished"], dict[str, Any] | None, str]:
+    """:func:`open_run` for a training program: ``(status, state, code)``.
+
+    As a DVC stage, rank 0 decides and every rank follows (a file edited while a multi-rank job
+    starts could otherwise split the ranks between resuming and starting over), and a run that
+    starts over is moved aside first (:func:`restart_stage_folder`). By hand, every rank applies
+    :func:`open_run`'s rule itself, as before.
+    """
+    from train.distributed import broadcast_object
+
+    if not as_stage:
+        code = code_fingerprint()
+        status, state = open_run(folder, identity, fresh=fresh)
+        return status, state, code
+    decided = None
+    if dist.is_main:
+        code = code_fingerprint()
+        decided = (open_run(folder, identity, fresh=fresh, stage_code=code)[0], code)
+    status, code = broadcast_object(decided, dist)
+    if status == "new":
+        restart_stage_folder(folder, dist)
+        return "new", None, code
+    return status, checkpoint.read_state(folder), code
+
+
 def code_of_run(state: dict[str, Any] | None, code: str) -> str:
     """The code a checkpoint records: this code for a new run or a resume by the same code; a
     run resumed by hand with other code is marked so, and no DVC stage resumes it."""
@@ -176,18 +212,31 @@ def code_of_run(state: dict[str, Any] | None, code: str) -> str:
     return "changed during the run"
 
 
+def previous_run_folder(folder: str | Path) -> Path:
+    """Where a DVC stage that starts over keeps the run it replaces (one, the last)."""
+    folder = Path(folder)
+    return folder.parent / f".{folder.name}.previous"
+
+
 def restart_stage_folder(folder: str | Path, dist) -> None:
-    """A DVC stage starting over removes the run folder's old checkpoint first, as DVC removes a
-    stage's outputs before running it (the folder is a persisted output): nothing of the old run
-    is left to be read as this one's. Every rank has decided (:func:`open_run`) before it goes."""
+    """A DVC stage starting over moves the run folder's old run aside (to
+    :func:`previous_run_folder`, replacing the one kept there), so nothing of it is read as this
+    run's, as DVC deletes a stage's outputs before running it (the folder is a persisted output),
+    and an interrupted run of other code can still be finished by hand. Every rank waits for
+    rank 0 to finish."""
     import shutil
 
     from train.distributed import barrier
 
-    barrier(dist)
     folder = Path(folder)
-    if dist.is_main and folder.exists():
-        shutil.rmtree(folder)
+    if dist.is_main and (folder.exists() or folder.is_symlink()):
+        previous = previous_run_folder(folder)
+        if previous.is_symlink() or previous.is_file():
+            previous.unlink()
+        elif previous.exists():
+            shutil.rmtree(previous)
+        folder.rename(previous)
+        log.warning("%s: the run it held is kept in %s until a stage starts over again", folder, previous)
     barrier(dist)
 
 

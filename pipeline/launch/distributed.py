@@ -36,7 +36,10 @@ log = logging.getLogger("pipeline.launch")
 
 TRAINER_STOP_SIGNAL = signal.SIGUSR1  # one of what train.signals.STOP listens to
 NON_ZERO_RANK_WAIT_S = 300.0  # how long ranks > 0 wait for rank 0's requeue to stop them
-RESUME_DROPS = ("--fresh",)  # flags that must not survive a requeue
+# flags that must not survive a requeue: --fresh would drop the checkpoint, and --as-stage's
+# rule (train/run.py) is for a new `dvc repro` of the stage, while a requeue continues the same
+# run: it resumes by the program's own rule, which refuses other settings rather than retrain
+RESUME_DROPS = ("--fresh", "--as-stage")
 
 
 def load_main(entry: str) -> Callable[[list[str]], int]:

@@ -83,6 +83,42 @@ def test_finetune_resumes_only_its_own_run(workspace, finetuned, capsys):
     assert read_state(out)["step"] == 4 and sha(out / "model.safetensors") != first
 
 
+def test_finetune_as_a_stage_resumes_with_its_whole_curve_and_keeps_a_finished_run(workspace, finetuned, capsys,
+                                                                                   monkeypatch):
+    import os
+    import signal
+
+    from train.trainer import EXIT_INTERRUPTED, Trainer
+
+    out = workspace["base"] / "stage-mc"
+    args = ["--task", "mc", "--params", str(workspace["params_path"]), *workspace["overrides"],
+            "finetune.mc.steps=4", "--out", str(out), "--as-stage", "--no-progress"]
+    curve = out.with_name("stage-mc-loss.csv")
+    original = Trainer.train_step
+
+    def stop_at_2(self, micro):
+        if self.step == 2:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return original(self, micro)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(Trainer, "train_step", stop_at_2)
+        assert finetune_main(args) == EXIT_INTERRUPTED
+    assert 0 < read_state(out)["step"] < 4 and not read_state(out)["finished"] and not curve.exists()
+    capsys.readouterr()
+    assert finetune_main(args) == 0
+    assert "resuming" in capsys.readouterr().out
+    steps = [int(r["step"]) for r in csv.DictReader(curve.open())]
+    assert steps == [1, 2, 3, 4]  # the first session's steps too (they ride in the checkpoint)
+    # DVC reran the stage without a lock entry and deleted the curve: the same run is kept, the
+    # curve written again from the checkpoint
+    first = sha(out / "model.safetensors")
+    curve.unlink()
+    assert finetune_main(args) == 0
+    assert "already finished" in capsys.readouterr().out and sha(out / "model.safetensors") == first
+    assert [int(r["step"]) for r in csv.DictReader(curve.open())] == [1, 2, 3, 4]
+
+
 def test_finetune_cli_rejects_bad_input(workspace, capsys):
     args = ["--task", "qa", "--params", str(workspace["params_path"]), *workspace["overrides"]]
     assert finetune_main([*args, "finetune.qa.lr=-1"]) == 2

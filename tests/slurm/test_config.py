@@ -39,11 +39,12 @@ def test_log_dir_relative_to_the_repository():
 
 
 def test_checkpoint_resubmits_itself_resuming():
-    task = DistributedTask("train.pretrain", ["--recipe", "dense", "--fresh", "pretrain.steps=5"])
+    task = DistributedTask("train.pretrain", ["--recipe", "dense", "--fresh", "pretrain.steps=5", "--as-stage"])
     delayed = task.checkpoint()
     again = delayed.function
     assert isinstance(again, DistributedTask) and again is not task
-    assert again.argv == ["--recipe", "dense", "pretrain.steps=5"]  # --fresh would drop the checkpoint
+    # --fresh would drop the checkpoint; --as-stage would retrain it if the tree was edited meanwhile
+    assert again.argv == ["--recipe", "dense", "pretrain.steps=5"]
     assert again.restarts == 1 and again.checkpoint().function.restarts == 2
     assert task.argv[2] == "--fresh"  # the original is untouched
 

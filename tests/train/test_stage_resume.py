@@ -1,6 +1,6 @@
 """A training run as a DVC stage (``--as-stage``, outputs persisted): `dvc repro` after an
-interruption resumes the run when its settings, data and code are unchanged, and otherwise
-starts over, as DVC means a stage run to (train/run.py's module doc).
+interruption resumes the run (or keeps it, finished) when its settings, data and code are
+unchanged, and otherwise starts over, as DVC means a stage run to (train/run.py's module doc).
 
 Without persist, DVC deletes a stage's outputs before running it, so a killed `dvc repro`
 lost every checkpoint of the pre-training it was running (checked below on the real DVC).
@@ -22,6 +22,7 @@ import yaml
 from pipeline.config import REPO_ROOT
 from tests.train.conftest import TINY, run_overrides
 from train import pretrain
+from train import run as train_run
 from train.checkpoint import read_state
 from train.run import code_fingerprint
 from train.trainer import EXIT_INTERRUPTED, Trainer
@@ -89,17 +90,30 @@ def test_stage_resumes_an_interrupted_run_of_the_same_settings_and_code(stopped,
     assert loss_steps(stopped) == [1, 2, 3, 4, 5]  # the persisted curve goes on, each step once
 
 
-def test_stage_starts_over_a_finished_run(stopped, params_file, pretrain_shards, caplog):
+def test_stage_keeps_a_finished_run_of_the_same_settings_and_code(stopped, params_file, pretrain_shards, caplog):
     assert run(stopped, params_file, pretrain_shards, caplog)[0] == 0
-    # DVC runs the stage again (a dependency changed): a finished run is not "nothing to do"
+    metrics = stopped / "results" / "metrics" / "pretrain-smaug.json"
+    metrics.unlink()  # DVC deletes a stage's unpersisted outputs before it runs the stage again
+    # DVC also reruns a stage whose lock entry was never written (a `dvc repro` killed while it
+    # hashed the outputs): the same training need not run again
     code, messages = run(stopped, params_file, pretrain_shards, caplog)
     assert code == 0
-    assert any("starting over" in m and "it finished" in m for m in messages), messages
+    assert any("already finished" in m for m in messages) and not any("starting over" in m for m in messages)
+    assert session_steps(stopped / "models" / "smaug") == 3  # the checkpoint of the resumed run, untouched
+    assert metrics.is_file()  # written again from the checkpoint
+
+
+def test_stage_starts_over_a_finished_run_of_other_settings(stopped, params_file, pretrain_shards, caplog):
+    assert run(stopped, params_file, pretrain_shards, caplog)[0] == 0
+    code, messages = run(stopped, params_file, pretrain_shards, caplog, "pretrain.lr=0.0005")
+    assert code == 0
+    assert any("starting over" in m and "pretrain.lr" in m for m in messages), messages
     state = read_state(stopped / "models" / "smaug")
     assert state["finished"] and session_steps(stopped / "models" / "smaug") == 5
     assert loss_steps(stopped) == [1, 2, 3, 4, 5]  # a new curve, not the old one continued
-    # by hand (no --as-stage) the finished run is still left as it is
-    code, messages = run(stopped, params_file, pretrain_shards, caplog, stage=False)
+    # the run it replaced is kept aside (one), and by hand the finished run is left as it is
+    assert read_state(stopped / "models" / ".smaug.previous")["identity"]["config"]["pretrain"]["lr"] != 0.0005
+    code, messages = run(stopped, params_file, pretrain_shards, caplog, "pretrain.lr=0.0005", stage=False)
     assert code == 0 and any("already finished" in m for m in messages)
 
 
@@ -114,13 +128,14 @@ def test_stage_starts_over_when_the_settings_differ(stopped, params_file, pretra
     state = read_state(stopped / "models" / "smaug")
     assert session_steps(stopped / "models" / "smaug") == 5
     assert state["identity"]["config"]["pretrain"]["lr"] == 0.0005
+    assert read_state(stopped / "models" / ".smaug.previous")["step"] == 2  # the interrupted run, aside
 
 
 def test_stage_starts_over_when_the_code_changed(stopped, params_file, pretrain_shards, caplog, monkeypatch):
-    monkeypatch.setattr(pretrain, "code_fingerprint", lambda: "edited")
+    monkeypatch.setattr(train_run, "code_fingerprint", lambda: "edited")
     code, messages = run(stopped, params_file, pretrain_shards, caplog)
     assert code == 0
-    assert any("starting over" in m and "code under train/, pipeline/ changed" in m for m in messages), messages
+    assert any("starting over" in m and "code under train/ or pipeline/*.py changed" in m for m in messages), messages
     state = read_state(stopped / "models" / "smaug")
     assert session_steps(stopped / "models" / "smaug") == 5 and state["code"] == "edited"
 
@@ -135,7 +150,7 @@ def test_a_run_resumed_by_hand_with_other_code_is_not_resumed_by_a_stage(stopped
         return original(self, micro)
 
     with monkeypatch.context() as mp:  # by hand, after an edit: resumes (the user's choice) ...
-        mp.setattr(pretrain, "code_fingerprint", lambda: "edited")
+        mp.setattr(train_run, "code_fingerprint", lambda: "edited")
         mp.setattr(Trainer, "train_step", signal_at_3)
         code, messages = run(stopped, params_file, pretrain_shards, caplog, stage=False)
     assert code == EXIT_INTERRUPTED and any(m.startswith("resumed") for m in messages)
@@ -146,23 +161,25 @@ def test_a_run_resumed_by_hand_with_other_code_is_not_resumed_by_a_stage(stopped
 
 
 def test_code_fingerprint_follows_the_source_files(tmp_path):
-    for tree in ("train", "pipeline"):
-        (tmp_path / tree / "sub").mkdir(parents=True)
-        (tmp_path / tree / "sub" / "a.py").write_text("x = 1\n")
-    (tmp_path / "pipeline" / "recipe.yaml").write_text("a: 1\n")
+    (tmp_path / "train" / "sub").mkdir(parents=True)
+    (tmp_path / "train" / "sub" / "a.py").write_text("x = 1\n")
+    (tmp_path / "pipeline" / "synthetic").mkdir(parents=True)
+    (tmp_path / "pipeline" / "config.py").write_text("a = 1\n")
     first = code_fingerprint(tmp_path)
     assert code_fingerprint(tmp_path) == first
     (tmp_path / "train" / "sub" / "__pycache__").mkdir()
     (tmp_path / "train" / "sub" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"\0")
     (tmp_path / "train" / "notes.txt").write_text("not code")
+    (tmp_path / "pipeline" / "synthetic" / "render.py").write_text("# the generator, not the trainer\n")
+    (tmp_path / "pipeline" / "mine.yaml").write_text("a recipe: in the run's identity, not its code\n")
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "b.py").write_text("y = 2\n")
-    assert code_fingerprint(tmp_path) == first  # byte code, notes, other trees: not the run's code
-    (tmp_path / "pipeline" / "recipe.yaml").write_text("a: 2\n")
+    assert code_fingerprint(tmp_path) == first
+    (tmp_path / "pipeline" / "config.py").write_text("a = 2\n")
     second = code_fingerprint(tmp_path)
     assert second != first
     (tmp_path / "train" / "sub" / "a.py").rename(tmp_path / "train" / "sub" / "b.py")
-    assert code_fingerprint(tmp_path) != second  # a renamed file is another program
+    assert code_fingerprint(tmp_path) != second  # a renamed module is another program
 
 
 @pytest.mark.slow
@@ -197,13 +214,20 @@ def test_dvc_repro_after_a_kill_resumes_the_training(tmp_path, params_file, pret
     assert loss_steps(tmp_path) == [1, 2, 3, 4, 5, 6]
     assert "up to date" in dvc("status").stdout
 
+    # a `dvc repro` killed after the training, before its lock entry: the rerun keeps the run
+    (tmp_path / "dvc.lock").unlink()
+    kept = dvc("repro")
+    out = kept.stdout + kept.stderr
+    assert kept.returncode == 0 and "already finished" in out and "starting over" not in out, out
+    assert session_steps(tmp_path / "models" / "smaug") == 4 and "up to date" in dvc("status").stdout
+
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     params["pretrain"]["lr"] = 0.0005
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     again = dvc("repro")
     out = again.stdout + again.stderr
     assert again.returncode == 0, out
-    assert "starting over" in out and "it finished" in out
+    assert "starting over" in out and "pretrain.lr" in out
     state = read_state(tmp_path / "models" / "smaug")
     assert session_steps(tmp_path / "models" / "smaug") == 6 and state["identity"]["config"]["pretrain"]["lr"] == 0.0005
     assert loss_steps(tmp_path) == [1, 2, 3, 4, 5, 6]
