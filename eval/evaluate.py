@@ -679,6 +679,9 @@ def main(argv: list[str] | None = None) -> int:
     protocol = protocol_record(args.preset)
     recipes = args.recipe or cfg.recipes
     check_inputs(params, cfg, recipes, recipes_from="--recipe" if args.recipe else "eval.recipes")
+    from train.signals import kill_workers_at_exit
+
+    kill_workers_at_exit()  # the loader workers ignore Ctrl-C: they must not keep the exit waiting
     try:
         for recipe in recipes:
             out = evaluate_recipe(params, recipe, overrides, protocol)
@@ -689,7 +692,14 @@ def main(argv: list[str] | None = None) -> int:
         return cli.fail(err)
     except OSError as err:  # a test shard gone or unreadable mid-run, a full results disk
         return cli.fail(err, 1)
+    except KeyboardInterrupt:  # a person's stop, not a fault: one line, the shell's status for Ctrl-C
+        print("interrupted: the results files hold the tasks finished before it; rerun the same command "
+              "to evaluate again", file=sys.stderr)
+        return EXIT_CTRL_C
     return 0
+
+
+EXIT_CTRL_C = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
     from train.data.text import load_tokenizer
     from train.model import SMAUG
     from train.distributed import barrier, init_distributed, shutdown
-    from train.run import code_of_run, data_identity, open_stage_run, stream_from
+    from train.run import code_of_run, data_identity, one_training_per_folder, open_stage_run, stream_from
     from train.trainer import Trainer, scale_lr_of
 
     from train.tasks import AnswerVocab, MultipleChoice, OpenEndedQA, warn_similar_answers
@@ -127,79 +127,80 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
                            **{k: v for k, v in to_dict(task_cfg).items() if k not in RUN_INDEPENDENT}},
                 "data": data_identity(task_cfg.shards, f"finetune.{task}.shards")}
     dist = init_distributed(cfg.device)
-    if dist.is_main:  # what an interrupted checkpoint write left: restored or removed
-        for what in ckpt.repair(out):
-            print(what, file=sys.stderr)
-    barrier(dist)
-    status, state, code = open_stage_run(out, identity, fresh=fresh, as_stage=as_stage, dist=dist)
-    results_dir = Path(params.get("pretrain", {}).get("results_dir", "results"))
-    curve_file = curve_file or results_dir / "plots" / "finetune" / f"{recipe}-{task}.csv"
-    if status == "finished":
-        print(f"{out}: fine-tuning already finished at step {state.get('step')} with these settings; "
-              "pass --fresh to redo it")
-        if dist.is_main and not curve_file.is_file() and state.get("curve"):  # DVC deleted it before the rerun
-            write_loss_curve(state["curve"], curve_file)
-        shutdown(dist)
-        return state.get("summary", {})
-    resume_from = out if status == "resume" else None
+    with one_training_per_folder(out, dist):  # a second job on this run is refused, naming the first
+        if dist.is_main:  # what an interrupted checkpoint write left: restored or removed
+            for what in ckpt.repair(out):
+                print(what, file=sys.stderr)
+        barrier(dist)
+        status, state, code = open_stage_run(out, identity, fresh=fresh, as_stage=as_stage, dist=dist)
+        results_dir = Path(params.get("pretrain", {}).get("results_dir", "results"))
+        curve_file = curve_file or results_dir / "plots" / "finetune" / f"{recipe}-{task}.csv"
+        if status == "finished":
+            print(f"{out}: fine-tuning already finished at step {state.get('step')} with these settings; "
+                  "pass --fresh to redo it")
+            if dist.is_main and not curve_file.is_file() and state.get("curve"):  # DVC deleted it before the rerun
+                write_loss_curve(state["curve"], curve_file)
+            shutdown(dist)
+            return state.get("summary", {})
+        resume_from = out if status == "resume" else None
 
-    extra_state: dict = {}
-    if task == "qa":
-        if resume_from is not None:  # the label ids the earlier run trained with
-            vocab = AnswerVocab(ckpt.read_state(resume_from)["answers"])
+        extra_state: dict = {}
+        if task == "qa":
+            if resume_from is not None:  # the label ids the earlier run trained with
+                vocab = AnswerVocab(ckpt.read_state(resume_from)["answers"])
+            else:
+                vocab = AnswerVocab.from_training_answers(training_answers(task_cfg.shards), task_cfg.vocab_size)
+                if dist.is_main:  # normalize_answer stays ClipBERT's: name the answers it may split
+                    warn_similar_answers(vocab.answers)
+            module: torch.nn.Module = OpenEndedQA(model, vocab, tokenizer, loader_cfg.max_len)
+            extra_state["answers"] = vocab.answers
+        elif task == "mc":
+            module = MultipleChoice(model, tokenizer, loader_cfg.max_len)
         else:
-            vocab = AnswerVocab.from_training_answers(training_answers(task_cfg.shards), task_cfg.vocab_size)
-            if dist.is_main:  # normalize_answer stays ClipBERT's: name the answers it may split
-                warn_similar_answers(vocab.answers)
-        module: torch.nn.Module = OpenEndedQA(model, vocab, tokenizer, loader_cfg.max_len)
-        extra_state["answers"] = vocab.answers
-    elif task == "mc":
-        module = MultipleChoice(model, tokenizer, loader_cfg.max_len)
-    else:
-        module = model
+            module = model
 
-    ckpt_state = {
-        "recipe": recipe, "task": task, "init": fingerprint(init), "max_len": loader_cfg.max_len,
-        "model_config": to_dict(model_cfg), "loader_config": to_dict(loader_cfg),
-        "params": params, "finetune": to_dict(task_cfg),
-        "identity": identity, "code": code_of_run(state, code), **extra_state,
-    }
-    torch.manual_seed(seed)  # the new QA head's initial weights
-    if task == "qa":
-        module.head.reset_parameters()
-    loggers = None
-    if dist.is_main and (log_cfg.tensorboard or log_cfg.wandb):  # dvc plots reads the loss CSV below
-        loggers = open_loggers(log_cfg, results_dir, f"finetune-{recipe}-{task}", dvclive=False,
-                               resume=status == "resume")
-    trainer = Trainer(module, task_cfg, dist=dist, ckpt_dir=out, ckpt_state=ckpt_state, live=loggers,
-                      progress=progress, desc=f"finetune {recipe}/{task}", seed=seed)
-    if task == "qa":
-        scale_lr_of(trainer.optimizer, module.head, task_cfg.head_lr_scale)
-    loader = build_loader(loader_cfg, task_cfg.shards, train=True, text=LOADER_TEXT[task], seed=seed,
-                          rank=dist.rank, world_size=dist.world_size, tokenizer_path=model_cfg.text.path)
-    batches = stream_from(trainer, loader, state)
-    # the loss curve of earlier sessions rides in each checkpoint beside the data position, so a
-    # resumed run writes the whole curve (the trainer's history holds this session's steps only)
-    earlier = list(trainer.resumed_extra.get("curve", [])) if state is not None else []
-    position = trainer.extra_state
-    trainer.extra_state = lambda: {**position(), "curve": earlier + [dict(r) for r in trainer.history]}
-    if state is not None:
-        print(f"resuming {out} at step {trainer.step}")
-    try:
-        result = trainer.fit(batches)
-    finally:
-        if loggers is not None:
-            loggers.end()
-    summary = {"steps": trainer.step, "final_loss": result.final_loss, "clips_per_s": result.clips_per_s,
-               "wall_s": result.total_wall_s or result.wall_s}  # the whole run, resumed sessions included
-    if result.steps != trainer.step:
-        summary["wall_s_this_session"] = result.wall_s
-    curve = earlier + trainer.history
-    trainer.save(finished=True, summary=summary, curve=curve)
-    if dist.is_main:
-        write_loss_curve(curve, curve_file)
-    shutdown(dist)
-    return summary
+        ckpt_state = {
+            "recipe": recipe, "task": task, "init": fingerprint(init), "max_len": loader_cfg.max_len,
+            "model_config": to_dict(model_cfg), "loader_config": to_dict(loader_cfg),
+            "params": params, "finetune": to_dict(task_cfg),
+            "identity": identity, "code": code_of_run(state, code), **extra_state,
+        }
+        torch.manual_seed(seed)  # the new QA head's initial weights
+        if task == "qa":
+            module.head.reset_parameters()
+        loggers = None
+        if dist.is_main and (log_cfg.tensorboard or log_cfg.wandb):  # dvc plots reads the loss CSV below
+            loggers = open_loggers(log_cfg, results_dir, f"finetune-{recipe}-{task}", dvclive=False,
+                                   resume=status == "resume")
+        trainer = Trainer(module, task_cfg, dist=dist, ckpt_dir=out, ckpt_state=ckpt_state, live=loggers,
+                          progress=progress, desc=f"finetune {recipe}/{task}", seed=seed)
+        if task == "qa":
+            scale_lr_of(trainer.optimizer, module.head, task_cfg.head_lr_scale)
+        loader = build_loader(loader_cfg, task_cfg.shards, train=True, text=LOADER_TEXT[task], seed=seed,
+                              rank=dist.rank, world_size=dist.world_size, tokenizer_path=model_cfg.text.path)
+        batches = stream_from(trainer, loader, state)
+        # the loss curve of earlier sessions rides in each checkpoint beside the data position, so a
+        # resumed run writes the whole curve (the trainer's history holds this session's steps only)
+        earlier = list(trainer.resumed_extra.get("curve", [])) if state is not None else []
+        position = trainer.extra_state
+        trainer.extra_state = lambda: {**position(), "curve": earlier + [dict(r) for r in trainer.history]}
+        if state is not None:
+            print(f"resuming {out} at step {trainer.step}")
+        try:
+            result = trainer.fit(batches)
+        finally:
+            if loggers is not None:
+                loggers.end()
+        summary = {"steps": trainer.step, "final_loss": result.final_loss, "clips_per_s": result.clips_per_s,
+                   "wall_s": result.total_wall_s or result.wall_s}  # the whole run, resumed sessions included
+        if result.steps != trainer.step:
+            summary["wall_s_this_session"] = result.wall_s
+        curve = earlier + trainer.history
+        trainer.save(finished=True, summary=summary, curve=curve)
+        if dist.is_main:
+            write_loss_curve(curve, curve_file)
+        shutdown(dist)
+        return summary
 
 
 @cli.config_errors_exit

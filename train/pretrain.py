@@ -68,7 +68,7 @@ from train.checkpoint import CheckpointError, read_state, repair
 from train.config import LogConfig, PretrainConfig
 from train.loggers import check_available, open_loggers
 from train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
-from train.run import code_of_run, data_identity, open_stage_run, stream_from
+from train.run import code_of_run, data_identity, one_training_per_folder, open_stage_run, stream_from
 from train.trainer import EXIT_INTERRUPTED, MachineFault, Trainer, TrainingInterrupted, default_loss
 
 log = logging.getLogger("train.pretrain")
@@ -177,9 +177,6 @@ def check_consistent(model, loader) -> None:
 
 
 def train(args: argparse.Namespace, dist: DistInfo) -> int:
-    from train.model import SMAUG
-    from train.model.smaug import trim_batch
-
     t_main = time.perf_counter()
     run = load_run_config(args.params, args.recipe, args.overrides)
     if args.as_stage:  # the pipeline's later stages' settings too, before hours of training
@@ -202,6 +199,19 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
         torch.set_num_threads(pre.threads)
     run_dir = Path(pre.out_dir) / name
     results = Path(pre.results_dir)
+    with one_training_per_folder(run_dir, dist):  # a second job on this run is refused, naming the first
+        return train_in_folder(args, dist, run, run_dir, results, equal_time=equal_time, t_main=t_main)
+
+
+def train_in_folder(args: argparse.Namespace, dist: DistInfo, run: dict[str, Any], run_dir: Path, results: Path, *,
+                    equal_time: dict | None, t_main: float) -> int:
+    """:func:`train`'s work once it holds the run folder."""
+    from train.model import SMAUG
+    from train.model.smaug import trim_batch
+
+    pre: PretrainConfig = run["pretrain"]
+    recipe, seed = run["recipe"], run["seed"]
+    name = args.run_name or recipe
 
     if dist.is_main:  # what an interrupted checkpoint write left: restored or removed
         for what in repair(run_dir):

@@ -22,6 +22,7 @@ something it reads changed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import logging
@@ -150,8 +151,13 @@ def open_run(folder: str | Path, identity: dict[str, Any], *, fresh: bool, stage
     folder = Path(folder)
     if fresh or checkpoint.find_checkpoint(folder, repair_first=False) is None:
         return "new", None
-    state = checkpoint.read_state(folder)
     if stage_code is not None:
+        try:  # a stage cannot be given --fresh: a damaged checkpoint must not block every rerun
+            state = checkpoint.read_state(folder)
+            checkpoint.check_weights_file(folder)
+        except checkpoint.CheckpointError as err:
+            log.warning("%s: starting over, not resuming: its checkpoint cannot be read (%s)", folder, err)
+            return "new", None
         status, why = stage_decision(state, identity, stage_code)
         if why is not None:
             log.warning("%s: starting over, not resuming (step %s): %s", folder, state.get("step"), why)
@@ -160,6 +166,7 @@ def open_run(folder: str | Path, identity: dict[str, Any], *, fresh: bool, stage
             return "resume", state
         diff = []  # finished, same settings and code: checked below like any finished run
     else:
+        state = checkpoint.read_state(folder)
         recorded = state.get("identity")
         diff = differences(recorded, identity) if recorded is not None else [
             "the checkpoint records no configuration or data (written by an older version)"]
@@ -202,6 +209,26 @@ def open_stage_run(folder: str | Path, identity: dict[str, Any], *, fresh: bool,
         restart_stage_folder(folder, dist)
         return "new", None, code
     return status, checkpoint.read_state(folder), code
+
+
+@contextlib.contextmanager
+def one_training_per_folder(folder: str | Path, dist) -> Iterator[None]:
+    """Hold ``<parent>/.<name>.lock`` (flock) for a training's whole run: a second training on
+    the same run folder stops with one line naming the first (pid, host, start time).
+
+    Two of them (a `dvc repro` killed while its training went on, then rerun) both resumed the
+    folder and wrote its checkpoints and curve in turn. The lock sits beside the folder, which
+    each checkpoint replaces; the kernel releases it when its holder dies. Rank 0 holds it for
+    its job (the ranks of one job share the folder by design).
+    """
+    if not dist.is_main:
+        yield
+        return
+    from preprocess.lock import hold
+
+    folder = Path(folder)
+    with hold(folder.parent / f".{folder.name}.lock", f"{folder}: this run"):
+        yield
 
 
 def code_of_run(state: dict[str, Any] | None, code: str) -> str:
@@ -290,6 +317,10 @@ def fail_on_fault(err: BaseException, lr_key: str) -> int:
     if isinstance(err, NonFiniteLossError):  # names the step and the batch keys already
         return cli.fail(f"{err}; the last checkpoint is kept: lower {lr_key} or check those clips", 1)
     if isinstance(err, (MachineFault, OSError)):  # MachineFault names the checkpoint to resume from
+        return cli.fail(err, 1)
+    from preprocess.faults import OutputBusy
+
+    if isinstance(err, OutputBusy):  # another training holds the run folder (one_training_per_folder)
         return cli.fail(err, 1)
     raise err
 

@@ -4,9 +4,13 @@ SLURM (time limit, pre-emption, ``scancel --signal``), ``docker stop`` and ``kil
 signal the whole process group, loader workers included. A worker that kept the default action
 would die and take the run with it before any checkpoint. So:
 
-* the main process records SIGTERM, SIGUSR1 and SIGUSR2 (:data:`STOP`, entered at the start of
-  a program's ``main`` and again by the trainer's loop); the loop finishes the step in flight,
-  writes a checkpoint and the program exits :data:`EXIT_INTERRUPTED`;
+* the main process records SIGTERM, SIGUSR1, SIGUSR2 and SIGINT (:data:`STOP`, entered at the
+  start of a program's ``main`` and again by the trainer's loop); the loop finishes the step in
+  flight, writes a checkpoint and the program exits :data:`EXIT_INTERRUPTED`. A second Ctrl-C
+  does not wait for the step: it raises ``KeyboardInterrupt`` at once;
+* whatever ends the process, its loader workers are killed on the way out
+  (:func:`kill_workers_at_exit`): they ignore SIGTERM, which is all multiprocessing sends them,
+  so a worker blocked on a full pipe kept the exit waiting for ever (a bare Ctrl-C hung so);
 * DataLoader workers are started with these signals (and SIGINT) blocked
   (:func:`blocked_in_new_workers`) and set them to ignored before unblocking
   (:func:`ignore_stop_signals`, their ``worker_init_fn``): there is no moment a worker can be
@@ -26,8 +30,9 @@ import signal
 from typing import Any, Iterator
 
 EXIT_INTERRUPTED = 75  # sysexits EX_TEMPFAIL: checkpoint written, rerun (requeue) to continue
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
-WORKER_IGNORED = (*STOP_SIGNALS, signal.SIGINT)  # a Ctrl-C reaches the workers too
+# SIGINT: a Ctrl-C reaches the whole process group (and `dvc repro`'s stage) and means "stop"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)
+WORKER_IGNORED = STOP_SIGNALS
 
 
 class StopRequest:
@@ -40,14 +45,17 @@ class StopRequest:
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum, frame) -> None:
+        if signum == signal.SIGINT and self.signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: the person does not want to wait for the step
         if self.signum is None:  # the first one names the stop
             self.signum = signum
         previous = self._previous.get(signum)
-        if callable(previous):  # a launcher's handler
+        if callable(previous) and previous is not signal.default_int_handler:  # a launcher's handler
             previous(signum, frame)
 
     def install(self) -> None:
         """Record stop signals from now on (idempotent; no-op outside the main thread)."""
+        kill_workers_at_exit()
         try:
             for s in STOP_SIGNALS:
                 if s not in self._previous:
@@ -90,7 +98,54 @@ def blocked_in_new_workers() -> Iterator[None]:
 
 def ignore_stop_signals(worker_id: int | None = None) -> None:  # noqa: ARG001
     """A DataLoader ``worker_init_fn``: ignore the stop signals, then unblock them (pending
-    ones are dropped)."""
+    ones are dropped); and die with the main process (:func:`die_with_parent`)."""
     for s in WORKER_IGNORED:
         signal.signal(s, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_IGNORED)
+    die_with_parent()
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent dies. A worker ignores the stop signals, so
+    a main process killed outright (SIGKILL, the OOM killer) left it alive for ever, holding its
+    memory and the files it had open (DVC's log among them). Elsewhere: nothing."""
+    import ctypes
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        parent = os.getppid()
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the call: follow it now
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def kill_workers_at_exit() -> None:
+    """Kill this process's live child processes (loader workers) when it exits, however it
+    exits (idempotent). Registered after multiprocessing's own exit hook, so it runs first:
+    that hook joins every child without a time limit after a SIGTERM our workers ignore."""
+    import atexit
+    import multiprocessing
+    import multiprocessing.util  # registers its exit hook now, so ours (registered after) runs first
+
+    global _EXIT_HOOK
+    if _EXIT_HOOK:
+        return
+
+    def kill_children() -> None:
+        for child in multiprocessing.active_children():
+            with contextlib.suppress(Exception):
+                child.kill()
+                child.join(5)
+
+    atexit.register(kill_children)
+    _EXIT_HOOK = True
+
+
+_EXIT_HOOK = False

@@ -659,3 +659,18 @@ def test_results_that_cannot_be_written_name_the_file_and_leave_no_temp(workspac
         evaluate_recipe(params, "smaug", [])
     assert "eval.details_dir" in str(err.value)
     assert not list(tmp_path.rglob(".*.tmp"))
+
+
+def test_ctrl_c_in_evaluation_is_one_line_and_the_shells_status(workspace, finetuned, tmp_path, capsys, monkeypatch):
+    from eval import evaluate as evaluate_mod
+
+    out = tmp_path / "ev"
+    args = ["--params", str(workspace["params_path"]), *workspace["overrides"], "--recipe", "smaug",
+            "eval.tasks=[retrieval]", f"eval.metrics_dir={out}", f"eval.details_dir={out}", f"eval.plots_dir={out}"]
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate_mod, "evaluate_recipe", interrupted)
+    assert evaluate_mod.main(args) == 130  # it was a traceback and 1, the status of a machine fault
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("interrupted: ")

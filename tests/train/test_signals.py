@@ -3,6 +3,7 @@ the same loss curve through the real program (loader position, RNG, DVCLive)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
@@ -59,7 +60,8 @@ def test_sigterm_writes_checkpoint_and_exits_75(tmp_path, params_file, overrides
     assert 2 <= state["step"] < 500
     training = load_training_state(tmp_path / "models" / "smaug")
     assert training["step"] == state["step"]
-    assert training["extra"]["data"]["batch"] == state["step"]  # one batch per step, epoch 0 or later
+    data = training["extra"]["data"]  # one batch per step, 4 batches an epoch (a slow machine may pass one)
+    assert data["epoch"] * 4 + data["batch"] == state["step"]
     assert len(loss_rows(tmp_path / "results")) == state["step"]
 
 
@@ -231,3 +233,86 @@ def test_a_launchers_handler_still_runs_and_is_given_back():
         assert signal.getsignal(signal.SIGUSR2) is launcher
     finally:
         signal.signal(signal.SIGUSR2, previous)
+
+
+LOADER_SCRIPT = """
+import sys, time
+import torch
+from torch.utils.data import DataLoader, Dataset
+from train.signals import STOP, blocked_in_new_workers, ignore_stop_signals
+
+class Big(Dataset):
+    def __len__(self): return 10_000
+    def __getitem__(self, i): return torch.zeros(1_000_000)  # 4 MB: the workers fill the pipe
+
+STOP.install()
+with blocked_in_new_workers():
+    it = iter(DataLoader(Big(), batch_size=4, num_workers=2, worker_init_fn=ignore_stop_signals, prefetch_factor=4))
+next(it)
+print(" ".join(str(w.pid) for w in it._workers), flush=True)
+time.sleep(2)  # the workers block writing to the full pipe
+if sys.argv[1] == "raise":
+    raise KeyboardInterrupt  # a second Ctrl-C, or any error on the way out
+time.sleep(600)
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = next(x for x in open(f"/proc/{pid}/status") if x.startswith("State:"))
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return "Z" not in state  # a zombie has exited
+
+
+def test_an_error_with_blocked_workers_still_ends_the_process(tmp_path):
+    """multiprocessing's exit hook joined the workers without a limit after a SIGTERM they
+    ignore: a Ctrl-C that raised KeyboardInterrupt hung the run for ever (it did, before)."""
+    (tmp_path / "loader.py").write_text(LOADER_SCRIPT)
+    proc = subprocess.run([sys.executable, "loader.py", "raise"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=120)
+    assert proc.returncode == -signal.SIGINT, proc.stderr  # how Python ends on a KeyboardInterrupt (130 in a shell)
+    workers = [int(p) for p in proc.stdout.split()]
+    assert len(workers) == 2 and not any(alive(p) for p in workers)
+
+
+def test_loader_workers_die_with_a_killed_main_process(tmp_path):
+    (tmp_path / "loader.py").write_text(LOADER_SCRIPT)
+    proc = subprocess.Popen([sys.executable, "loader.py", "sleep"], cwd=tmp_path, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, start_new_session=True)
+    try:
+        workers = [int(p) for p in proc.stdout.readline().split()]
+        assert len(workers) == 2 and all(alive(p) for p in workers)
+        proc.kill()  # SIGKILL, as the OOM killer: no handler, no exit hook runs
+        proc.wait(30)
+        deadline = time.time() + 30
+        while any(alive(p) for p in workers) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not any(alive(p) for p in workers)  # they ignore every stop signal: only PDEATHSIG ends them
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_group_ctrl_c_with_two_workers_checkpoints_and_exits(tmp_path, params_file, overrides):
+    proc, _ = group_run(tmp_path, params_file, overrides, "pretrain.steps=60")
+    wait_until(proc, tmp_path, lambda: len(loss_rows(tmp_path / "results")) >= 1, "a first step")
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the trainer and both loader workers
+    code, out = finish(proc, tmp_path)
+    assert code == EXIT_INTERRUPTED, out
+    assert "stopped by SIGINT" in out and "Traceback" not in out, out
+    k = read_state(tmp_path / "models" / "smaug")["step"]
+    assert 1 <= k < 60 and [s for s, _ in loss_rows(tmp_path / "results")] == list(range(1, k + 1))
+
+
+def test_a_second_ctrl_c_does_not_wait_for_the_step():
+    from train.signals import StopRequest
+
+    stop = StopRequest()
+    with stop:
+        stop._handle(signal.SIGINT, None)
+        assert stop.signum == signal.SIGINT  # the first: recorded, the step finishes
+        with pytest.raises(KeyboardInterrupt):
+            stop._handle(signal.SIGINT, None)
+        stop._handle(signal.SIGTERM, None)  # another signal after it changes nothing
+        assert stop.signum == signal.SIGINT

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -244,3 +245,41 @@ def test_a_stage_checks_the_later_stages_settings_before_training(tmp_path, para
     # and so does --print-config, the SLURM launcher's check before it submits the job
     assert pretrain.main(["--params", str(params_file), "--as-stage", "--print-config", *bad]) == 2
     assert pretrain.main(["--params", str(params_file), "--print-config", *bad]) == 0
+
+
+def test_a_stage_starts_over_a_run_whose_checkpoint_cannot_be_read(stopped, params_file, pretrain_shards, caplog):
+    weights = stopped / "models" / "smaug" / "model.safetensors"
+    with weights.open("r+b") as f:
+        f.truncate(weights.stat().st_size // 2)
+    # by hand: one line naming the file (and --fresh); as a stage, which cannot pass --fresh, it
+    # must not block every `dvc repro`: it starts over
+    code, messages = run(stopped, params_file, pretrain_shards, caplog)
+    assert code == 0
+    assert any("starting over" in m and "cannot be read" in m for m in messages), messages
+    assert session_steps(stopped / "models" / "smaug") == 5
+
+
+def test_a_second_training_on_the_same_run_is_refused(stopped, params_file, pretrain_shards, capsys):
+    """A `dvc repro` killed while its training went on, then rerun: two trainings resumed one
+    folder and wrote its checkpoints and curve in turn. The second now stops, naming the first."""
+    run = run_overrides(stopped, pretrain_shards, "pretrain.steps=100000")
+    first = subprocess.Popen([sys.executable, "-m", "train.pretrain", "--params", str(params_file), "--no-progress",
+                              "--as-stage", *run], cwd=stopped, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        lock = stopped / "models" / ".smaug.lock"
+        deadline = time.time() + 120
+        while not (lock.exists() and str(first.pid) in lock.read_text()) and time.time() < deadline:
+            assert first.poll() is None, first.stderr.read()
+            time.sleep(0.1)
+        code = pretrain.main(["--params", str(params_file), "--no-progress", "--as-stage", *run])
+        assert code == 1
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith(f"error: {stopped / 'models' / 'smaug'}: this run is being written by pid {first.pid}")
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(30)
+    # the kernel released the killed holder's lock: the same command now resumes
+    code = pretrain.main(["--params", str(params_file), "--no-progress", "--as-stage",
+                          *run_overrides(stopped, pretrain_shards, "pretrain.steps=5")])
+    assert code == 0

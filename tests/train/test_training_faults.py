@@ -296,7 +296,9 @@ def test_a_checkpoint_rank_0_cannot_write_stops_every_rank(tmp_path, params_file
     argv = ["--params", str(params_file), "--no-progress", "--device", "cpu",
             *run_overrides(tmp_path, pretrain_shards, "pretrain.steps=4", "pretrain.ckpt_every=2")]
     models = tmp_path / "models"
-    procs = run_ranks(tmp_path, argv, at=1, fault=f"Path({str(models)!r}).write_text('')\n")
+    # (the folder exists from the start: it holds the run's lock file beside the run folder)
+    breaks = f"import shutil\nshutil.move({str(models)!r}, {str(models) + '.kept'!r})\nPath({str(models)!r}).write_text('')\n"
+    procs = run_ranks(tmp_path, argv, at=1, fault=breaks)
     for proc in procs:
         assert proc.returncode == 1, proc.stdout + proc.stderr
         assert len(error_lines(proc.stderr)) == 1 and "Traceback" not in proc.stderr
@@ -349,7 +351,8 @@ def test_a_log_fault_whose_checkpoint_fails_too_names_both(tmp_path, params_file
             *run_overrides(tmp_path, pretrain_shards, "pretrain.steps=6", "loader.num_workers=2")]
     live, models = tmp_path / "results" / "dvclive" / "pretrain-smaug", tmp_path / "models"
     breaks = (f"import shutil\nshutil.move({str(live)!r}, {str(live) + '.kept'!r})\n"
-              f"open({str(live)!r}, 'w').close()\nPath({str(models)!r}).write_text('')\n")
+              f"open({str(live)!r}, 'w').close()\n"
+              f"shutil.move({str(models)!r}, {str(models) + '.kept'!r})\nPath({str(models)!r}).write_text('')\n")
     proc = run_child(tmp_path, argv, at=3, fault=breaks)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     [line] = error_lines(proc.stderr)
