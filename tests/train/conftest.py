@@ -147,3 +147,21 @@ def build_tiny():
 
 def make_clip(path: Path, pattern: str, seconds: float) -> None:
     make_h264_clip(path, pattern, seconds, width=WIDTH, height=HEIGHT, fps=FPS)
+
+
+def sigusr1_at(step: int):
+    """A ``Trainer.train_step`` that sends this process SIGUSR1 as the trainer starts the step
+    after ``step`` (the run then checkpoints at the step in flight and exits 75)."""
+    import os
+    import signal
+
+    from train.trainer import Trainer
+
+    original = Trainer.train_step
+
+    def train_step(self, micro):
+        if self.step == step:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return original(self, micro)
+
+    return train_step

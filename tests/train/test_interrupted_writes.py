@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from pipeline.config import REPO_ROOT
-from tests.train.conftest import run_overrides
+from tests.train.conftest import run_overrides, sigusr1_at
 from train import pretrain
 from train.checkpoint import read_state
 from train.trainer import EXIT_INTERRUPTED, Trainer
@@ -47,17 +47,10 @@ def rerun(base, params_file, shards, caplog, *extra):
 def stopped_at_2(tmp_path_factory, params_file, pretrain_shards):
     """A 5-step run stopped (SIGUSR1) with its checkpoint at step 2, logged up to step 2."""
     base = tmp_path_factory.mktemp("stopped")
-    original = Trainer.train_step
-
-    def signal_at_1(self, micro):
-        if self.step == 1:
-            os.kill(os.getpid(), signal.SIGUSR1)
-        return original(self, micro)
-
     cwd = os.getcwd()
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(base)  # DVCLive must not see the real repository
-        mp.setattr(Trainer, "train_step", signal_at_1)
+        mp.setattr(Trainer, "train_step", sigusr1_at(1))
         code = pretrain.main(["--params", str(params_file), *ARGS[:1],
                               *run_overrides(base, pretrain_shards, *ARGS[1:])])
     assert os.getcwd() == cwd and code == EXIT_INTERRUPTED

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from pipeline.config import REPO_ROOT
-from tests.train.conftest import TINY, run_overrides
+from tests.train.conftest import TINY, run_overrides, sigusr1_at
 from train import pretrain
 from train import run as train_run
 from train.checkpoint import read_state
@@ -54,17 +54,10 @@ def run(base, params_file, shards, caplog, *extra, stage=True):
 def stopped_at_2(tmp_path_factory, params_file, pretrain_shards):
     """A 5-step stage run stopped (SIGUSR1) with its checkpoint at step 2."""
     base = tmp_path_factory.mktemp("stage_stopped")
-    original = Trainer.train_step
-
-    def signal_at_1(self, micro):
-        if self.step == 1:
-            os.kill(os.getpid(), signal.SIGUSR1)
-        return original(self, micro)
-
     cwd = os.getcwd()
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(base)
-        mp.setattr(Trainer, "train_step", signal_at_1)
+        mp.setattr(Trainer, "train_step", sigusr1_at(1))
         code = pretrain.main(["--params", str(params_file), "--no-progress", "--as-stage",
                               *run_overrides(base, pretrain_shards, "pretrain.steps=5")])
     os.chdir(cwd)
@@ -143,16 +136,9 @@ def test_stage_starts_over_when_the_code_changed(stopped, params_file, pretrain_
 
 def test_a_run_resumed_by_hand_with_other_code_is_not_resumed_by_a_stage(stopped, params_file, pretrain_shards,
                                                                          caplog, monkeypatch):
-    original = Trainer.train_step
-
-    def signal_at_3(self, micro):
-        if self.step == 3:
-            os.kill(os.getpid(), signal.SIGUSR1)
-        return original(self, micro)
-
     with monkeypatch.context() as mp:  # by hand, after an edit: resumes (the user's choice) ...
         mp.setattr(train_run, "code_fingerprint", lambda: "edited")
-        mp.setattr(Trainer, "train_step", signal_at_3)
+        mp.setattr(Trainer, "train_step", sigusr1_at(3))
         code, messages = run(stopped, params_file, pretrain_shards, caplog, stage=False)
     assert code == EXIT_INTERRUPTED and any(m.startswith("resumed") for m in messages)
     assert read_state(stopped / "models" / "smaug")["code"] == "changed during the run"
