@@ -50,7 +50,9 @@ class StopRequest:
         if self.signum is None:  # the first one names the stop
             self.signum = signum
         previous = self._previous.get(signum)
-        if callable(previous) and previous is not signal.default_int_handler:  # a launcher's handler
+        # a launcher's handler (submitit's USR2, our forwarding); a Ctrl-C is the person's, ours
+        # alone: Python's KeyboardInterrupt or a library's exit handler would end the run unsaved
+        if callable(previous) and signum != signal.SIGINT:
             previous(signum, frame)
 
     def install(self) -> None:
