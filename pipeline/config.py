@@ -64,6 +64,15 @@ def top_level_seed(params: dict[str, Any]) -> int:
     return seed
 
 
+def top_level_deterministic(params: dict[str, Any]) -> bool:
+    """The params' top-level ``deterministic`` (true when absent): whether training runs
+    torch's repeatable kernels (train/repeatable.py)."""
+    value = params.get("deterministic", True)
+    if not isinstance(value, bool):
+        raise ConfigError(f"deterministic: expected true or false, got {value!r}")
+    return value
+
+
 # --------------------------------------------------------------------------- loading
 
 

@@ -15,7 +15,7 @@ import importlib
 import sys
 from typing import Any
 
-from pipeline.config import section, top_level_seed
+from pipeline.config import section, top_level_deterministic, top_level_seed
 
 # section -> the dataclass its program builds it with ("module:Class")
 SECTION_TYPES = {
@@ -32,17 +32,21 @@ SECTION_TYPES = {
     "ablation": "eval.config:AblationConfig",
     "launch": "pipeline.launch.config:LaunchConfig",
 }
+# the top-level settings that are single values, not sections (each has its own check below)
+TOP_LEVEL_VALUES = ("seed", "deterministic")
 # model's module imports torch (1-2 s): checked only where torch is loaded anyway (the training
 # stages), not in the data stages
 NEEDS_TORCH = ("model",)
 
 
 def check_every_section(params: dict[str, Any]) -> list[str]:
-    """Build every section of ``params`` (and the top-level seed); returns the sections checked.
+    """Build every section of ``params`` (and the top-level seed and determinism); returns the
+    sections checked.
 
     Raises the section's own :class:`~pipeline.config.ConfigError` naming the key.
     """
     top_level_seed(params)
+    top_level_deterministic(params)
     checked = []
     for name, where in SECTION_TYPES.items():
         if name in NEEDS_TORCH and "torch" not in sys.modules:

@@ -36,8 +36,9 @@ import torch
 
 from train.config import TASKS, FinetuneConfig, LogConfig
 from train.loggers import check_available, open_loggers
+from train.repeatable import make_repeatable
 from pipeline import cli
-from pipeline.config import ConfigError, load_params, section, to_dict, top_level_seed
+from pipeline.config import ConfigError, load_params, section, to_dict, top_level_deterministic, top_level_seed
 from train.checkpoint import fingerprint, load_weights, loader_config_of, model_config_of, resolve_checkpoint
 
 LOADER_TEXT = {"retrieval": "caption", "qa": "question", "mc": "question"}
@@ -106,6 +107,7 @@ def run_finetune(params: dict, task: str, recipe: str, *, init: str | Path | Non
     seed = cfg.seed if cfg.seed is not None else top_level_seed(params)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    make_repeatable(top_level_deterministic(params))
     init = resolve_checkpoint(init or Path(cfg.init_dir) / recipe)
     # the loss curve: under the results folder for the pipeline's runs (dvc plots, the tables' VTM
     # status read it there); next to the checkpoint folder (<out>-loss.csv, not inside it: a
@@ -233,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         section(params, FinetuneConfig, "finetune")
         section(params, LogConfig, "log")
         top_level_seed(params)
+        top_level_deterministic(params)
         return cli.print_config(params)
     from train.checkpoint import CheckpointWriteError
     from train.run import fail_on_fault

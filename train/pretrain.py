@@ -60,13 +60,14 @@ from typing import Any
 import torch
 
 from pipeline import cli
-from pipeline.config import ConfigError, load_params, section, to_dict, top_level_seed
+from pipeline.config import ConfigError, load_params, section, to_dict, top_level_deterministic, top_level_seed
 from pipeline.provenance import PRETRAIN_KEYS, stamp
 from pipeline.sections import check_every_section
 from train import cost
 from train.checkpoint import CheckpointError, read_state, repair
 from train.config import LogConfig, PretrainConfig
 from train.loggers import check_available, open_loggers
+from train.repeatable import make_repeatable
 from train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
 from train.run import code_of_run, data_identity, one_training_per_folder, open_stage_run, stream_from
 from train.trainer import EXIT_INTERRUPTED, MachineFault, Trainer, TrainingInterrupted, default_loss
@@ -151,6 +152,7 @@ def load_run_config(params_path: str | None, recipe: str, overrides: list[str]) 
     loader = section(params, LoaderConfig, "loader")
     check_consistent(model, loader)
     seed = top_level_seed(params)
+    top_level_deterministic(params)
     return {"params": params, "pretrain": pre, "model": model, "loader": loader,
             "seed": pre.seed if pre.seed is not None else seed, "recipe": recipe, "overrides": list(overrides)}
 
@@ -197,6 +199,7 @@ def train(args: argparse.Namespace, dist: DistInfo) -> int:
     name = args.run_name or recipe
     if pre.threads:
         torch.set_num_threads(pre.threads)
+    make_repeatable(top_level_deterministic(run["params"]))
     run_dir = Path(pre.out_dir) / name
     results = Path(pre.results_dir)
     with one_training_per_folder(run_dir, dist):  # a second job on this run is refused, naming the first
@@ -509,6 +512,7 @@ def cost_summary(run, result, flops_per_clip, dist, t_main) -> dict[str, Any]:
         "world_size": dist.world_size,
         "device": str(dist.device),
         "threads": torch.get_num_threads(),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
         "flops_per_clip": flops_per_clip,
         "flops_per_step": flops_per_clip * clips_per_step,
         "clips_per_s": steady_clips_per_s(result.history, clips_per_step),

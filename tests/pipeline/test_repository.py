@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from pipeline.config import load_params, section
+from pipeline.sections import TOP_LEVEL_VALUES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +40,7 @@ def _sections():
 def test_params_yaml_builds_every_section_and_nothing_else():
     params = load_params(ROOT / "params.yaml")
     classes = _sections()
-    assert set(params) == set(classes) | {"seed"}
+    assert set(params) == set(classes) | set(TOP_LEVEL_VALUES)
     for name, cls in classes.items():
         section(params, cls, name)  # raises ConfigError naming the key on a bad value
 

@@ -11,12 +11,13 @@ import pytest
 import yaml
 
 from pipeline.config import REPO_ROOT, ConfigError, load_params
-from pipeline.sections import SECTION_TYPES, check_every_section
+from pipeline.sections import SECTION_TYPES, TOP_LEVEL_VALUES, check_every_section
 
 
 def test_every_section_of_params_yaml_has_its_type():
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    assert set(params) - {"seed"} == set(SECTION_TYPES)
+    assert set(params) - set(TOP_LEVEL_VALUES) == set(SECTION_TYPES)
+    assert set(TOP_LEVEL_VALUES) <= set(params)
 
 
 @pytest.mark.parametrize("recipe", sorted(p.stem for p in (REPO_ROOT / "pipeline" / "recipes").glob("*.yaml")))
@@ -33,6 +34,7 @@ def test_the_committed_params_pass_with_every_recipe(recipe):
     ("ablation.bootstrap=-5", "ablation.bootstrap"),
     ("launch.slurm.nodes=0", "launch.slurm.nodes"),
     ("seed=-1", "seed"),
+    ("deterministic=maybe", "deterministic"),
 ])
 def test_check_names_the_bad_key(bad, key):
     with pytest.raises(ConfigError, match=f"^{key}: "):
