@@ -52,6 +52,20 @@ def test_every_recipe_overlays_valid_params(recipe):
         section(params, cls, name)
 
 
+def test_git_ignores_what_a_training_leaves_beside_its_run_folder():
+    """The run lock and the run a stage moved aside hold checkpoints: `git add -A` must not take
+    them (DVC's own .gitignore lines name only the run folders)."""
+    from train.run import previous_run_folder
+
+    run = Path("models/ablation/smaug-seed1")
+    paths = [str(previous_run_folder(run) / "model.safetensors"), str(run.parent / f".{run.name}.lock"),
+             str(previous_run_folder(Path("models/finetune/smaug/qa")) / "optim.pt")]
+    found = subprocess.run(["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True)
+    assert found.stdout.split() == paths
+    kept = subprocess.run(["git", "check-ignore", "train/run.py", "dvc.lock"], cwd=ROOT, capture_output=True, text=True)
+    assert kept.stdout == ""  # nothing the project tracks
+
+
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci/run").read_text()
