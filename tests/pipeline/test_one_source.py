@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from pipeline.config import DEFAULT_PARAMS, RECIPES_DIR, load_yaml, section, to_dict
+from pipeline.config import (DEFAULT_PARAMS, RECIPES_DIR, load_yaml, section, to_dict, top_level_deterministic,
+                             top_level_seed)
+from pipeline.sections import TOP_LEVEL_VALUES
 
 SECTIONS = {
     "synthetic": "pipeline.synthetic.config:SyntheticConfig",
@@ -42,7 +44,14 @@ def _normal(value):
 
 
 def test_every_section_of_params_has_a_dataclass():
-    assert set(load_yaml(DEFAULT_PARAMS)) == set(SECTIONS) | {"seed"}
+    assert set(load_yaml(DEFAULT_PARAMS)) == set(SECTIONS) | set(TOP_LEVEL_VALUES)
+
+
+def test_top_level_defaults_equal_params_yaml():
+    """A params file without them gets what params.yaml says."""
+    params = load_yaml(DEFAULT_PARAMS)
+    assert top_level_seed({}) == params["seed"]
+    assert top_level_deterministic({}) is params["deterministic"]
 
 
 @pytest.mark.parametrize("name", sorted(SECTIONS))
