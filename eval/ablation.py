@@ -8,7 +8,9 @@ in ``ablation.eval_dirs``), the pre-training metrics ``pretrain-<run>.json`` (fi
 
 * ``results/tables/ablation.md`` + ``results/metrics/ablation.json``: per row the video tokens
   per clip after masking and after sparsification, GFLOP per clip, training clips/s and wall
-  time, zero-shot t2v R@1/R@5/R@10/MdR (VTC ranking) as mean ± std over seeds, the 95% interval
+  time, the recipe's clips/s and its ratio to dense's when every recipe is timed in one run
+  (``ablation.speed_bench``, written by ``train.ablation_bench``: the training runs' own clips/s
+  come from different days, so only this column compares recipes on one machine state), zero-shot t2v R@1/R@5/R@10/MdR (VTC ranking) as mean ± std over seeds, the 95% interval
   of R@1 (test videos resampled, seeds' spread as Student's t), order-pair accuracy, R@1 without sparsification at
   test time, and whether VTM learnt (final loss against its 1:2 prior);
 * ``results/tables/claim.md`` + ``results/metrics/claim.json``: each half of the claim as
@@ -69,6 +71,16 @@ def load_row(cfg: AblationConfig, row: str, params_path) -> dict[str, Any]:
     return {"row": row, "runs": runs, "missing": missing}
 
 
+def load_speed_bench(cfg: AblationConfig, params_path) -> dict | None:
+    """Every recipe's clips/s from one interleaved run (train.ablation_bench), or None if absent."""
+    path = Path(cfg.speed_bench)
+    data = read_json(path)
+    if data is None:
+        return None
+    provenance.check(data, path, params_path)
+    return data
+
+
 def scores_of(row: dict) -> RunScores:
     """The row's seeds as one recipe's draws; they must have been ranked on one test set (the
     same captions of the same videos), or their mean would mix two benchmarks."""
@@ -90,8 +102,9 @@ def mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def summarise(row: dict, cfg: AblationConfig) -> dict[str, Any]:
-    """The numbers of one table row (ablation.json), means over the seeds found."""
+def summarise(row: dict, cfg: AblationConfig, speed: dict | None = None) -> dict[str, Any]:
+    """The numbers of one table row (ablation.json), means over the seeds found; ``speed``: the
+    one-run benchmark of every recipe (load_speed_bench)."""
     runs = row["runs"]
     out: dict[str, Any] = {"run": row["row"], "runs": [r["run"] for r in runs], "missing": row["missing"],
                            "seeds": len(runs)}
@@ -106,6 +119,9 @@ def summarise(row: dict, cfg: AblationConfig) -> dict[str, Any]:
                 "steps": first.get("steps")})
     for key, name in (("clips_per_s", "clips_per_s"), ("train_wall_s", "train_wall_s")):
         out[name] = mean_std([r["cost"].get(key) for r in runs])[0]
+    timed = ((speed or {}).get("recipes") or {}).get(out["recipe"])
+    out["clips_per_s_one_run"] = timed["clips_per_s"] if timed else None
+    out["clips_per_s_one_run_vs_baseline"] = timed["clips_per_s_vs_baseline"] if timed else None
     for metric, name in (("R@1", "r1"), ("R@5", "r5"), ("R@10", "r10"), ("MdR", "mdr")):
         values = [r["retrieval"]["normal"]["vtc"]["t2v"][metric] for r in runs]
         out[name] = values
@@ -144,10 +160,16 @@ def sparsify_off_cell(r: dict, d: int) -> str:
     return cell + ")"
 
 
-def ablation_table(rows: list[dict], cfg: AblationConfig) -> Table:
+def one_run_cell(r: dict) -> str:
+    if r.get("clips_per_s_one_run") is None:
+        return DASH
+    return f"{fmt(r['clips_per_s_one_run'], 2)} ({r['clips_per_s_one_run_vs_baseline']:.2f}x)"
+
+
+def ablation_table(rows: list[dict], cfg: AblationConfig, speed: dict | None = None) -> Table:
     d = cfg.decimals
     columns = ["Run", "Recipe", "Seeds", "Video tokens after masking", "after sparsification", "GFLOP / clip",
-               "Clips / s", "Train wall (s)", "t2v R@1", "R@5", "R@10", "MdR", "R@1 95% CI",
+               "Clips / s", "Train wall (s)", "Clips / s, one run (x baseline)", "t2v R@1", "R@5", "R@10", "MdR", "R@1 95% CI",
                "Order-pair acc VTC / VTM", "Order pairs text / video / group", "R@1 sparsify off at test", "VTM"]
     table = Table("ablation", "Ablations and peers: cost against zero-shot retrieval (VTC ranking), "
                   "mean ± std over seeds", columns)
@@ -163,7 +185,7 @@ def ablation_table(rows: list[dict], cfg: AblationConfig) -> Table:
         table.rows.append([
             r["run"], r["recipe"] or DASH, str(n) if n > 1 else "1 (one seed)",
             fmt(r["tokens_after_masking"], d), fmt(r["tokens_after_sparsification"], d),
-            fmt(r["gflop_per_clip"], 2), fmt(r["clips_per_s"], 2), fmt(r["train_wall_s"], 0),
+            fmt(r["gflop_per_clip"], 2), fmt(r["clips_per_s"], 2), fmt(r["train_wall_s"], 0), one_run_cell(r),
             pm(r["r1_mean"], r["r1_std"], n, d), pm(r["r5_mean"], r["r5_std"], n, d),
             pm(r["r10_mean"], r["r10_std"], n, d), pm(r["mdr_mean"], r["mdr_std"], n, 1),
             f"[{fmt(ci[0], d)}, {fmt(ci[1], d)}]",
@@ -189,6 +211,16 @@ def ablation_table(rows: list[dict], cfg: AblationConfig) -> Table:
         "apart sits at exactly 50 per clip and at 0 on text. 'R@1 sparsify off': the same checkpoints evaluated with eval.retrieval.sparsify=false.",
         "mask-no-mvm separates MVM's effect from masking's: smaug's masking and sparsification without MVM.",
     ]
+    if speed is None:
+        table.notes.append(f"Clips / s, one run: {cfg.speed_bench} not found (`python -m train.ablation_bench`, "
+                           "stage ablation-speed).")
+    else:
+        table.notes.append(
+            f"Clips / s and Train wall: each training run's own, averaged over its seeds; runs made on different "
+            f"days compare days as well as recipes. Clips / s, one run: every recipe timed in one run "
+            f"({speed['timed_steps']} steps each after {speed['warmup_steps']} warm-up, {speed['schedule']}; "
+            f"{speed['machine']['torch_threads']} threads), and its ratio to {speed['baseline']}'s: the column "
+            f"to compare recipes' speed by ({cfg.speed_bench}).")
     return table
 
 
@@ -275,14 +307,15 @@ def claim_outputs(rows: dict[str, dict], cfg: AblationConfig) -> tuple[Table, di
 
 def write_outputs(cfg: AblationConfig, params: dict, params_path, overrides: list[str]) -> list[Path]:
     rows = {row: load_row(cfg, row, params_path) for row in cfg.rows}
-    summaries = [summarise(rows[row], cfg) for row in cfg.rows]
+    speed = load_speed_bench(cfg, params_path)
+    summaries = [summarise(rows[row], cfg, speed) for row in cfg.rows]
     claim_table, claim = claim_outputs(rows, cfg)
     stamp = provenance.stamp(params, ABLATION_KEYS, overrides=overrides)
     ablation = {"rows": summaries, "extra_seeds": list(cfg.extra_seeds), "seeded": list(cfg.seeded),
-                provenance.FIELD: stamp}
+                "speed_bench": cfg.speed_bench if speed else None, provenance.FIELD: stamp}
     claim[provenance.FIELD] = stamp
     written = []
-    for table, payload, name in ((ablation_table(summaries, cfg), ablation, "ablation"), (claim_table, claim, "claim")):
+    for table, payload, name in ((ablation_table(summaries, cfg, speed), ablation, "ablation"), (claim_table, claim, "claim")):
         md = Path(cfg.out_dir) / f"{name}.md"
         js = Path(cfg.json_dir) / f"{name}.json"
         # one line to the provenance, as every table has (eval.tables); the runs and params hash live in the JSON

@@ -200,6 +200,7 @@ class AblationConfig:
     eval_dirs: list[str] = field(default_factory=lambda: ["results/eval", "results/ablation/eval"])  # <run>.json, first found
     metrics_dirs: list[str] = field(default_factory=lambda: ["results/metrics", "results/ablation/metrics"])  # pretrain-<run>.json
     sparsify_off_dir: str = "results/ablation/eval-sparsify-off"  # <run>.json evaluated with eval.retrieval.sparsify=false
+    speed_bench: str = "results/bench/ablation_speed.json"  # every recipe timed in one run (train.ablation_bench)
     out_dir: str = "results/tables"  # ablation.md, claim.md
     json_dir: str = "results/metrics"  # ablation.json, claim.json
     candidate: str = "smaug"  # the claim: this run ...

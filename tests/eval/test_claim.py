@@ -24,6 +24,7 @@ def ws(tmp_path):
         "eval_dirs": [str(tmp_path / "eval"), str(tmp_path / "ablation/eval")],
         "metrics_dirs": [str(tmp_path / "metrics"), str(tmp_path / "ablation/metrics")],
         "sparsify_off_dir": str(tmp_path / "off"), "out_dir": str(tmp_path / "tables"),
+        "speed_bench": str(tmp_path / "bench" / "ablation_speed.json"),
         "json_dir": str(tmp_path / "metrics"), "bootstrap": 400})
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
@@ -264,3 +265,43 @@ def test_a_two_seed_row_says_its_interval_is_heavy_tailed(ws):
     _, _, _, table = run_ablation(ws)
     assert "smaug: 2 seeds: their spread enters the interval as Student's t on 1 degree of freedom" in table
     assert "dense: 2 seeds" in table
+
+
+def write_speed_bench(ws, clips_per_s: dict[str, float], made_with: list[str] = ()) -> None:
+    """A one-run speed benchmark as train.ablation_bench writes it; ``made_with``: params changed
+    from the current ones (not recorded as overrides, as if params.yaml had said so)."""
+    base = clips_per_s["dense"]
+    data = {"baseline": "dense", "timed_steps": 6, "warmup_steps": 1, "machine": {"torch_threads": 2},
+            "schedule": "one step of every recipe per round",
+            "recipes": {name: {"clips_per_s": v, "clips_per_s_vs_baseline": v / base} for name, v in clips_per_s.items()},
+            FIELD: stamp(load_params(ws["params"], overrides=list(made_with)), PRETRAIN_KEYS)}
+    path = ws["root"] / "bench" / "ablation_speed.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def test_one_run_speed_column_compares_recipes_against_dense(ws):
+    claim_runs(ws, smaug=40.0, dense=30.0, equal_time=10.0, seeds=1)
+    _, ablation, _, table = run_ablation(ws)
+    assert all(r.get("clips_per_s_one_run") is None for r in ablation["rows"] if r["seeds"])
+    assert "ablation_speed.json not found" in table and ablation["speed_bench"] is None
+
+    write_speed_bench(ws, {"dense": 8.0, "smaug": 20.0, "mac": 18.0})
+    _, ablation, _, table = run_ablation(ws)
+    rows = {r["run"]: r for r in ablation["rows"]}
+    assert rows["smaug"]["clips_per_s_one_run"] == 20.0
+    assert rows["smaug"]["clips_per_s_one_run_vs_baseline"] == pytest.approx(2.5)
+    # dense at equal time is the dense recipe: the same speed per step
+    assert rows["dense-equal-time"]["clips_per_s_one_run_vs_baseline"] == pytest.approx(1.0)
+    assert "| 20.00 (2.50x) |" in table.split("| smaug |")[1].split("\n")[0]
+    assert "| 8.00 (1.00x) |" in table.split("| dense |")[1].split("\n")[0]
+    assert "Clips / s, one run (x baseline)" in table and "compare days as well as recipes" in table
+
+
+def test_a_speed_bench_of_other_params_is_refused(ws, capsys):
+    claim_runs(ws, smaug=40.0, dense=30.0, equal_time=10.0, seeds=1)
+    write_speed_bench(ws, {"dense": 8.0, "smaug": 20.0}, made_with=["loader.batch_size=4"])
+    assert ablation_main(["--params", str(ws["params"])]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "ablation_speed.json" in err
+    assert not (ws["root"] / "tables" / "ablation.md").exists()

@@ -180,6 +180,12 @@ def test_ablation_runs_match_params_and_list_what_their_recipe_reads():
     deps = set(s["ablation"]["deps"])
     assert {f"results/ablation/eval/{r}.json" for r in runs} <= deps
     assert s["ablation"]["params"] == ["ablation"]
+    # the one-run speed column times every recipe of the table (dense-equal-time is dense's recipe)
+    assert base["speed_bench"] in deps and s["ablation-speed"]["metrics"] == [{base["speed_bench"]: {"cache": False}}]
+    timed = {r for r in base["rows"] if r != "dense-equal-time"}
+    assert {f"pipeline/recipes/{r}.yaml" for r in timed} <= set(s["ablation-speed"]["deps"])
+    from train.ablation_bench import RECIPES
+    assert set(RECIPES) == timed
     for name in ("eval-zero-shot", "eval-sparsify-off"):
         assert s[name]["do"]["params"] == stages()["eval"]["params"]
 

@@ -17,6 +17,7 @@ ENTRY_POINTS = {
     "pipeline.launch.train": [],
     "train.finetune": ["--task", "qa"],
     "train.bench": [],
+    "train.ablation_bench": [],
     "train.data.bench": [],
     "eval.evaluate": [],
     "eval.tables": [],
