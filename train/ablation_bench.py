@@ -30,7 +30,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -39,7 +38,7 @@ from pipeline import cli
 from pipeline.config import load_params
 from pipeline.provenance import FIELD, PRETRAIN_KEYS, stamp
 from train import cost
-from train.bench import read_batches
+from train.bench import read_batches, timed_step
 from train.pretrain import load_run_config
 from train.trainer import Trainer, default_loss
 
@@ -105,14 +104,7 @@ def measure(runs: dict[str, dict], warmup: int, steps: int) -> dict[str, dict]:
     with tqdm(total=total * len(names), desc="ablation recipes' speed", unit="step") as bar:
         for i in range(total):
             for name in round_order(names, i):
-                trainer, batch = trainers[name], batches[name][i % len(batches[name])]
-                trainer.schedule.apply(trainer.schedule_step)
-                t0, c0 = time.perf_counter(), time.process_time()
-                trainer.train_step([batch])
-                if trainer.device.type == "cuda":
-                    torch.cuda.synchronize()
-                dt, dc = time.perf_counter() - t0, time.process_time() - c0
-                trainer.step += 1
+                dt, dc = timed_step(trainers[name], batches[name][i % len(batches[name])])
                 if i >= warmup:
                     times[name].append(dt)
                     cpu[name].append(dc)

@@ -105,6 +105,18 @@ def read_batches(run: dict, count: int) -> list[dict]:
     return batches
 
 
+def timed_step(trainer: Trainer, batch: dict) -> tuple[float, float]:
+    """One training step: (wall seconds, this process's CPU seconds), the device synchronised."""
+    trainer.schedule.apply(trainer.schedule_step)
+    t0, c0 = time.perf_counter(), time.process_time()
+    trainer.train_step([batch])
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize()
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    trainer.step += 1
+    return dt, dc
+
+
 def run_bench(args) -> dict:
     from train.model import SMAUG
 
@@ -140,14 +152,7 @@ def run_bench(args) -> dict:
             order = names if i % 2 == 0 else names[::-1]
             batch = batches[i % len(batches)]
             for name in order:
-                trainer = trainers[name]
-                trainer.schedule.apply(trainer.schedule_step)
-                t0, c0 = time.perf_counter(), time.process_time()
-                trainer.train_step([batch])
-                if trainer.device.type == "cuda":
-                    torch.cuda.synchronize()
-                dt, dc = time.perf_counter() - t0, time.process_time() - c0
-                trainer.step += 1
+                dt, dc = timed_step(trainers[name], batch)
                 if i >= args.warmup:
                     times[name].append(dt)
                     cpu[name].append(dc)

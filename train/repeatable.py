@@ -7,7 +7,7 @@ run could not check a committed number. One thread repeated itself, at 1.45x the
 
 torch's deterministic mode swaps the kernels whose order of additions varies from run to run for
 ones with a fixed order. With it, three 30-step runs on 2 threads were identical to the last bit,
-and their training took no longer (17.2-17.9 s against 17.6-19.5 s without; README, Results).
+and their training took no longer (17.2-17.9 s against 17.6-19.5 s without; README, "Settings").
 It is the top-level ``deterministic`` setting of params.yaml, read by every training program.
 """
 
