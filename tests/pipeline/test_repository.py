@@ -66,6 +66,20 @@ def test_git_ignores_what_a_training_leaves_beside_its_run_folder():
     assert kept.stdout == ""  # nothing the project tracks
 
 
+def test_every_ablation_run_keeps_its_weights_out_of_git():
+    """Each run of ablation/dvc.yaml writes a checkpoint folder of ~180 MB under models/ablation/
+    (no stage declares it: the numbers are kept, not the weights); `git add -A` after a run must
+    not pick one up. mask-no-mvm's seeds once were not ignored."""
+    import yaml
+
+    stages = yaml.safe_load((ROOT / "ablation" / "dvc.yaml").read_text())["stages"]
+    runs = [item["run"] for item in stages["eval-zero-shot"]["foreach"].values()]
+    assert len(runs) >= 14
+    paths = [f"models/ablation/{run}/model.safetensors" for run in runs]
+    found = subprocess.run(["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True)
+    assert found.stdout.split() == paths
+
+
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci/run").read_text()
