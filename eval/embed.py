@@ -5,8 +5,9 @@ Two kinds of video source, one transform:
 * **raw video files** (a folder, any format ffmpeg reads): each file is probed and normalised
   exactly as ``python -m preprocess`` does (``preprocess.probe`` + ``preprocess.normalise``, with
   the checkpoint's own ``preprocess:`` settings), then decoded by the loader's CPU path with the
-  evaluation plan (middle frame of each segment, centre crop, the checkpoint's size and
-  normalisation). A clip's features therefore equal the ones evaluation computes from its shard.
+  evaluation plan (middle frame of each segment, the test view of ``eval.view``'s default: the
+  whole frame resized to the checkpoint's size; its normalisation). A clip's features therefore
+  equal the ones evaluation computes from its shard.
   Videos longer than ``preprocess.max_window_s`` become several windows (``<key>_w000`` ...).
 * **WebDataset shards**: through the evaluation loader itself (``build_loader(train=False)``).
 
@@ -123,7 +124,15 @@ def clip_key(path: Path, root: Path | None) -> str:
     return rel.with_suffix("").as_posix()
 
 
-def read_video_file(path: str | Path, loader_cfg, pre_cfg, key: str | None = None) -> list[Clip]:
+def default_view() -> str:
+    """The test view evaluation uses unless told otherwise (``eval.view``'s default)."""
+    from eval.config import EvalConfig
+
+    return EvalConfig.view
+
+
+def read_video_file(path: str | Path, loader_cfg, pre_cfg, key: str | None = None,
+                    view: str | None = None) -> list[Clip]:
     """One :class:`Clip` per window of a raw video file; raises ``BadVideo`` / ``CorruptVideo``
     when the file cannot be read (the caller decides whether to skip)."""
     from preprocess.normalise import normalise_video
@@ -143,7 +152,8 @@ def read_video_file(path: str | Path, loader_cfg, pre_cfg, key: str | None = Non
             # the evaluation plan of train.data.samples.plan_sample (train=False), without a caption
             indices = sample_frame_indices(int(info["num_frames"]), loader_cfg.num_frames, loader_cfg.sampling,
                                            train=False, rng=None, stride=loader_cfg.contiguous_stride)
-            augment = draw_augment(loader_cfg, int(info["height"]), int(info["width"]), train=False, rng=None)
+            augment = draw_augment(loader_cfg, int(info["height"]), int(info["width"]), train=False, rng=None,
+                                   view=view or default_view())
             sample_key = key + out["suffix"]
             plan = PlannedSample(sample_key, Path(out["path"]).read_bytes(), {"key": sample_key, "video": info},
                                  indices, augment, "")
@@ -151,7 +161,8 @@ def read_video_file(path: str | Path, loader_cfg, pre_cfg, key: str | None = Non
     return clips
 
 
-def folder_clips(folder: str | Path, loader_cfg, pre_cfg, progress: bool = True) -> Iterator[Clip | Unreadable]:
+def folder_clips(folder: str | Path, loader_cfg, pre_cfg, progress: bool = True,
+                 view: str | None = None) -> Iterator[Clip | Unreadable]:
     """Every video file under ``folder`` (sorted), as clips; unreadable files as :class:`Unreadable`."""
     from tqdm import tqdm
 
@@ -165,19 +176,21 @@ def folder_clips(folder: str | Path, loader_cfg, pre_cfg, progress: bool = True)
             yield Unreadable(str(path), problem)
             continue
         try:
-            yield from read_video_file(path, loader_cfg, pre_cfg, clip_key(path, root))
+            yield from read_video_file(path, loader_cfg, pre_cfg, clip_key(path, root), view)
         except (BadVideo, CorruptVideo) as err:
             yield Unreadable(str(path), str(err))
 
 
-def shard_clips(shards: str, loader_cfg, progress: bool = True, tokenizer_path=None) -> Iterator[Clip | Unreadable]:
+def shard_clips(shards: str, loader_cfg, progress: bool = True, tokenizer_path=None,
+                view: str | None = None) -> Iterator[Clip | Unreadable]:
     """Samples of WebDataset shards through the evaluation loader; the loader's skipped samples
     (broken video, no caption) come out as :class:`Unreadable` naming the key."""
     from tqdm import tqdm
 
     from train.data import build_loader
 
-    loader = build_loader(loader_cfg, shards, train=False, text="caption", seed=0, tokenizer_path=tokenizer_path)
+    loader = build_loader(loader_cfg, shards, train=False, text="caption", seed=0, tokenizer_path=tokenizer_path,
+                          view=view or default_view())
     bar = tqdm(desc="embed videos", unit="clip", disable=not progress)
     reported = 0
     for batch in loader:
@@ -257,22 +270,23 @@ def embed_clips(model, clips: Iterator[Clip | Unreadable], loader_cfg, *, batch_
 
 
 def embed_videos(model, videos: str | Path, *, batch_size: int = 8, keep_tokens: bool = False,
-                 keep_frames: bool = True, progress: bool = True) -> Embedded:
-    """Every clip of a folder of video files or of shards (see the module docstring)."""
+                 keep_frames: bool = True, progress: bool = True, view: str | None = None) -> Embedded:
+    """Every clip of a folder of video files or of shards (see the module docstring);
+    ``view``: the test view (None: evaluation's default)."""
     loader_cfg = loader_settings(model, batch_size=batch_size)
     if is_shard_source(videos):
-        clips = shard_clips(str(videos), loader_cfg, progress, tokenizer_path=model.cfg.text.path)
+        clips = shard_clips(str(videos), loader_cfg, progress, tokenizer_path=model.cfg.text.path, view=view)
     else:
-        clips = folder_clips(videos, loader_cfg, preprocess_settings(model), progress)
+        clips = folder_clips(videos, loader_cfg, preprocess_settings(model), progress, view=view)
     return embed_clips(model, clips, loader_cfg, batch_size=batch_size, keep_tokens=keep_tokens,
                        keep_frames=keep_frames)
 
 
-def embed_video_files(model, paths: Sequence[str | Path]) -> torch.Tensor:
+def embed_video_files(model, paths: Sequence[str | Path], view: str | None = None) -> torch.Tensor:
     """L2-normalised features ``[N, E]`` of video files (one row per window; unreadable: error)."""
     loader_cfg = loader_settings(model)
     pre_cfg = preprocess_settings(model)
-    clips = (c for p in paths for c in read_video_file(p, loader_cfg, pre_cfg))
+    clips = (c for p in paths for c in read_video_file(p, loader_cfg, pre_cfg, view=view))
     return torch.from_numpy(embed_clips(model, clips, loader_cfg, keep_frames=False).matrix())
 
 

@@ -84,9 +84,9 @@ class BatchCache:
     decode each test set once. Evaluation batches are deterministic (middle frames), so
     reusing them changes nothing but the time."""
 
-    def __init__(self, seed: int, enabled: bool = True, tokenizer_path=None):
+    def __init__(self, seed: int, enabled: bool = True, tokenizer_path=None, view: str = "centre"):
         # One recipe's checkpoints share its text tower, so its vocabulary (None: the default).
-        self.seed, self.enabled, self.tokenizer_path = seed, enabled, tokenizer_path
+        self.seed, self.enabled, self.tokenizer_path, self.view = seed, enabled, tokenizer_path, view
         self._store: dict[tuple, list[dict]] = {}
         self._skipped: dict[tuple, list] = {}
         self._loaders: dict[tuple, Any] = {}
@@ -98,7 +98,7 @@ class BatchCache:
         if key in self._store:
             return self._store[key]
         loader = build_loader(loader_cfg, shards, train=False, text=text, seed=self.seed,
-                              tokenizer_path=self.tokenizer_path)
+                              tokenizer_path=self.tokenizer_path, view=self.view)
         if not self.enabled:
             self._loaders[key] = loader  # its skips are known once a pass has read it
             return loader
@@ -397,7 +397,7 @@ def evaluate_recipe(params: dict, recipe: str, overrides: list[str] | tuple[str,
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     pre = resolve_checkpoint(Path(cfg.pretrain_dir) / recipe)
-    cache = BatchCache(seed, tokenizer_path=model_config_of(read_state(pre)).text.path)
+    cache = BatchCache(seed, tokenizer_path=model_config_of(read_state(pre)).text.path, view=cfg.view)
     finetune = to_dict(section(params, FinetuneConfig, "finetune"))
     out: dict[str, Any] = {"recipe": recipe, "params": {"eval": to_dict(cfg), "finetune": finetune, "seed": seed},
                            "checkpoints": {}, "zero_shot": {}, "finetuned": {}, "not_finetuned": [],

@@ -204,7 +204,7 @@ def cmd_embed_video(args, *, as_index: bool) -> int:
 
     model = SMAUG.from_pretrained(args.checkpoint)
     emb = embed_videos(model, args.videos, batch_size=args.batch_size, keep_tokens=as_index and args.tokens,
-                       keep_frames=as_index, progress=not args.no_progress)
+                       keep_frames=as_index, progress=not args.no_progress, view=args.view)
     report_skipped(emb)
     if not emb.keys:
         return cli.fail(f"{args.videos}: no readable video ({len(emb.skipped)} skipped)")
@@ -261,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a folder of video files (any format ffmpeg reads), or WebDataset shards")
         s.add_argument("--out", required=True, metavar="FILE")
         s.add_argument("--batch-size", type=cli.positive_int, default=8)
+        s.add_argument("--view", choices=("whole", "centre"), default=None,
+                       help="the frame the model sees: whole (resized to its square) or centre (its centre "
+                            "square); default: evaluation's (eval.view's default, whole)")
         s.add_argument("--no-progress", action="store_true")
         if name == "index":
             s.add_argument("--tokens", action="store_true",

@@ -215,7 +215,9 @@ def setting_label(setting: str, metrics: dict, data: dict, task: str) -> str:
     if task == "qa" and "candidates" in metrics["normal"]:
         parts.append(f"MLM head over {metrics['normal']['candidates']} answers")
     if frames:
-        parts.append(f"{frames} frames")
+        # results older than eval.view (2026-12-05) were evaluated on the centre square
+        view = data["params"]["eval"].get("view", "centre")
+        parts.append(f"{frames} frames" + (", whole frame" if view == "whole" else ", centre square"))
     if "frames_ensemble" in metrics:
         parts.append(f"frame ensemble: {metrics['frames_ensemble']['label']}")
     return ", ".join(parts)

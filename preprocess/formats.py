@@ -61,7 +61,7 @@ from preprocess.images import read_cc3m, read_coco, read_img2dataset
 
 FORMATS = ("webvid", "msrvtt", "msrvtt_1ka", "clipbert", "singularity", "paragraph",
            "msrvtt_qa", "msvd_qa", "tgif_qa", "msrvtt_mc", "lsmdc_mc", "lsmdc_fib", "lsmdc", "anet_qa",
-           "ssv2_template", "ssv2_label", "cc3m", "coco", "img2dataset")
+           "ssv2_template", "ssv2_label", "table", "msvd", "cc3m", "coco", "img2dataset")
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
 # Terminal escape sequences whole ("\x1b[31m"), then any other C0 / C1 control character
@@ -622,12 +622,129 @@ def read_ssv2_label(path: Path, split: str | None = None) -> Iterator[dict]:
     return _read_ssv2(path, split, "label")
 
 
+# ----------------------------------------------------------------------------- any table of captions
+
+# Column names a video-caption table uses, most specific first (compared case-insensitively,
+# with "-" and " " read as "_"). A collection made by hand, a scrape (HD-VILA, Panda-70M,
+# InternVid) or VATEX (``videoID``, ``enCap``) names its two columns with one of these.
+VIDEO_COLUMNS = ("video", "video_id", "videoid", "video_path", "video_name", "video_file", "vid",
+                 "clip", "clip_id", "clip_name", "clip_path", "file", "filename", "file_name", "path",
+                 "filepath", "youtube_id", "ytid", "media", "id")
+CAPTION_COLUMNS = ("caption", "captions", "encap", "en_caption", "en_captions", "text", "sentence",
+                   "sentences", "description", "descriptions", "desc", "title", "annotation", "utterance")
+SPLIT_COLUMNS = ("split", "subset")
+
+
+def _column_key(name: str) -> str:
+    return re.sub(r"[\s-]+", "_", str(name).strip()).lower()
+
+
+def table_columns(names) -> tuple[str | None, str | None]:
+    """(video column, caption column) of a table with these column names, as the file spells
+    them; None where no name matches."""
+    by_key: dict[str, str] = {}
+    for name in names:
+        by_key.setdefault(_column_key(name), name)
+    video = next((by_key[k] for k in VIDEO_COLUMNS if k in by_key), None)
+    caption = next((by_key[k] for k in CAPTION_COLUMNS if k in by_key), None)
+    return video, caption
+
+
+def _table_video(value: Any) -> tuple[Any, str | None]:
+    """(video id, path as written): a value with a folder or a video / image extension names a
+    file (``videos/a1.mp4`` -> id ``a1``); anything else is an id matched against file stems."""
+    from preprocess.images import is_image_path
+    from preprocess.sources import VIDEO_SUFFIXES
+    if isinstance(value, str):
+        text = value.strip()
+        if "/" in text or "\\" in text or Path(text).suffix.lower() in VIDEO_SUFFIXES or is_image_path(text):
+            return Path(text.replace("\\", "/")).stem, text
+    return value, None
+
+
+def _sniff_delimiter(path: Path) -> str:
+    """A TSV's header has tabs; a CSV's commas (whichever the header has more of)."""
+    with path.open("rb") as f:
+        header = f.readline().decode("utf-8", errors="surrogateescape")
+    return "\t" if path.suffix == ".tsv" or header.count("\t") > header.count(",") else ","
+
+
+def _table_records(path: Path) -> Iterator[tuple[str, Any, str | None]]:
+    """(origin, record, error) of a table in any of CSV, TSV, JSON or JSONL. A JSON object
+    mapping each video to its caption (or captions) reads as records too."""
+    if path.suffix in (".csv", ".tsv", ".txt"):
+        yield from _csv_records(path, set(), "table", delimiter=_sniff_delimiter(path))
+        return
+    if path.suffix != ".jsonl":
+        data = _load_json(path)
+        if isinstance(data, dict) and data and all(_is_caption_value(v) for v in data.values()):
+            for vid, caps in data.items():
+                yield f"{path.name}:{vid}", {"video": vid, "caption": caps}, None
+            return
+    yield from _records(path)
+
+
+def _is_caption_value(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, list) and bool(value)
+                                      and all(isinstance(c, str) for c in value))
+
+
+def read_table(path: Path, split: str | None = None) -> Iterator[dict]:
+    """Any table with a video column and a caption column (``VIDEO_COLUMNS``,
+    ``CAPTION_COLUMNS``): CSV / TSV with a header, a JSON list, JSONL, or a JSON object
+    ``{video: caption or [captions]}``. A list of captions is a row per caption; a ``split``
+    or ``subset`` column filters rows under ``--split``."""
+    columns: tuple[str | None, str | None] | None = None
+    for origin, rec, err in _table_records(path):
+        bad = _bad_record(origin, rec, err, "a video column and a caption column")
+        if bad:
+            yield bad
+            continue
+        if columns is None:  # every record of one file names its columns alike
+            columns = table_columns(rec.keys())
+            missing = [what for what, col in zip(("video", "caption"), columns) if col is None]
+            if missing:
+                raise AnnotationError(
+                    f"{path}: no {' and no '.join(missing)} column among {sorted(map(str, rec.keys()))}; "
+                    f"a video column is one of {', '.join(VIDEO_COLUMNS)}, a caption column one of "
+                    f"{', '.join(CAPTION_COLUMNS)} (any case)")
+        video_col, caption_col = columns
+        own_split = next((rec[k] for k in rec if _column_key(k) in SPLIT_COLUMNS), None)
+        if not in_split(own_split, split):
+            continue
+        row_split = own_split.strip() if isinstance(own_split, str) and own_split.strip() else split
+        vid, want = _table_video(rec.get(video_col))
+        caption = rec.get(caption_col)
+        if isinstance(caption, list):
+            for j, c in enumerate(caption):
+                yield _row(f"{origin}.{caption_col}[{j}]", vid, caption=c, want_path=want, split=row_split)
+            continue
+        yield _row(origin, vid, caption=caption, want_path=want, split=row_split)
+
+
+def read_msvd(path: Path, split: str | None = None) -> Iterator[dict]:
+    """Lines ``<video id> <caption>`` (MSVD / YouTube2Text's ``AllVideoDescriptions.txt``);
+    lines starting with ``#`` are comments."""
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            line = raw.decode("utf-8", errors="surrogateescape").strip().lstrip("\ufeff")
+            if not line or line.startswith("#"):
+                continue
+            origin = f"{path.name}:line {lineno}"
+            parts = line.split(None, 1)
+            if len(parts) < 2:
+                yield _row(origin, parts[0], caption=None, split=split)
+                continue
+            yield _row(origin, parts[0], caption=parts[1], split=split)
+
+
 READERS = {
     "webvid": read_webvid, "msrvtt": read_msrvtt, "msrvtt_1ka": read_msrvtt_1ka,
     "clipbert": read_clipbert, "singularity": read_singularity, "paragraph": read_paragraph,
     "msrvtt_qa": read_msrvtt_qa, "msvd_qa": read_msvd_qa, "tgif_qa": read_tgif_qa,
     "msrvtt_mc": read_msrvtt_mc, "lsmdc_mc": read_lsmdc_mc, "lsmdc_fib": read_lsmdc_fib, "lsmdc": read_lsmdc,
     "anet_qa": read_anet_qa, "ssv2_template": read_ssv2_template, "ssv2_label": read_ssv2_label,
+    "table": read_table, "msvd": read_msvd,
     "cc3m": read_cc3m, "coco": read_coco, "img2dataset": read_img2dataset,
 }
 
@@ -665,7 +782,13 @@ def detect_format(path: Path) -> str:
             return "tgif_qa"
         if _looks_like_cc3m(header, cols):
             return "cc3m"
-        raise AnnotationError(f"{path}: cannot tell the format from the header {sorted(cols)}; pass --format")
+        if all(table_columns(cols)):
+            return "table"
+        if path.suffix == ".txt" and _looks_like_id_caption_lines(path):
+            return "msvd"
+        raise AnnotationError(f"{path}: cannot tell the format from the header {sorted(cols)}; pass --format "
+                              f"(a table needs a video column, one of {', '.join(VIDEO_COLUMNS)}, and a caption "
+                              f"column, one of {', '.join(CAPTION_COLUMNS)})")
     rec = _first_record(path)
     if isinstance(rec, dict):
         if "annotations" in rec and "images" in rec and "videos" not in rec:
@@ -688,8 +811,30 @@ def detect_format(path: Path) -> str:
             return "paragraph"
         if ("video" in rec or "image" in rec) and "caption" in rec:
             return "singularity"
+        if all(table_columns(rec.keys())):
+            return "table"
+        if path.suffix != ".jsonl" and rec and all(_is_caption_value(v) for v in rec.values()) \
+                and isinstance(_load_json(path), dict):
+            return "table"  # {video: caption or [captions]}
     raise AnnotationError(f"{path}: cannot tell the annotation format from its first record; pass --format "
                           f"({', '.join(FORMATS)})")
+
+
+def _looks_like_id_caption_lines(path: Path, lines: int = 20) -> bool:
+    """Do the first lines read ``<id> <caption of several words>`` (``#`` comments aside), as
+    MSVD's AllVideoDescriptions.txt does?"""
+    seen = 0
+    with path.open("rb") as f:
+        for raw in f:
+            line = raw.decode("utf-8", errors="replace").strip().lstrip("\ufeff")
+            if not line or line.startswith("#"):
+                continue
+            if "\t" in line or len(line.split()) < 3:
+                return False
+            seen += 1
+            if seen >= lines:
+                break
+    return seen > 0
 
 
 def _looks_like_cc3m(header: str, cols: set[str]) -> bool:

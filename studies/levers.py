@@ -8,7 +8,9 @@ step): ``--bank N`` studies/caption_bank, ``--unmasked-from S`` studies/unmasked
 ``--caption-order W [--caption-order-same-form | --caption-order-same-words]`` studies/order, ``--frame-order``
 studies/frame_order, ``--text-adapter N`` studies/text_adapter, ``--change-tokens``
 studies/change_tokens, ``--order-pooling`` studies/order_pooling, ``--verb-negatives W``
-studies/verb_negatives, ``--conv-stem`` studies/conv_stem, ``--segments W`` studies/segments. ``--neighbours G``
+studies/verb_negatives, ``--conv-stem`` studies/conv_stem, ``--segments W`` studies/segments. ``--view whole``
+(studies/view) changes the frames' boxes instead: the whole frame at test, boxes relative to the
+frame's aspect in training. ``--neighbours G``
 (studies/neighbours) changes the loader instead: batches of neighbour groups of G clips by caption
 similarity (run it with ``loader.num_workers=1``). With no flag it is plain ``train.pretrain``.
 ``--program evaluate`` runs ``eval.evaluate`` with the same model instead (needed when a study
@@ -149,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(studies/neighbours; 0: the loader's shuffle)")
     parser.add_argument("--neighbour-share", type=float, default=1.0,
                         help="about this share of each batch in neighbour groups, the rest single clips")
+    parser.add_argument("--view", choices=("centre", "whole"), default="centre",
+                        help="whole: evaluate on the whole frame and draw training boxes relative to its "
+                             "aspect (studies/view); centre: the loader's centre square and 3:4-4:3 boxes")
     parser.add_argument("--program", choices=("pretrain", "evaluate"), default="pretrain",
                         help="evaluate: run eval.evaluate with the same model (a study that adds "
                              "parameters needs it to load its checkpoints)")
@@ -180,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         from studies.neighbours.batches import install
 
         install(args.neighbours, args.neighbour_share)
+    if args.view != "centre":
+        from studies.view.frames import install as install_view
+
+        install_view(args.view)
     return pretrain_with(model, pretrain_argv, program=args.program)
 
 

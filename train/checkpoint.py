@@ -14,7 +14,9 @@ Writing (:func:`save_checkpoint`): the new folder is written as ``.NAME.tmp-PID`
 last), the old one renamed to ``.NAME.old-PID``, the new one renamed in, the old one removed.
 A kill at any point leaves a complete checkpoint under one of those names; :func:`repair`, run
 by the writer before it starts, puts the newest complete one back under the real name and
-removes the rest. :func:`is_complete` is the one rule for "there is a checkpoint here", used by
+removes the rest. A run folder that is a symbolic link (to scratch space), or lies below one, is
+written where the links lead (:func:`real_folder`): the swap happens beside the target, and the
+link stays a link. :func:`is_complete` is the one rule for "there is a checkpoint here", used by
 pre-training and fine-tuning resume and by evaluation.
 
 Reading: :func:`resume` (training state), :func:`load_model` (the SMAUG model of a folder),
@@ -141,10 +143,11 @@ def save_checkpoint(
     ``skipped_steps``: the optimiser steps it skipped (where the lr schedule stands).
     """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    rewrite = folder.exists()
+    real = real_folder(folder)  # the swap's renames are of the folder, never of a link to it
+    real.parent.mkdir(parents=True, exist_ok=True)
+    rewrite = real.exists()
     hook = (lambda point: _test_hook(point, folder)) if rewrite else (lambda point: None)
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    tmp = real.parent / f".{real.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
@@ -152,23 +155,34 @@ def save_checkpoint(
         _write_checkpoint_files(tmp, model, optimizer, schedule, scaler, skipped_steps, step, state, extra, hook)
     except (OSError, SafetensorError, RuntimeError) as err:  # a full disk: OSError, SafetensorError, torch.save's RuntimeError
         shutil.rmtree(tmp, ignore_errors=True)  # give the space back
-        kept = f"the previous checkpoint ({folder}) is kept" if folder.exists() else "no earlier checkpoint exists"
+        kept = f"the previous checkpoint ({folder}) is kept" if real.exists() else "no earlier checkpoint exists"
         raise CheckpointWriteError(f"{folder}: checkpoint of step {step} not written ({err}); {kept}; "
                               "free space (it needs room for two copies while swapping) and rerun the same "
                               "command to resume") from err
     hook("written")
     # Swap in: the old folder is moved aside first so there is always one complete copy.
-    old = folder.parent / f".{folder.name}.old-{os.getpid()}"
+    old = real.parent / f".{real.name}.old-{os.getpid()}"
     if old.exists():
         shutil.rmtree(old)
-    if folder.exists():
-        folder.rename(old)
+    if real.exists():
+        real.rename(old)
         hook("aside")
-    tmp.rename(folder)
+    tmp.rename(real)
     hook("swapped")
     if old.exists():
         shutil.rmtree(old)
     return folder
+
+
+def real_folder(folder: str | Path) -> Path:
+    """Where ``folder`` really is: every symbolic link in its path followed, the last one too
+    (a link whose target does not exist yet leads there).
+
+    Users link a run folder, or the folder above it, to scratch space. Renaming the path itself
+    moved the link aside and put a plain folder on the link's disk in its place (then failed to
+    remove the "old" folder, a link); the swap and its leftovers belong beside the target.
+    """
+    return Path(os.path.realpath(folder))
 
 
 def _write_checkpoint_files(tmp, model, optimizer, schedule, scaler, skipped_steps, step, state, extra, hook) -> None:
@@ -277,8 +291,9 @@ def is_complete(folder: str | Path) -> bool:
 
 
 def leftovers(folder: str | Path) -> list[Path]:
-    """What interrupted writes of ``folder`` left beside it (``.NAME.tmp-PID``, ``.NAME.old-PID``)."""
-    folder = Path(folder)
+    """What interrupted writes of ``folder`` left beside it (``.NAME.tmp-PID``, ``.NAME.old-PID``;
+    beside the target, for a linked folder: :func:`real_folder`)."""
+    folder = real_folder(folder)
     if not folder.parent.is_dir():
         return []
     pattern = re.compile(rf"\.{re.escape(folder.name)}\.(tmp|old)-\d+")
@@ -300,7 +315,8 @@ def repair(folder: str | Path) -> list[str]:
     copy, so a kill during the repair is repaired by the next one. Only the process that writes
     ``folder`` may call this, before it writes (a live writer's temporary folder would go too).
     """
-    folder = Path(folder)
+    named = Path(folder)
+    folder = real_folder(named)  # a linked run folder is repaired where it is written
     found = leftovers(folder)
     if not found:
         return []
@@ -315,7 +331,7 @@ def repair(folder: str | Path) -> list[str]:
             folder.rename(aside)
             found.append(aside)
         best.rename(folder)
-        done.append(f"restored {folder} from {best.name} (an interrupted checkpoint write)")
+        done.append(f"restored {named} from {best.name} (an interrupted checkpoint write)")
     for p in found:
         if p != best and p.exists():
             shutil.rmtree(p)

@@ -12,11 +12,12 @@
   (:class:`train.tasks.MultipleChoice`).
 
 Safety and resume come from :class:`train.trainer.Trainer` and :mod:`train.run`, as in
-pre-training: atomic checkpoints every ``ckpt_every`` steps, SIGTERM/SIGUSR1 write one and exit
-75, a non-finite loss stops the run naming the batch. Rerunning the same command continues an
-unfinished run and leaves a finished one alone, but only when the folder was made from the same
-pre-trained checkpoint, settings and shards; otherwise it stops and says what differs
-(``--fresh`` starts over). The weights are read from safetensors only.
+pre-training: atomic checkpoints every ``ckpt_every`` steps, a stop signal (SIGTERM, SIGUSR1,
+SIGUSR2, SIGINT, SIGHUP: :mod:`train.signals`) writes one and exits 75, a non-finite loss stops
+the run naming the batch. Rerunning the same command continues an unfinished run and leaves a
+finished one alone, but only when the folder was made from the same pre-trained checkpoint,
+settings and shards; otherwise it stops and says what differs (``--fresh`` starts over). The
+weights are read from safetensors only.
 """
 
 from __future__ import annotations
@@ -239,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         return cli.print_config(params)
     from train.checkpoint import CheckpointWriteError
     from train.run import fail_on_fault
-    from train.signals import STOP
+    from train.signals import STOP, tell
     from train.trainer import EXIT_INTERRUPTED, TrainingInterrupted
 
     try:
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return cli.fail(err, 1 if isinstance(err, CheckpointWriteError) else cli.EXIT_CONFIG)
     except TrainingInterrupted as err:  # carries its own exit meaning
-        print(f"interrupted: {err}", file=sys.stderr)
+        tell(f"interrupted: {err}")  # stderr may be a terminal gone with a SIGHUP
         return EXIT_INTERRUPTED
     except (RuntimeError, OSError) as err:
         return fail_on_fault(err, f"finetune.{args.task}.lr")

@@ -28,9 +28,10 @@ from the two finished runs' metrics files. The DVC stage ``pretrain-equal-time``
 the paper's claim (``results/tables/claim.md``).
 
 Exit codes (:func:`main` returns them; SLURM / submitit wrappers read them):
-0 finished; 75 (``EXIT_INTERRUPTED``) stopped by SIGTERM/SIGUSR1/SIGUSR2 (at any moment, loader
-workers included: :mod:`train.signals`) after writing a checkpoint, or before the first step
-with nothing to save, so requeue and rerun the same command to continue; 2 a configuration
+0 finished; 75 (``EXIT_INTERRUPTED``) stopped by SIGTERM/SIGUSR1/SIGUSR2/SIGINT/SIGHUP (at any
+moment, loader workers included; SIGHUP not under ``nohup``: :mod:`train.signals`) after writing
+a checkpoint, or before the first step with nothing to save, so requeue and rerun the same
+command to continue; 2 a configuration
 problem (a bad or unknown key, a run folder made by other settings or data) or a checkpoint that
 cannot be loaded, printed as one ``error:`` line; any other exception (a non-finite loss naming
 its step and batch keys) propagates.

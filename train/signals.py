@@ -4,10 +4,15 @@ SLURM (time limit, pre-emption, ``scancel --signal``), ``docker stop`` and ``kil
 signal the whole process group, loader workers included. A worker that kept the default action
 would die and take the run with it before any checkpoint. So:
 
-* the main process records SIGTERM, SIGUSR1, SIGUSR2 and SIGINT (:data:`STOP`, entered at the
-  start of a program's ``main`` and again by the trainer's loop); the loop finishes the step in
-  flight, writes a checkpoint and the program exits :data:`EXIT_INTERRUPTED`. A second Ctrl-C
-  does not wait for the step: it raises ``KeyboardInterrupt`` at once;
+* the main process records SIGTERM, SIGUSR1, SIGUSR2, SIGINT and SIGHUP (:data:`STOP`, entered
+  at the start of a program's ``main`` and again by the trainer's loop); the loop finishes the
+  step in flight, writes a checkpoint and the program exits :data:`EXIT_INTERRUPTED`. A second
+  Ctrl-C does not wait for the step: it raises ``KeyboardInterrupt`` at once. A SIGHUP the
+  program was started ignoring (``nohup``) stays ignored (:func:`left_to_nohup`);
+* after a hang-up the terminal (or the ``| tee`` pipe) the run writes to may be gone: the
+  trainer's progress bar goes quiet rather than fail (:func:`train.trainer.on_progress_bar`),
+  and at exit stdout and stderr are pointed at /dev/null when they are gone
+  (:func:`mute_lost_streams`), so the interpreter's last flush cannot turn exit 75 into 1 or 120;
 * whatever ends the process, its loader workers are killed on the way out
   (:func:`kill_workers_at_exit`): they ignore SIGTERM, which is all multiprocessing sends them,
   so a worker blocked on a full pipe kept the exit waiting for ever (a bare Ctrl-C hung so);
@@ -26,12 +31,16 @@ No torch import here: the launchers import this module before (or without) the t
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 from typing import Any, Iterator
 
 EXIT_INTERRUPTED = 75  # sysexits EX_TEMPFAIL: checkpoint written, rerun (requeue) to continue
-# SIGINT: a Ctrl-C reaches the whole process group (and `dvc repro`'s stage) and means "stop"
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)
+# SIGINT: a Ctrl-C reaches the whole process group (and `dvc repro`'s stage) and means "stop";
+# SIGHUP: the terminal or ssh session the run was started from went away (or `kill -HUP`): its
+# default action killed the run, losing the steps since the last checkpoint
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT, signal.SIGHUP)
 WORKER_IGNORED = STOP_SIGNALS
 
 
@@ -58,9 +67,10 @@ class StopRequest:
     def install(self) -> None:
         """Record stop signals from now on (idempotent; no-op outside the main thread)."""
         kill_workers_at_exit()
+        mute_lost_streams_at_exit()
         try:
             for s in STOP_SIGNALS:
-                if s not in self._previous:
+                if s not in self._previous and not left_to_nohup(s):
                     self._previous[s] = signal.signal(s, self._handle)
         except ValueError:  # not the main thread: no handler, no stop
             self.restore()
@@ -85,6 +95,12 @@ class StopRequest:
 
 
 STOP = StopRequest()  # one per process: signal handlers are process-wide
+
+
+def left_to_nohup(signum: int) -> bool:
+    """Whether ``signum`` is a SIGHUP this process was started ignoring (``nohup``, a
+    ``trap '' HUP``): the person asked the run to outlive its terminal, so it is not a stop."""
+    return signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN
 
 
 @contextlib.contextmanager
@@ -151,3 +167,72 @@ def kill_workers_at_exit() -> None:
 
 
 _EXIT_HOOK = False
+
+
+def mute_lost_streams() -> list[str]:
+    """Point stdout and stderr at /dev/null where what they wrote to is gone; returns their names.
+
+    After a hang-up the terminal answers every write with EIO; a pipe whose reader died (``| tee``
+    closed with the terminal) with EPIPE. What is written there is lost anyway, but a write that
+    fails raises, and text still buffered makes the interpreter's last flush fail, which turns
+    the exit code of a run that saved its checkpoint (75) into 1 or 120. Gone: poll(2) says the
+    other end hung up or left, or a flush fails.
+    """
+    muted = []
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name, None)
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # None, closed, or not a file (pytest's capture)
+            continue
+        if _hung_up(fd) or not _flushes(stream):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()  # what was still buffered goes there
+            muted.append(name)
+    return muted
+
+
+def _hung_up(fd: int) -> bool:
+    """poll(2) on ``fd``: a hung-up terminal (POLLHUP) or a pipe or socket with no reader (POLLERR)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll() here: the flush decides
+        return False
+
+
+def _flushes(stream) -> bool:
+    try:
+        stream.flush()
+        return True
+    except OSError:
+        return False
+    except ValueError:  # closed: nothing left to flush
+        return True
+
+
+def mute_lost_streams_at_exit() -> None:
+    """Run :func:`mute_lost_streams` when this process exits (idempotent): after the program's
+    last words, before the interpreter's own flush of stdout and stderr."""
+    import atexit
+
+    global _MUTE_HOOK
+    if not _MUTE_HOOK:
+        atexit.register(mute_lost_streams)
+        _MUTE_HOOK = True
+
+
+_MUTE_HOOK = False
+
+
+def tell(message: str) -> None:
+    """``message`` on stderr, or nowhere when stderr is gone (a hang-up): the stop it reports
+    has been saved, and saying so must not end in a traceback."""
+    with contextlib.suppress(OSError, ValueError):
+        print(message, file=sys.stderr, flush=True)

@@ -12,9 +12,11 @@ What makes it safe to run unattended:
 
 * a non-finite loss or gradient norm stops the run with :class:`NonFiniteLossError`, naming
   the step and the sample keys of the batch, before the weights are touched;
-* SIGTERM, SIGUSR1 or SIGUSR2 (SLURM pre-emption / time limit, ``scancel --signal``, submitit)
-  finishes the step in flight, writes a checkpoint and raises :class:`TrainingInterrupted`; the
-  programs turn that into exit code :data:`EXIT_INTERRUPTED` (75, EX_TEMPFAIL: retry later).
+* SIGTERM, SIGUSR1 or SIGUSR2 (SLURM pre-emption / time limit, ``scancel --signal``, submitit),
+  SIGINT (Ctrl-C) or SIGHUP (a closed terminal or ssh session) finishes the step in flight,
+  writes a checkpoint and raises :class:`TrainingInterrupted`; the programs turn that into exit
+  code :data:`EXIT_INTERRUPTED` (75, EX_TEMPFAIL: retry later). A progress bar whose terminal
+  or pipe is gone is dropped, not fatal (:func:`on_progress_bar`).
   A signal that arrived before the loop (the program holds :data:`train.signals.STOP` from its
   start) stops it before the first step, with nothing new to save. See :mod:`train.signals`;
 * checkpoints are atomic (:mod:`train.checkpoint`) and hold the RNG state, so a resumed run
@@ -533,12 +535,7 @@ class Trainer:
         stats_sum: dict[str, float] = defaultdict(float)
         t_start, c_start = time.perf_counter(), time.process_time()
         self._fit_started = t_start
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=steps, initial=start_step, desc=self.desc, unit="step",
-                       dynamic_ncols=True)
+        bar = open_progress_bar(steps, start_step, self.desc) if self.progress else None
         last_row: dict[str, float] = {}
         self._stop_everywhere = False
         with STOP as self._stop:
@@ -599,11 +596,7 @@ class Trainer:
                             stats_sum[k[len("stats_"):]] += v
                     if self.step_hook is not None:
                         self.step_hook(self, row)
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix(loss=f"{row['loss']:.4f}",
-                                        clips_s=f"{row['clips_per_s']:.1f}",
-                                        wait=f"{wait / dt:.0%}" if dt > 0 else "-")
+                    bar = on_progress_bar(bar, show_step, row, wait / dt if dt > 0 else None)
                     if self.step % self.cfg.log_every == 0 or self.step == steps:
                         log_fault = None
                         try:
@@ -626,8 +619,7 @@ class Trainer:
                             # Asked while writing it: that checkpoint is the one to stop at.
                             raise TrainingInterrupted(self.step, self._stop.signum, path)
             finally:
-                if bar is not None:
-                    bar.close()
+                on_progress_bar(bar, lambda b: b.close())
         wall = time.perf_counter() - t_start
         done = self.step - start_step
         return FitResult(
@@ -679,6 +671,42 @@ class Trainer:
         self.live.log_metric("perf/data_wait_frac",
                              sum(window["data_wait_s"]) / step_time if step_time else 0.0)
         self.live.next_step()
+
+
+def open_progress_bar(steps: int, start_step: int, desc: str):
+    """The tqdm bar of a run, or None when its stream cannot take one (see :func:`on_progress_bar`)."""
+    from tqdm import tqdm
+
+    try:
+        return tqdm(total=steps, initial=start_step, desc=desc, unit="step", dynamic_ncols=True)
+    except OSError:
+        return None
+
+
+def on_progress_bar(bar, write: Callable[..., Any], *args: Any):
+    """``write(bar, *args)`` on a live bar (a step shown, the bar closed); returns the bar, or
+    None once a write has failed: the run goes on without one.
+
+    The bar writes to the terminal or pipe the run was started from, which can go away while the
+    run goes on: a hung-up terminal answers EIO (tqdm passes on every error but that one), a pipe
+    whose reader died (``| tee log`` closed with the terminal) EPIPE. A progress bar must not end
+    the run, nor, after a SIGHUP, cost it the checkpoint it is about to write (:mod:`train.signals`).
+    """
+    if bar is None:
+        return None
+    try:
+        write(bar, *args)
+    except OSError:
+        bar.disable = True  # tqdm's close() (and its __del__) write nothing more
+        return None
+    return bar
+
+
+def show_step(bar, row: dict[str, float], waited: float | None) -> None:
+    """One step on the bar: loss, clips/s and the share of the step spent waiting for data."""
+    bar.update(1)
+    bar.set_postfix(loss=f"{row['loss']:.4f}", clips_s=f"{row['clips_per_s']:.1f}",
+                    wait=f"{waited:.0%}" if waited is not None else "-")
 
 
 def forget_rows_after(plots_dir: Path, step: int) -> None:

@@ -69,6 +69,7 @@ def run_cli(capsys, *args) -> tuple[int, str, str]:
 def test_query_agrees_with_retrieval_evaluation(workspace, ckpt, shard_root, tmp_path, capsys):
     """For every test caption, the right video is in the query's top 10 exactly when evaluation
     ranks it within 10 (VTC, sparsification as trained): the hit rate equals eval's R@10."""
+    from eval.config import EvalConfig
     from eval.retrieval import evaluate_retrieval
     from train.checkpoint import loader_config_of, read_state
     from train.data import build_loader
@@ -85,7 +86,9 @@ def test_query_agrees_with_retrieval_evaluation(workspace, ckpt, shard_root, tmp
     state = read_state(ckpt)
     loader_cfg = loader_config_of(state, {}, num_frames=None, batch_size=8)
     model = SMAUG.from_pretrained(ckpt)
-    batches = list(build_loader(loader_cfg, str(shards), train=False, text="caption", seed=0))
+    # evaluation's own test view (eval.view's default), which the index must share
+    batches = list(build_loader(loader_cfg, str(shards), train=False, text="caption", seed=0,
+                                view=EvalConfig().view))
     result = evaluate_retrieval(model, batches, load_tokenizer(model.cfg.text.path), max_len=loader_cfg.max_len,
                                 rerank_k=0, curve_ks=(10,))
     emb = result["embeddings"]
@@ -133,6 +136,11 @@ def test_folder_of_files_embeds_as_evaluation_does(raw_videos, ckpt, tmp_path, c
                    "--no-progress")[0] == 0
     assert np.allclose(np.load(npy), files.feats.numpy(), atol=1e-6)
     assert (tmp_path / "feats.keys.txt").read_text().split() == files.keys
+    # --view centre: the 4:3 clips' centre squares, not the whole frames the default embeds
+    centre = tmp_path / "centre.npy"
+    assert run_cli(capsys, "embed-video", "--checkpoint", ckpt, "--videos", raw_videos["folder"], "--out", centre,
+                   "--view", "centre", "--no-progress")[0] == 0
+    assert not np.allclose(np.load(centre), files.feats.numpy(), atol=1e-3)
     texts = tmp_path / "texts.parquet"
     assert run_cli(capsys, "embed-text", "--checkpoint", ckpt, "--out", texts, "a red circle", "a blue square")[0] == 0
     import pyarrow.parquet as pq

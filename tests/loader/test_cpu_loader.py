@@ -70,6 +70,27 @@ def test_eval_batches_match_full_decode(h264_shards):
     assert seen == 16 and loader.stats["skipped"] == 0
 
 
+def test_eval_whole_view_sees_the_whole_frame(h264_shards):
+    """view="whole": each 128x96 frame is resized whole to 96x96 (the centre view cuts 16 px off
+    each side); the objects at the edges are in the batch. An unknown view is refused."""
+    cfg = LoaderConfig(**EVAL, image_size=96)
+    whole = next(iter(build_loader(cfg, str(h264_shards.folder), train=False, seed=0, view="whole")))
+    centre = next(iter(build_loader(cfg, str(h264_shards.folder), train=False, seed=0)))
+    assert whole["key"] == centre["key"] and torch.equal(whole["frame_indices"], centre["frame_indices"])
+    for j, key in enumerate(whole["key"]):
+        full = decode_all_frames(h264_shards.videos[key])[whole["frame_indices"][j].numpy()]
+        frames = torch.from_numpy(full).permute(0, 3, 1, 2).float()
+        # an independent path: plain bilinear resize of the whole frame, no antialiasing
+        ref = F.interpolate(frames, size=(96, 96), mode="bilinear", align_corners=False)
+        got = to_pixels(whole["video"][j], cfg)
+        assert (got - ref).abs().mean() < 6, key
+        cut = frames[:, :, :, 16:112]
+        assert (to_pixels(centre["video"][j], cfg) - cut).abs().max() < 1e-3
+        assert (got - cut).abs().mean() > 6, key  # not the centre square
+    with pytest.raises(ValueError, match="unknown test view 'middle'"):
+        build_loader(cfg, str(h264_shards.folder), train=False, seed=0, view="middle")
+
+
 def test_train_resize_matches_reference_within_tolerance(h264_shards):
     cfg = LoaderConfig(num_workers=0, shuffle_buffer=0, batch_size=4, image_size=64,
                        brightness=0.0, contrast=0.0, saturation=0.0)

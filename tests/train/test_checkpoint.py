@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -211,3 +212,84 @@ def test_every_swap_point_repairs_to_the_newest_complete_checkpoint(tmp_path, ti
     else:
         assert found == parent / "run" and ckpt.read_state(found)["step"] == expected
         ckpt.resume(found, model)  # loads
+
+
+# --------------------------------------------------------------------------- a linked run folder
+# Users link the run folder (models/pretrain/smaug) or its parent to scratch space: the checkpoint
+# is written in the link's target, and the link stays a link.
+
+
+def test_a_symlinked_run_folder_is_written_through_and_stays_a_link(tmp_path, tiny_params, build_tiny):
+    model, _ = build_tiny(tiny_params("dense"))
+    scratch = tmp_path / "scratch"
+    (tmp_path / "models").mkdir()
+    link = tmp_path / "models" / "run"
+    link.symlink_to(scratch / "run42")  # dangling until the first checkpoint: made where it points
+    for step in (1, 2):
+        assert ckpt.save_checkpoint(link, model, step=step) == link
+        assert link.is_symlink() and os.readlink(link) == str(scratch / "run42")
+        assert ckpt.read_state(scratch / "run42")["step"] == step
+    assert sorted(p.name for p in scratch.iterdir()) == ["run42"]  # no leftovers beside the target
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["run"]
+    assert ckpt.find_checkpoint(link) == link
+    ckpt.resume(link, model)
+
+    linked_parent = tmp_path / "linked"  # a link above the run folder
+    linked_parent.symlink_to(scratch)
+    for step in (3, 4):
+        ckpt.save_checkpoint(linked_parent / "other", model, step=step)
+    assert linked_parent.is_symlink() and ckpt.read_state(scratch / "other")["step"] == 4
+    assert sorted(p.name for p in scratch.iterdir()) == ["other", "run42"]
+
+
+@pytest.mark.parametrize("point", ["written", "aside", "swapped", "repair cut short"])
+def test_an_interrupted_write_through_a_link_is_repaired_in_its_target(tmp_path, tiny_params, build_tiny,
+                                                                       point):
+    """A kill in save_checkpoint through a linked run folder leaves its copies beside the target
+    (the writer works there): the next start repairs them there, and the link still leads to it."""
+    model, _ = build_tiny(tiny_params("dense"))
+    proto = ckpt.save_checkpoint(tmp_path / "proto" / "run", model, step=0)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    link = tmp_path / "models" / "smaug"
+    link.parent.mkdir()
+    link.symlink_to(scratch / "run")
+    layout, expected = SWAP_STATES[point]
+    for name, what in layout.items():
+        if what == "model only":
+            (scratch / name).mkdir()
+            (scratch / name / "model.safetensors").write_bytes((proto / "model.safetensors").read_bytes())
+        else:
+            _copy(proto, scratch / name, step=what, written_at=1000.0 + what)
+    assert ckpt.leftovers(link)  # found beside the target
+    assert ckpt.find_checkpoint(link) == link
+    assert sorted(p.name for p in scratch.iterdir()) == ["run"]
+    assert link.is_symlink() and ckpt.read_state(link)["step"] == expected
+    ckpt.save_checkpoint(link, model, step=9)
+    assert link.is_symlink() and ckpt.read_state(scratch / "run")["step"] == 9
+
+
+def test_pretrain_resumes_through_a_linked_run_folder(tmp_path, params_file, overrides, monkeypatch):
+    """`python -m train.pretrain` with models/smaug a link to scratch space: stopped (SIGUSR1) after
+    a rewrite of its checkpoint, then rerun to the end, all through the link."""
+    from tests.train.conftest import sigusr1_at
+    from train import pretrain
+    from train.trainer import EXIT_INTERRUPTED
+
+    scratch = tmp_path / "scratch" / "smaug"
+    scratch.mkdir(parents=True)
+    link = tmp_path / "models" / "smaug"
+    link.parent.mkdir()
+    link.symlink_to(scratch)
+    argv = ["--params", str(params_file), "--no-progress", *overrides("pretrain.steps=4", "pretrain.ckpt_every=1")]
+    original = Trainer.train_step
+    monkeypatch.setattr(Trainer, "train_step", sigusr1_at(2))
+    assert pretrain.main(argv) == EXIT_INTERRUPTED  # checkpoints at steps 1 and 2, the stop's at 3
+    assert link.is_symlink() and ckpt.read_state(scratch)["step"] == 3
+    monkeypatch.setattr(Trainer, "train_step", original)
+    assert pretrain.main(argv) == 0
+    assert link.is_symlink() and os.readlink(link) == str(scratch)
+    state = ckpt.read_state(scratch)
+    assert state["step"] == 4 and state["finished"] is True
+    assert sorted(p.name for p in scratch.parent.iterdir()) == ["smaug"]
+    assert not [p for p in link.parent.iterdir() if p.name not in ("smaug", ".smaug.lock")]

@@ -323,3 +323,170 @@ def test_a_second_ctrl_c_does_not_wait_for_the_step():
     finally:
         signal.signal(signal.SIGINT, previous)
     assert exits == []  # not chained: a Ctrl-C is the run's to stop, saved
+
+
+# --------------------------------------------------------------------------- SIGHUP: a hang-up
+# A closed terminal or a dropped ssh session sends SIGHUP (`kill -HUP` too): the run stops as on
+# SIGTERM, with a checkpoint, unless it was started under `nohup` (SIGHUP ignored). After a
+# hang-up the terminal or pipe the run wrote to may be gone: writing to it must not cost the save.
+
+
+def test_sighup_is_recorded_unless_it_was_ignored_at_the_start():
+    from train.signals import StopRequest
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        with StopRequest() as stop:
+            assert callable(signal.getsignal(signal.SIGHUP))  # else the signal below ends pytest
+            os.kill(os.getpid(), signal.SIGHUP)
+            assert stop.signum == signal.SIGHUP
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL  # given back
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # started under nohup
+        with StopRequest() as stop:
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGHUP)
+            assert stop.signum is None
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def test_group_sighup_mid_training_checkpoints_and_the_rerun_resumes(tmp_path, params_file, overrides):
+    steps = 16
+    proc, run = group_run(tmp_path, params_file, overrides, f"pretrain.steps={steps}")
+    wait_until(proc, tmp_path, lambda: len(loss_rows(tmp_path / "results")) >= 1, "a first step")
+    os.killpg(proc.pid, signal.SIGHUP)  # the terminal closed: the trainer and both loader workers
+    code, out = finish(proc, tmp_path)
+    assert code == EXIT_INTERRUPTED, out
+    assert "stopped by SIGHUP" in out and "Traceback" not in out and "DataLoader worker" not in out, out
+    run_dir = tmp_path / "models" / "smaug"
+    k = read_state(run_dir)["step"]
+    assert 1 <= k < steps and read_state(run_dir)["interrupted"] is True
+    assert [s for s, _ in loss_rows(tmp_path / "results")] == list(range(1, k + 1))
+
+    # The same command again (in this process) resumes at step k and finishes the curve.
+    assert pretrain.main(["--params", str(params_file), "--no-progress", *run]) == 0
+    assert read_state(run_dir)["step"] == steps and read_state(run_dir)["finished"] is True
+    assert [s for s, _ in loss_rows(tmp_path / "results")] == list(range(1, steps + 1))
+
+
+def ignore_sighup() -> None:
+    """What `nohup` does before it runs the program."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def test_a_run_started_under_nohup_trains_through_a_sighup(tmp_path, params_file, overrides):
+    steps = 6
+    run = [o for o in overrides(f"pretrain.steps={steps}") if not o.startswith("loader.num_workers=")]
+    log = (tmp_path / "run.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "train.pretrain", "--params", str(params_file), "--no-progress",
+                             *run], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=ignore_sighup)
+    wait_until(proc, tmp_path, lambda: catches(proc.pid, signal.SIGTERM), "handler installed")
+    assert not catches(proc.pid, signal.SIGHUP)  # left ignored, as nohup set it
+    wait_until(proc, tmp_path, lambda: len(loss_rows(tmp_path / "results")) >= 1, "a first step")
+    os.killpg(proc.pid, signal.SIGHUP)
+    code, out = finish(proc, tmp_path)
+    assert code == 0, out
+    assert read_state(tmp_path / "models" / "smaug")["finished"] is True
+    assert [s for s, _ in loss_rows(tmp_path / "results")] == list(range(1, steps + 1))
+
+
+def test_sighup_with_output_to_a_closed_pipe_still_checkpoints_and_exits_75(tmp_path, params_file, overrides):
+    """`python -m train.pretrain ... | tee log` in a terminal that closes: `tee` is gone, every
+    write to stdout/stderr (the progress bar, the stop message) fails with EPIPE."""
+    run = [o for o in overrides("pretrain.steps=60") if not o.startswith("loader.num_workers=")]
+    proc = subprocess.Popen([sys.executable, "-m", "train.pretrain", "--params", str(params_file), *run],
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},  # progress bar on
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(proc, tmp_path, lambda: len(loss_rows(tmp_path / "results")) >= 1, "a first step")
+        proc.stdout.close()  # the reader goes first
+        os.killpg(proc.pid, signal.SIGHUP)
+        proc.wait(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == EXIT_INTERRUPTED
+    state = read_state(tmp_path / "models" / "smaug")
+    assert state["interrupted"] is True and 1 <= state["step"] < 60
+    assert leftovers(tmp_path / "models") == []
+
+
+def test_a_hung_up_terminal_still_checkpoints_and_exits_75(tmp_path, params_file, overrides):
+    """The run's controlling terminal (a pty here) hangs up, as when the ssh session drops: the
+    kernel sends SIGHUP, and writes to the terminal fail with EIO from then on."""
+    import fcntl
+    import select
+    import termios
+    import threading
+
+    master, slave = os.openpty()
+
+    def take_terminal() -> None:  # in the child, after setsid: the pty becomes its terminal
+        fcntl.ioctl(1, termios.TIOCSCTTY, 0)
+
+    run = [o for o in overrides("pretrain.steps=60") if not o.startswith("loader.num_workers=")]
+    proc = subprocess.Popen([sys.executable, "-m", "train.pretrain", "--params", str(params_file), *run],
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},  # progress bar on
+                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                            preexec_fn=take_terminal)
+    os.close(slave)
+    shown, stop_reading = [], threading.Event()
+
+    def read_terminal() -> None:  # as the terminal would: the run never blocks on a full pty
+        while not stop_reading.is_set():
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    shown.append(os.read(master, 65536))
+                except OSError:
+                    return
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    try:
+        wait_until(proc, tmp_path, lambda: len(loss_rows(tmp_path / "results")) >= 1, "a first step")
+        stop_reading.set()
+        reader.join(5)
+        os.close(master)  # hang-up: SIGHUP to the run, its terminal gone
+        proc.wait(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    out = b"".join(shown).decode(errors="replace")
+    assert proc.returncode == EXIT_INTERRUPTED, out
+    state = read_state(tmp_path / "models" / "smaug")
+    assert state["interrupted"] is True and 1 <= state["step"] < 60
+    assert leftovers(tmp_path / "models") == []
+
+
+LAST_WORDS_SCRIPT = """
+import sys, time
+from train.signals import STOP, tell
+
+STOP.install()
+print("ready", flush=True)
+while STOP.signum is None:
+    time.sleep(0.05)
+tell("stopped by SIGHUP at step 3; checkpoint: models/smaug")  # the reader is gone: EPIPE
+print("checkpoint: models/smaug")  # buffered: the interpreter's last flush meets the EPIPE
+sys.exit(75)
+"""
+
+
+def test_last_words_to_a_closed_pipe_keep_exit_75(tmp_path):
+    """What a program says after a stop must not change its exit code: an unflushed print to a
+    pipe with no reader made the interpreter exit 1 (120 on some versions) instead of 75."""
+    (tmp_path / "last_words.py").write_text(LAST_WORDS_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout buffered, as by default
+    proc = subprocess.Popen([sys.executable, "last_words.py"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**env, "PYTHONPATH": str(REPO_ROOT)})
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        proc.stdout.close()
+        proc.stderr.close()
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=60) == EXIT_INTERRUPTED
+    finally:
+        if proc.poll() is None:
+            proc.kill()

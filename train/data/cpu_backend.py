@@ -82,8 +82,9 @@ class ClipDataset(IterableDataset):
 
     def __init__(self, cfg: LoaderConfig, urls: list[str], *, train: bool, text: str, seed: int,
                  rank: int, world_size: int, max_batches: int | None, tokenizer_path=None,
-                 decoder: str = "seek"):
+                 decoder: str = "seek", view: str = "centre"):
         self.cfg, self.urls, self.train, self.text, self.seed = cfg, urls, train, text, seed
+        self.view = view
         self.rank, self.world_size, self.max_batches = rank, world_size, max_batches
         self.tokenizer_path = tokenizer_path
         self.decoder = decoder
@@ -111,7 +112,8 @@ class ClipDataset(IterableDataset):
                 skipped.append((item.key, item.reason))
                 continue
             try:
-                plan = plan_sample(item, cfg, train=self.train, text=self.text, seed=self.seed, epoch=self.epoch)
+                plan = plan_sample(item, cfg, train=self.train, text=self.text, seed=self.seed, epoch=self.epoch,
+                                   view=self.view)
                 video = decode_clip(plan, cfg, self.decoder)
             except (CorruptVideo, ValueError, KeyError, TypeError) as err:
                 skipped.append((item.key, f"{type(err).__name__}: {err}"[:300]))

@@ -37,10 +37,12 @@ log = logging.getLogger(__name__)
 class PlannedBatches:
     """DALI's external source: each call returns one batch of inputs, planned in Python."""
 
-    def __init__(self, cfg: LoaderConfig, stream, *, train: bool, text: str, seed: int, epoch: int):
+    def __init__(self, cfg: LoaderConfig, stream, *, train: bool, text: str, seed: int, epoch: int,
+                 view: str = "centre"):
         self.num_planned = 8 if train else 4  # evaluation has no colour factors
         self.num_outputs = self.num_planned + 1  # + the is-image flag, always last
         self.cfg, self.stream, self.train, self.text, self.seed, self.epoch = cfg, stream, train, text, seed, epoch
+        self.view = view
         self.pending: collections.deque = collections.deque()  # (plans, skipped) per batch, FIFO
         self.trailing_skips: list = []
         self.done = False
@@ -54,7 +56,8 @@ class PlannedBatches:
                 skipped.append((item.key, item.reason))
                 continue
             try:
-                plan = plan_sample(item, self.cfg, train=self.train, text=self.text, seed=self.seed, epoch=self.epoch)
+                plan = plan_sample(item, self.cfg, train=self.train, text=self.text, seed=self.seed, epoch=self.epoch,
+                                   view=self.view)
                 info = item.meta["video"]
                 if is_image_sample(item.meta, item.video):
                     check_image(item.video, plan.indices, int(info["width"]), int(info["height"]))
@@ -119,7 +122,7 @@ def build_pipeline(cfg: LoaderConfig, source: PlannedBatches, *, device: str, tr
 
 
 def dali_batches(cfg: LoaderConfig, urls, *, epoch: int, device: str, train: bool, text: str, seed: int,
-                 rank: int, world_size: int, max_batches, tokenizer_path=None):
+                 rank: int, world_size: int, max_batches, tokenizer_path=None, view: str = "centre"):
     """Batch dicts (design.md keys plus the private skip report) from one DALI pipeline per rank."""
     from nvidia.dali.plugin.base_iterator import LastBatchPolicy
     from nvidia.dali.plugin.pytorch import DALIGenericIterator
@@ -127,7 +130,7 @@ def dali_batches(cfg: LoaderConfig, urls, *, epoch: int, device: str, train: boo
     tokenizer = load_tokenizer(tokenizer_path)
     stream = iter_samples(urls, rank=rank, world_size=world_size, worker=0, num_workers=1, seed=seed,
                           epoch=epoch, train=train, resampled=cfg.resampled, shuffle_buffer=cfg.shuffle_buffer)
-    source = PlannedBatches(cfg, stream, train=train, text=text, seed=seed, epoch=epoch)
+    source = PlannedBatches(cfg, stream, train=train, text=text, seed=seed, epoch=epoch, view=view)
     device_id = (torch.cuda.current_device() if torch.cuda.is_available() else 0) if device != "cpu" else None
     pipe = build_pipeline(cfg, source, device=device, train=train, device_id=device_id)
     pipe.build()

@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Iterator
 
+from train.data.augment import TEST_VIEWS
 from train.data.config import LoaderConfig
 from train.data.samples import SKIPPED
 from train.data.shards import SHARD_UNAVAILABLE, ShardUnavailable, expand_shards
@@ -64,12 +65,14 @@ class VideoTextLoader:
     def __init__(self, cfg: LoaderConfig, shards, *, train: bool, text: str = "caption", seed: int,
                  rank: int = 0, world_size: int = 1, epoch_length: int | None = None,
                  backend: str | None = None, tokenizer_path=None, dali_device: str = "mixed",
-                 cpu_decoder: str = "seek"):
+                 cpu_decoder: str = "seek", view: str = "centre"):
         if text not in ("caption", "question"):
             raise ValueError(f"text must be 'caption' or 'question', got {text!r}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} / world_size {world_size} is not a valid pair")
-        self.cfg = cfg
+        if view not in TEST_VIEWS:
+            raise ValueError(f"unknown test view {view!r} (one of {', '.join(TEST_VIEWS)})")
+        self.cfg, self.view = cfg, view
         self.urls = expand_shards(shards)
         self.train, self.text, self.seed = train, text, seed
         self.rank, self.world_size = rank, world_size
@@ -104,7 +107,7 @@ class VideoTextLoader:
     def _batches(self) -> Iterator[dict]:
         kwargs = dict(train=self.train, text=self.text, seed=self.seed, rank=self.rank,
                       world_size=self.world_size, max_batches=self.epoch_length,
-                      tokenizer_path=self.tokenizer_path)
+                      tokenizer_path=self.tokenizer_path, view=self.view)
         if self.backend == "cpu":
             from train.data.cpu_backend import ClipDataset, iter_cpu_batches
 
@@ -154,11 +157,12 @@ class VideoTextLoader:
 
 def build_loader(cfg: LoaderConfig, shards, *, train: bool, text: str = "caption", seed: int,
                  rank: int = 0, world_size: int = 1, epoch_length: int | None = None,
-                 tokenizer_path=None) -> VideoTextLoader:
+                 tokenizer_path=None, view: str = "centre") -> VideoTextLoader:
     """Batches of sparse-sampled, augmented clips with their tokenised text (design.md).
 
     ``tokenizer_path``: the text tower's folder (``model.text.path``; None: the offline
     default). Its vocabulary must be the model's: ids of another vocabulary would feed the
-    text tower the wrong words without any error."""
-    return VideoTextLoader(cfg, shards, train=train, text=text, seed=seed, rank=rank,
-                           world_size=world_size, epoch_length=epoch_length, tokenizer_path=tokenizer_path)
+    text tower the wrong words without any error. ``view``: the evaluation crop,
+    ``centre`` or ``whole`` (``augment.TEST_VIEWS``); ignored in training."""
+    return VideoTextLoader(cfg, shards, train=train, text=text, seed=seed, rank=rank, world_size=world_size,
+                           epoch_length=epoch_length, tokenizer_path=tokenizer_path, view=view)

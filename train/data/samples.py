@@ -32,8 +32,10 @@ class PlannedSample:
     text: str
 
 
-def plan_sample(raw: RawSample, cfg: LoaderConfig, *, train: bool, text: str, seed: int, epoch: int) -> PlannedSample:
-    """Raises ValueError / KeyError on metadata that cannot be planned (the caller skips it)."""
+def plan_sample(raw: RawSample, cfg: LoaderConfig, *, train: bool, text: str, seed: int, epoch: int,
+                view: str = "centre") -> PlannedSample:
+    """Raises ValueError / KeyError on metadata that cannot be planned (the caller skips it).
+    ``view``: the evaluation crop (``augment.TEST_VIEWS``); training draws its own boxes."""
     info = raw.meta["video"]
     num_frames, height, width = int(info["num_frames"]), int(info["height"]), int(info["width"])
     frames_rng = sample_rng(seed, epoch, raw.key, STREAM_FRAMES) if train else None
@@ -41,6 +43,6 @@ def plan_sample(raw: RawSample, cfg: LoaderConfig, *, train: bool, text: str, se
         num_frames, cfg.num_frames, cfg.sampling, train=train, rng=frames_rng, stride=cfg.contiguous_stride
     )
     aug_rng = sample_rng(seed, epoch, raw.key, STREAM_AUGMENT) if train else None
-    augment = draw_augment(cfg, height, width, train=train, rng=aug_rng)
+    augment = draw_augment(cfg, height, width, train=train, rng=aug_rng, view=view)
     chosen = pick_text(raw.meta, text, seed=seed, epoch=epoch, train=train)
     return PlannedSample(raw.key, raw.video, raw.meta, indices, augment, chosen)
