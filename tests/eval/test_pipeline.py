@@ -261,7 +261,7 @@ def test_tables_twice_identical_and_name_checkpoints(workspace, evaluated):
     out = Path(cfg.out_dir)
     ret = (out / "retrieval.md").read_text()
     assert sha(workspace["base"] / "models/pretrain/smaug/model.safetensors") in ret
-    assert "| smaug | measured | zero-shot, VTC ranking (VTM+VTC top-3 beside), 2 frames |" in ret
+    assert "| smaug | measured | zero-shot, VTC ranking (VTM+VTC top-3 beside), 2 frames, whole frame |" in ret
     smaug_row = next(r for r in csv.DictReader((out / "retrieval.csv").read_text().splitlines())
                      if r["Method"] == "smaug" and r["Setting"].startswith("zero-shot"))
     vtc = json.loads((Path(cfg.eval_dir) / "smaug.json").read_text())["zero_shot"]["retrieval"]["normal"]
@@ -273,7 +273,7 @@ def test_tables_twice_identical_and_name_checkpoints(workspace, evaluated):
     assert "synthetic ret_test (MSRVTT-style) R@1" in ret and "MSRVTT (1k-A) R@1" in ret
     assert "chance (6 test videos)" in ret
     qa = (out / "qa.md").read_text()
-    assert "| smaug | measured | zero-shot, MLM head over 8 answers, 2 frames |" in qa
+    assert "| smaug | measured | zero-shot, MLM head over 8 answers, 2 frames, whole frame |" in qa
     assert "MSRVTT-QA acc" in qa and "synthetic qa_test (MSRVTT-QA-style) acc" in qa
     cap_col, fib_col = "synthetic mc_caption_test (MSRVTT-MC-style) acc", "synthetic fib_test (LSMDC-FiB-style) acc"
     zs = next(r for r in csv.DictReader((out / "qa.csv").read_text().splitlines())

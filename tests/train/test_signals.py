@@ -106,13 +106,13 @@ def test_interrupt_then_rerun_continues_same_curve(tmp_path, params_file, overri
 # and signals the group at one moment of the run.
 
 
-def group_run(tmp_path, params_file, overrides, *extra, env=None):
+def group_run(tmp_path, params_file, overrides, *extra, env=None, preexec_fn=None):
     """`python -m train.pretrain` with the default two loader workers, in its own process group."""
     run = [o for o in overrides(*extra) if not o.startswith("loader.num_workers=")]
     cmd = [sys.executable, "-m", "train.pretrain", "--params", str(params_file), "--no-progress", *run]
     log = (tmp_path / "run.log").open("w")
     proc = subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})},
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec_fn)
     return proc, run
 
 
@@ -351,9 +351,15 @@ def test_sighup_is_recorded_unless_it_was_ignored_at_the_start():
         signal.signal(signal.SIGHUP, previous)
 
 
+def hang_up_kills() -> None:
+    """A child as a terminal starts it: SIGHUP at its default, whatever the test runner inherited
+    (a suite started under `nohup` passes SIGHUP ignored to every child)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def test_group_sighup_mid_training_checkpoints_and_the_rerun_resumes(tmp_path, params_file, overrides):
     steps = 16
-    proc, run = group_run(tmp_path, params_file, overrides, f"pretrain.steps={steps}")
+    proc, run = group_run(tmp_path, params_file, overrides, f"pretrain.steps={steps}", preexec_fn=hang_up_kills)
     wait_until(proc, tmp_path, lambda: len(loss_rows(tmp_path / "results")) >= 1, "a first step")
     os.killpg(proc.pid, signal.SIGHUP)  # the terminal closed: the trainer and both loader workers
     code, out = finish(proc, tmp_path)
@@ -398,7 +404,8 @@ def test_sighup_with_output_to_a_closed_pipe_still_checkpoints_and_exits_75(tmp_
     run = [o for o in overrides("pretrain.steps=60") if not o.startswith("loader.num_workers=")]
     proc = subprocess.Popen([sys.executable, "-m", "train.pretrain", "--params", str(params_file), *run],
                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},  # progress bar on
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=hang_up_kills)
     try:
         wait_until(proc, tmp_path, lambda: len(loss_rows(tmp_path / "results")) >= 1, "a first step")
         proc.stdout.close()  # the reader goes first
@@ -424,6 +431,7 @@ def test_a_hung_up_terminal_still_checkpoints_and_exits_75(tmp_path, params_file
     master, slave = os.openpty()
 
     def take_terminal() -> None:  # in the child, after setsid: the pty becomes its terminal
+        hang_up_kills()
         fcntl.ioctl(1, termios.TIOCSCTTY, 0)
 
     run = [o for o in overrides("pretrain.steps=60") if not o.startswith("loader.num_workers=")]
@@ -480,7 +488,8 @@ def test_last_words_to_a_closed_pipe_keep_exit_75(tmp_path):
     (tmp_path / "last_words.py").write_text(LAST_WORDS_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout buffered, as by default
     proc = subprocess.Popen([sys.executable, "last_words.py"], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**env, "PYTHONPATH": str(REPO_ROOT)})
+                            stderr=subprocess.PIPE, env={**env, "PYTHONPATH": str(REPO_ROOT)},
+                            preexec_fn=hang_up_kills)
     try:
         assert proc.stdout.readline() == b"ready\n"
         proc.stdout.close()
