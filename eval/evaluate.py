@@ -79,6 +79,24 @@ def rounded(value: Any, digits: int = 4) -> Any:
     return value
 
 
+def warn_unread_texts(texts: list[str], tokenizer_path, max_len: int, what: str) -> list[str]:
+    """Warn (and return the warnings) when the text tower cannot read many test texts or the
+    loader cuts many at ``max_len`` tokens: a query cut to its first words is ranked on them
+    alone, without any error. Pre-training checks its captions the same way (train.pretrain)."""
+    from train.data.text import load_tokenizer, truncation_warning, unknown_token_warning
+
+    try:
+        tokenizer = load_tokenizer(tokenizer_path)
+        found = [w for w in (unknown_token_warning(tokenizer, texts), truncation_warning(tokenizer, texts, max_len))
+                 if w]
+    except Exception as err:  # a check, never a reason to stop an evaluation
+        log.warning("test text check skipped: %r", err)
+        return []
+    for warning in found:
+        log.warning("test texts of %s: %s", what, warning)
+    return found
+
+
 class BatchCache:
     """Decoded test batches, kept so normal / shuffled / zero-shot / fine-tuned passes
     decode each test set once. Evaluation batches are deterministic (middle frames), so
@@ -106,6 +124,8 @@ class BatchCache:
         self._skipped[key] = [[str(k), str(r)] for k, r in loader.stats["skipped_keys"]]
         if not self._store[key]:
             raise ValueError(f"{shards}: the test set yielded no batch")
+        warn_unread_texts([t for b in self._store[key] for t in b["text"]], self.tokenizer_path,
+                          loader_cfg.max_len, f"{shards} ({text}s)")
         return self._store[key]
 
     def skipped(self, loader_cfg, shards: str, text: str) -> list[list[str]]:

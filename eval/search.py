@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--batch-size", type=cli.positive_int, default=8)
         s.add_argument("--view", choices=("whole", "centre"), default=None,
                        help="the frame the model sees: whole (resized to its square) or centre (its centre "
-                            "square); default: evaluation's (eval.view's default, whole)")
+                            "square); default: evaluation's (eval.view's default, centre)")
         s.add_argument("--no-progress", action="store_true")
         if name == "index":
             s.add_argument("--tokens", action="store_true",

@@ -10,7 +10,7 @@ wide videos.
 What changes (nothing else: frames, timing, colours and captions are drawn as before):
 - the test view is the whole frame resized to the model's square (``whole_frame_box``), as
   Singularity and VindLU evaluate (``Resize((S, S))``); objects in a wide frame look wider
-  (since 2026-12-05 the project's own evaluation does this by default: ``eval.view: whole``);
+  (the project's evaluation does this with ``eval.view: whole`` since 2026-12-05);
 - the training box takes its aspect relative to the frame's own (``frame_relative_box``), so the
   largest box is the whole frame, squeezed as the test view squeezes it, and a box of ratio 1
   has the frame's shape.

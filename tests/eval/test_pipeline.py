@@ -261,7 +261,7 @@ def test_tables_twice_identical_and_name_checkpoints(workspace, evaluated):
     out = Path(cfg.out_dir)
     ret = (out / "retrieval.md").read_text()
     assert sha(workspace["base"] / "models/pretrain/smaug/model.safetensors") in ret
-    assert "| smaug | measured | zero-shot, VTC ranking (VTM+VTC top-3 beside), 2 frames, whole frame |" in ret
+    assert "| smaug | measured | zero-shot, VTC ranking (VTM+VTC top-3 beside), 2 frames, centre square |" in ret
     smaug_row = next(r for r in csv.DictReader((out / "retrieval.csv").read_text().splitlines())
                      if r["Method"] == "smaug" and r["Setting"].startswith("zero-shot"))
     vtc = json.loads((Path(cfg.eval_dir) / "smaug.json").read_text())["zero_shot"]["retrieval"]["normal"]
@@ -273,7 +273,7 @@ def test_tables_twice_identical_and_name_checkpoints(workspace, evaluated):
     assert "synthetic ret_test (MSRVTT-style) R@1" in ret and "MSRVTT (1k-A) R@1" in ret
     assert "chance (6 test videos)" in ret
     qa = (out / "qa.md").read_text()
-    assert "| smaug | measured | zero-shot, MLM head over 8 answers, 2 frames, whole frame |" in qa
+    assert "| smaug | measured | zero-shot, MLM head over 8 answers, 2 frames, centre square |" in qa
     assert "MSRVTT-QA acc" in qa and "synthetic qa_test (MSRVTT-QA-style) acc" in qa
     cap_col, fib_col = "synthetic mc_caption_test (MSRVTT-MC-style) acc", "synthetic fib_test (LSMDC-FiB-style) acc"
     zs = next(r for r in csv.DictReader((out / "qa.csv").read_text().splitlines())
@@ -674,3 +674,22 @@ def test_ctrl_c_in_evaluation_is_one_line_and_the_shells_status(workspace, finet
     monkeypatch.setattr(evaluate_mod, "evaluate_recipe", interrupted)
     assert evaluate_mod.main(args) == 130  # it was a traceback and 1, the status of a machine fault
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("interrupted: ")
+
+
+def test_test_texts_cut_at_max_len_are_named(shard_root, caplog):
+    """Evaluation warns when the loader cuts many test captions (pre-training did already; the
+    second-style audit found 66 of 100 test queries cut without a word at evaluation)."""
+    import logging
+
+    from eval.evaluate import BatchCache, warn_unread_texts
+    from train.data import LoaderConfig
+
+    caplog.set_level(logging.WARNING, logger="eval.evaluate")
+    cache = BatchCache(seed=0)
+    cache.get(LoaderConfig(num_workers=0, batch_size=4, max_len=4), str(shard_root / "ret_test"), "caption")
+    said = [r.getMessage() for r in caplog.records if "test texts of" in r.getMessage()]
+    assert len(said) == 1 and "6 of 6 texts (100%) are longer than loader.max_len=4" in said[0], said
+    caplog.clear()
+    cache.get(LoaderConfig(num_workers=0, batch_size=4, max_len=32), str(shard_root / "ret_test"), "caption")
+    assert not [r for r in caplog.records if "test texts of" in r.getMessage()]
+    assert warn_unread_texts(["a red circle moves"] * 3, None, 32, "x") == []

@@ -136,11 +136,11 @@ def test_folder_of_files_embeds_as_evaluation_does(raw_videos, ckpt, tmp_path, c
                    "--no-progress")[0] == 0
     assert np.allclose(np.load(npy), files.feats.numpy(), atol=1e-6)
     assert (tmp_path / "feats.keys.txt").read_text().split() == files.keys
-    # --view centre: the 4:3 clips' centre squares, not the whole frames the default embeds
-    centre = tmp_path / "centre.npy"
-    assert run_cli(capsys, "embed-video", "--checkpoint", ckpt, "--videos", raw_videos["folder"], "--out", centre,
-                   "--view", "centre", "--no-progress")[0] == 0
-    assert not np.allclose(np.load(centre), files.feats.numpy(), atol=1e-3)
+    # --view whole: the 4:3 clips' whole frames, not the centre squares the default embeds
+    whole = tmp_path / "whole.npy"
+    assert run_cli(capsys, "embed-video", "--checkpoint", ckpt, "--videos", raw_videos["folder"], "--out", whole,
+                   "--view", "whole", "--no-progress")[0] == 0
+    assert not np.allclose(np.load(whole), files.feats.numpy(), atol=1e-3)
     texts = tmp_path / "texts.parquet"
     assert run_cli(capsys, "embed-text", "--checkpoint", ckpt, "--out", texts, "a red circle", "a blue square")[0] == 0
     import pyarrow.parquet as pq

@@ -11,10 +11,9 @@ Not here on purpose:
 - strong hue jitter: captions name colours; hue rotation defaults to 0 degrees.
 
 The test view (``view``): ``centre`` cuts each frame to its centre square (the ImageNet habit);
-``whole`` resizes the whole frame to the square, as Singularity and VindLU evaluate. A caption
-names what the whole clip shows, and the centre square of a 16:9 frame drops 44% of its width:
-on the built-in benchmark 23 of 100 test clips start with an object outside it, and the whole
-view raised zero-shot R@1 on all six smaug and dense checkpoints measured (studies/view).
+``whole`` resizes the whole frame to the square, as Singularity and VindLU evaluate. The centre
+square of a 16:9 frame drops 44% of its width; the whole view squeezes it into a shape the
+training boxes (aspect 3:4 to 4:3) never show. Each won on one of two sets (studies/view).
 """
 
 from __future__ import annotations
