@@ -5,9 +5,9 @@ Two kinds of video source, one transform:
 * **raw video files** (a folder, any format ffmpeg reads): each file is probed and normalised
   exactly as ``python -m preprocess`` does (``preprocess.probe`` + ``preprocess.normalise``, with
   the checkpoint's own ``preprocess:`` settings), then decoded by the loader's CPU path with the
-  evaluation plan (middle frame of each segment, the test view of ``eval.view``'s default: the
-  whole frame resized to the checkpoint's size; its normalisation). A clip's features therefore
-  equal the ones evaluation computes from its shard.
+  evaluation plan (middle frame of each segment, the test view of ``eval.view``'s default, the
+  centre square, unless ``view`` says otherwise; the checkpoint's size and normalisation). A
+  clip's features therefore equal the ones evaluation computes from its shard.
   Videos longer than ``preprocess.max_window_s`` become several windows (``<key>_w000`` ...).
 * **WebDataset shards**: through the evaluation loader itself (``build_loader(train=False)``).
 

@@ -8,7 +8,7 @@ outside the centre square (19 of its 34 16:9 clips), and the same holds for any 
 wide videos.
 
 What changes (nothing else: frames, timing, colours and captions are drawn as before):
-- the test view is the whole frame resized to the model's square (``whole_frame_box``), as
+- the test view is the whole frame resized to the model's square (``train.data.augment.whole_frame``), as
   Singularity and VindLU evaluate (``Resize((S, S))``); objects in a wide frame look wider
   (the project's evaluation does this with ``eval.view: whole`` since 2026-12-05);
 - the training box takes its aspect relative to the frame's own (``frame_relative_box``), so the
@@ -27,11 +27,6 @@ import dataclasses
 import numpy as np
 
 VIEWS = ("centre", "whole")
-
-
-def whole_frame_box(height: int, width: int) -> tuple[int, int, int, int]:
-    """(top, left, height, width) of the whole frame."""
-    return 0, 0, height, width
 
 
 def frame_relative_box(height: int, width: int, scale, ratio, rng: np.random.Generator) -> tuple[int, int, int, int]:
@@ -57,7 +52,7 @@ def install(view: str) -> None:
 
     def draw_augment(cfg, height: int, width: int, *, train: bool, rng, view: str = "whole"):
         if not train:
-            return augment.Augment(*whole_frame_box(height, width))
+            return augment.Augment(*augment.whole_frame(height, width))
         colours = original(cfg, height, width, train=True, rng=rng)  # the box it drew is replaced
         box = frame_relative_box(height, width, cfg.crop_scale, cfg.crop_ratio, rng)
         return dataclasses.replace(colours, top=box[0], left=box[1], height=box[2], width=box[3])

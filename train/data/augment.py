@@ -72,7 +72,7 @@ def whole_frame(height: int, width: int) -> tuple[int, int, int, int]:
     return 0, 0, height, width
 
 
-def test_box(height: int, width: int, view: str) -> tuple[int, int, int, int]:
+def eval_box(height: int, width: int, view: str) -> tuple[int, int, int, int]:
     """The evaluation crop box of ``view`` (:data:`TEST_VIEWS`)."""
     if view == "centre":
         return centre_square(height, width)
@@ -85,7 +85,7 @@ def draw_augment(cfg: LoaderConfig, height: int, width: int, *, train: bool, rng
                  view: str = "centre") -> Augment:
     """Training: a random box and colour factors from ``rng``. Evaluation: ``view``'s box, no colour change."""
     if not train:
-        return Augment(*test_box(height, width, view))
+        return Augment(*eval_box(height, width, view))
     box = random_resized_box(height, width, cfg.crop_scale, cfg.crop_ratio, rng)
     return Augment(
         *box,
